@@ -1,0 +1,32 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-all bench tensorboard clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python run.py -m technique=baseline,prune,quant,kd,pipeline
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m '' tests
+
+bench: $(STAMP)
+	$(BIN)/python -m experiments.bench
+
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir outputs
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,361 @@
+"""One job, read top to bottom:
+
+cfg -> datamodule -> baseline (cached: load or train) -> technique stages (callbacks on a
+fine-tune fit, or the distillation module) -> measure -> results.json + TensorBoard."""
+import copy
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from compressor import artifact, cache, export, measure
+from compressor.errors import ConfigError
+from compressor.modules import Classifier
+
+log = logging.getLogger("compressor")
+
+
+def plain(node):
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """Hash of the resolved config minus where things are written: the identity of a job."""
+    spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+class History(L.Callback):
+    """Validation accuracy at the end of every epoch (sanity checks excluded)."""
+
+    def __init__(self):
+        self.val_acc = []
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and "val/acc" in trainer.callback_metrics:
+            self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
+
+
+# -- validation before any training -------------------------------------------------------
+def check(cfg: DictConfig) -> None:
+    t = cfg.train
+    if not (isinstance(t.epochs, int) and t.epochs >= 1):
+        raise ConfigError(f"train.epochs={t.epochs}: must be an integer >= 1")
+    for stage in stages(cfg.technique):
+        if not (isinstance(stage.epochs, int) and stage.epochs >= 0):
+            raise ConfigError(f"technique.epochs={stage.epochs}: must be an integer >= 0")
+        if not stage.lr > 0:
+            raise ConfigError(f"technique.lr={stage.lr}: must be > 0")
+    if cfg.latency.threads < 1:
+        raise ConfigError(f"latency.threads={cfg.latency.threads}: must be >= 1")
+
+
+def stages(technique: DictConfig) -> list:
+    """A technique is one stage (its own keys) or a pipeline naming stages in `order`."""
+    if "order" in technique:
+        missing = [s for s in technique.order if s not in technique]
+        if missing:
+            raise ConfigError(f"technique.order names {missing}, not sections of technique; "
+                              f"sections: {[k for k in technique if k not in ('name', 'order')]}")
+        return [technique[s] for s in technique.order]
+    return [technique] if technique.get("kind", "baseline") != "baseline" else []
+
+
+# -- building blocks ------------------------------------------------------------------------
+def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None) -> dict:
+    history = History()
+    cbs = [history, *callbacks]
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val/acc", mode="max",
+                               save_top_k=1, enable_version_counter=False)
+        cbs.append(ckpt)
+    logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
+                          enable_checkpointing=ckpt is not None, default_root_dir=str(run_dir))
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    seconds = time.perf_counter() - start
+    if ckpt is not None and ckpt.best_model_path:  # continue from the best validation epoch
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    return {"val/acc_per_epoch": history.val_acc, "val/acc_best": max(history.val_acc, default=None),
+            "train/time_s": seconds, "epochs": epochs}
+
+
+def optim_args(cfg, lr=None) -> dict:
+    t = cfg.train
+    return dict(optimizer=t.optimizer, lr=float(lr or t.lr), weight_decay=t.weight_decay, momentum=t.momentum,
+                scheduler=t.scheduler)
+
+
+def load_checkpoint(path: str, arch: dict, key: str) -> torch.nn.Module:
+    """Our artifact, a Lightning .ckpt of a Classifier, or a plain state dict."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{key}={path}: no such file; give a model.pt artifact, a Lightning .ckpt or a state dict")
+    try:
+        return artifact.load(path)
+    except (ValueError, KeyError, AttributeError, TypeError):
+        pass
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    state = {k.removeprefix("model."): v for k, v in state.items()}
+    model = instantiate(arch)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"{key}={path}: weights do not fit {arch['_target_']} ({str(exc).splitlines()[0]})") from None
+    return model
+
+
+def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
+    """A trained model for `net_cfg` (model or teacher): a given checkpoint, or the cache (train if absent)."""
+    if net_cfg.get("checkpoint"):
+        model = load_checkpoint(net_cfg.checkpoint, plain(net_cfg.net), f"{key}.checkpoint")
+        return model, {"checkpoint": str(net_cfg.checkpoint)}, Path(net_cfg.checkpoint)
+    dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "download")}
+    spec = {"dataset": dataset, "model": {"name": net_cfg.name, **plain(net_cfg.net)}, "train": plain(cfg.train),
+            "seed": cfg.seed}
+
+    def build(folder: Path) -> dict:
+        log.info("training %s on %s (%d epochs): nothing cached for this recipe", net_cfg.name, cfg.dataset.name,
+                 cfg.train.epochs)
+        L.seed_everything(cfg.seed, workers=True)
+        module = Classifier(instantiate(net_cfg.net), dm.num_classes, **optim_args(cfg))
+        record = fit(cfg, module, dm, run_dir, f"train_{net_cfg.name}", cfg.train.epochs,
+                     checkpoint_dir=folder / "checkpoints")
+        artifact.save(module.model, folder / "model.pt", plain(net_cfg.net), [{"stage": "train", **record}])
+        return record
+
+    entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build)
+    if not built:
+        log.info("reused cached %s from %s (trained once, not retrained)", net_cfg.name, entry)
+    return artifact.load(entry / "model.pt"), {**record, "cache_entry": str(entry), "trained_now": built}, entry / "model.pt"
+
+
+def evaluate(model, dm, example, cfg, artifact_path=None, float_model=None) -> dict:
+    logits, labels = measure.predict(model, dm.test_dataloader())
+    val_logits, val_labels = measure.predict(model, dm.val_dataloader())
+    out = {"test/acc": measure.accuracy(logits, labels), "val/acc": measure.accuracy(val_logits, val_labels)}
+    out.update(measure.profile(model, example, artifact_path, threads=cfg.latency.threads, reps=cfg.latency.reps,
+                               float_model=float_model))
+    return out, logits
+
+
+# -- the job ----------------------------------------------------------------------------------
+def main(cfg: DictConfig):
+    try:
+        return _main(cfg)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _main(cfg: DictConfig):
+    run_dir = Path(cfg.paths.run_dir)
+    ident = fingerprint(cfg)
+    done = Path(cfg.paths.index_dir) / f"{ident}.json"
+    if not cfg.rerun and done.is_file():
+        earlier = Path(json.loads(done.read_text())["results"])
+        if earlier.is_file():
+            log.info("skipping: %s already holds results for this exact config (rerun=true to run again)", earlier)
+            results = json.loads(earlier.read_text())
+            results.setdefault("run", {})["reused_from"] = str(earlier)
+            write_json(run_dir / "results.json", results)
+            return objective(cfg, results)
+
+    # everything that can be wrong is checked before any training
+    check(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = instantiate(cfg.dataset)
+    dm.prepare_data()
+    dm.setup()
+    example = dm.example_input()
+    shape = list(example.shape)
+    plan = stages(cfg.technique)
+    objects = []
+    for stage in plan:
+        if "distiller" in stage:
+            objects.append(instantiate(stage.distiller, _partial_=True))
+        else:
+            objects.append(instantiate(stage.callback, example_shape=shape, workdir=str(run_dir)))
+    student_arch = instantiate(cfg.model.net)
+    for stage, obj in zip(plan, objects):
+        if hasattr(obj, "check"):
+            obj.check(student_arch)
+    distilling = bool(plan) and "distiller" in plan[0]
+    if distilling:
+        check_taps(plan[0], student_arch, instantiate(cfg.teacher.net))
+
+    # the reference model: the trained baseline, or for distillation the teacher
+    reference_cfg, reference_key = (cfg.teacher, "teacher") if distilling else (cfg.model, "model")
+    reference, reference_record, reference_path = trained(cfg, reference_cfg, dm, run_dir, reference_key)
+    model = student_arch if distilling else copy.deepcopy(reference)
+    reference_metrics, reference_logits = evaluate(reference, dm, example, cfg, reference_path)
+    reference_metrics.update({k: reference_record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
+
+    records, float_model = [], None
+    for stage, obj in zip(plan, objects):
+        log.info("stage %s (%d epochs)", stage.kind, stage.epochs)
+        L.seed_everything(cfg.seed, workers=True)
+        if "distiller" in stage:
+            module = obj(student=model, teacher=reference, example=dm.example_input(2), num_classes=dm.num_classes,
+                         **optim_args(cfg, stage.lr))
+            record = fit(cfg, module, dm, run_dir, stage.kind, stage.epochs)
+            model = module.model
+            record["weights"] = dict(module.weights)
+        else:
+            if stage.kind == "quant":
+                float_model = copy.deepcopy(model)
+            module = Classifier(model, dm.num_classes, **optim_args(cfg, stage.lr))
+            record = fit(cfg, module, dm, run_dir, stage.kind, stage.epochs, [obj])
+            record.update(obj.summary())
+            model = obj.compressed if getattr(obj, "compressed", None) is not None else module.model
+            if stage.kind == "prune":
+                record["layer_sparsity"] = measure.layer_sparsity(model)
+        records.append({"stage": stage.kind, **record})
+
+    if not is_rank_zero():
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if plan:
+        model_path = save_model(model, run_dir, cfg, records)
+        metrics, logits = evaluate(model, dm, example, cfg, model_path, float_model)
+    else:
+        model_path = run_dir / "model.pt"
+        shutil.copyfile(reference_path, model_path)
+        metrics, logits = dict(reference_metrics), reference_logits
+        metrics["compress/size_mb"] = measure.size_mb(model_path)
+
+    last_fit = next((r for r in reversed(records) if r.get("val/acc_per_epoch")), reference_record)
+    results = {
+        "run": {"technique": cfg.technique.name, "dataset": cfg.dataset.name, "model": cfg.model.name,
+                "teacher": cfg.teacher.name if distilling else None, "seed": cfg.seed, "config_hash": ident,
+                "run_dir": str(run_dir)},
+        **metrics,
+        "val/acc_per_epoch": last_fit.get("val/acc_per_epoch", []),
+        "train/time_s": sum(r.get("train/time_s", 0) for r in records) if plan else reference_record.get("train/time_s"),
+        "baseline": {"model": reference_cfg.name, **reference_metrics, "cache_entry": reference_record.get("cache_entry"),
+                     "trained_now": reference_record.get("trained_now")},
+        "stages": records,
+    }
+    if distilling:
+        results["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
+                         "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
+    if cfg.export.onnx:
+        results["export"] = onnx_export(model, float_model, dm, example, run_dir, cfg)
+    write_json(run_dir / "results.json", results)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    Path(cfg.paths.index_dir).mkdir(parents=True, exist_ok=True)
+    write_json(done, {"results": str(run_dir / "results.json")})
+    log_to_tensorboard(cfg, run_dir, results)
+    print(summary_line(results))
+    return objective(cfg, results)
+
+
+def check_taps(stage, student, teacher) -> None:
+    from compressor.losses import Tap
+
+    d = stage.distiller
+    weights = plain(d.weights)
+    pairs = []
+    if "cosine" in weights:
+        pairs += [(student, d.student_hidden, "technique.student_hidden"), (teacher, d.teacher_hidden, "technique.teacher_hidden")]
+    if "feature_mse" in weights:
+        pairs += [(student, d.student_feature, "technique.student_feature"), (teacher, d.teacher_feature, "technique.teacher_feature")]
+    for net, path, key in pairs:
+        Tap(net, path, key).remove()
+
+
+def save_model(model, run_dir: Path, cfg, records) -> Path:
+    if isinstance(model, export.OnnxModel):
+        return model.path
+    return artifact.save(model, run_dir / "model.pt", plain(cfg.model.net), records)
+
+
+def onnx_export(model, float_model, dm, example, run_dir: Path, cfg) -> dict:
+    """model.onnx from the float model (and model.int8.onnx where the run quantized), each checked
+    against the PyTorch model's top-1 on the test set."""
+    reference = float_model if float_model is not None else model
+    if isinstance(model, export.OnnxModel):
+        reference = float_model
+    ref_logits, _ = measure.predict(reference, dm.test_dataloader())
+    fp32_path = run_dir / "model.onnx"
+    if not fp32_path.is_file():
+        export.to_onnx(reference, example, fp32_path)
+    out = {}
+    paths = {"fp32": fp32_path}
+    if float_model is not None:
+        int8 = run_dir / "model.int8.onnx"
+        if not int8.is_file():
+            calibration = [x for i, (x, _) in zip(range(cfg.technique.get("calibration_batches", 8)), dm.train_dataloader())]
+            export.quantize_onnx(fp32_path, int8, "static", calibration)
+        paths["int8"] = int8
+    for name, path in paths.items():
+        onnx_model = export.OnnxModel(path, threads=cfg.latency.threads)
+        logits, labels = measure.predict(onnx_model, dm.test_dataloader())
+        agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
+        needed = 0.995 if name == "fp32" else 0.98
+        if agreement < needed:
+            log.warning("ONNX %s agrees with PyTorch on only %.2f%% of test images (needed %.1f%%)", name,
+                        100 * agreement, 100 * needed)
+        out[name] = {"path": str(path), "size_mb": measure.size_mb(path), "test/acc": measure.accuracy(logits, labels),
+                     "agreement": agreement, "agreement_ok": agreement >= needed,
+                     "latency/b1_ms": measure.latency_ms(onnx_model, example, 1, cfg.latency.threads, reps=cfg.latency.reps),
+                     "latency/b64_ms": measure.latency_ms(onnx_model, example, 64, cfg.latency.threads,
+                                                          reps=max(3, cfg.latency.reps // 4))}
+    return out
+
+
+def log_to_tensorboard(cfg, run_dir: Path, results: dict) -> None:
+    if not cfg.get("logger"):
+        return
+    logger = instantiate(cfg.logger, save_dir=str(run_dir), version="summary")
+    scalars = {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    hparams = {"technique": cfg.technique.name, "dataset": cfg.dataset.name, "model": cfg.model.name,
+               "seed": cfg.seed}
+    for key in ("amount", "method", "mode", "backend", "loss", "temperature"):
+        if key in cfg.technique:
+            hparams[f"technique.{key}"] = cfg.technique[key]
+    logger.log_hyperparams(hparams, scalars)
+    logger.log_metrics(scalars)
+    logger.finalize("success")
+
+
+def summary_line(r: dict) -> str:
+    b = r["baseline"]
+    return (f"{r['run']['technique']:>9} {r['run']['model']} on {r['run']['dataset']}: "
+            f"test/acc {r['test/acc']:.4f} (baseline {b['test/acc']:.4f}), "
+            f"size {r['compress/size_mb']:.3f} MB (baseline {b['compress/size_mb']:.3f}), "
+            f"latency b1 {r['latency/b1_ms']:.3f} ms (baseline {b['latency/b1_ms']:.3f}), "
+            f"b64 {r['latency/b64_ms']:.4f} ms/img (baseline {b['latency/b64_ms']:.4f})")
+
+
+def objective(cfg, results: dict) -> float:
+    """What a hyperparameter search maximises: test accuracy, or -1 over the size budget."""
+    budget = cfg.get("size_budget_mb")
+    if budget is not None and results["compress/size_mb"] > budget:
+        return -1.0
+    return float(results["test/acc"])

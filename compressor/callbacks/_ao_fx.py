@@ -1,0 +1,41 @@
+"""The one place that uses torch.ao.quantization (FX graph mode), which torch 2.14 still ships but
+announces it will remove. Static post-training int8 and quantization-aware training need it on
+CPU: torchao's replacement (pt2e) reaches int8 kernels only through torch.compile/inductor.
+It gives real x86 (fbgemm/oneDNN) int8 conv and linear kernels with per-channel weights and
+conv-bn-relu fusion."""
+import warnings
+
+import torch
+from torch import nn
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
+
+ENGINE = "x86"
+
+
+def _quiet(fn, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args)
+
+
+def prepare_static(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    torch.backends.quantized.engine = ENGINE
+    return _quiet(prepare_fx, model.eval(), get_default_qconfig_mapping(ENGINE), (example,))
+
+
+def prepare_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    torch.backends.quantized.engine = ENGINE
+    return _quiet(prepare_qat_fx, model.train(), get_default_qat_qconfig_mapping(ENGINE), (example,))
+
+
+def convert(prepared: nn.Module) -> nn.Module:
+    return _quiet(convert_fx, prepared.cpu().eval())
+
+
+def float_layers(converted: nn.Module) -> list[str]:
+    """Conv/Linear layers that stayed float after conversion."""
+    return [n for n, m in converted.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]

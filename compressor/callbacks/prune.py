@@ -1,0 +1,145 @@
+"""Pruning as one Lightning callback.
+
+Arguments are checked in __init__; the one-shot prune (or the structural surgery) happens in
+`setup`, the gradual schedule in `on_train_epoch_start`, and `on_fit_end` makes it permanent:
+no mask buffers or hooks are left in the saved model."""
+import fnmatch
+import logging
+
+import lightning as L
+import torch
+import torch.nn.utils.prune as tprune
+from torch import nn
+
+from compressor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("l1_unstructured", "random_unstructured", "channel")
+SCOPES = ("global", "layer")
+SCHEDULES = ("oneshot", "cubic")
+
+
+def cubic(epoch: int, amount: float, ramp_epochs: int) -> float:
+    """Zhu & Gupta (2017): s_t = s_f * (1 - (1 - t/n)^3), from 0 at epoch 0 to `amount` at `ramp_epochs`.
+    A pure function of the epoch, so a resumed run prunes exactly like an uninterrupted one."""
+    if ramp_epochs <= 0:
+        return amount
+    progress = min(max(epoch, 0) / ramp_epochs, 1.0)
+    return amount * (1 - (1 - progress) ** 3)
+
+
+def select_layers(model: nn.Module, include, exclude, key="technique.include") -> dict:
+    """Conv and Linear layers whose names match an include glob and no exclude glob."""
+    prunable = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    chosen = {n: m for n, m in prunable.items()
+              if any(fnmatch.fnmatchcase(n, g) for g in include) and not any(fnmatch.fnmatchcase(n, g) for g in exclude)}
+    for glob in include:
+        if not any(fnmatch.fnmatchcase(n, glob) for n in prunable):
+            raise ConfigError(f"{key} glob {glob!r} matches no prunable layer; layers: {', '.join(prunable)}")
+    if not chosen:
+        raise ConfigError(f"technique.include={list(include)} minus technique.exclude={list(exclude)} leaves no "
+                          f"layer; layers: {', '.join(prunable)}")
+    return chosen
+
+
+class Pruning(L.Callback):
+    def __init__(self, amount: float = 0.5, method: str = "l1_unstructured", scope: str = "global",
+                 schedule: str = "oneshot", ramp_epochs: int | None = None, include=("*",), exclude=(),
+                 example_shape=None, seed: int = 0):
+        if not (isinstance(amount, (int, float)) and 0 <= amount < 1):
+            raise ConfigError(f"technique.amount={amount}: must lie in [0, 1)")
+        for key, value, allowed in (("method", method, METHODS), ("scope", scope, SCOPES),
+                                    ("schedule", schedule, SCHEDULES)):
+            if value not in allowed:
+                raise ConfigError(f"technique.{key}={value!r}: choose one of {', '.join(allowed)}")
+        self.amount, self.method, self.scope, self.schedule = float(amount), method, scope, schedule
+        self.ramp_epochs, self.seed = ramp_epochs, seed
+        self.include, self.exclude = list(include), list(exclude)
+        self.example_shape = example_shape
+        self.current = 0.0       # sparsity (or channel fraction) applied so far
+        self.structural_steps = 0
+
+    # -- selection -------------------------------------------------------------------
+    def check(self, model: nn.Module) -> None:
+        """Fail before any training when a glob matches nothing."""
+        select_layers(model, self.include, self.exclude)
+
+    def target(self, epoch: int, max_epochs: int) -> float:
+        if self.schedule == "oneshot":
+            return self.amount
+        ramp = self.ramp_epochs if self.ramp_epochs is not None else max(max_epochs - 1, 0)
+        return cubic(epoch, self.amount, ramp)
+
+    # -- unstructured ---------------------------------------------------------------
+    def _unstructured(self, model: nn.Module, amount: float) -> None:
+        """Prune to an absolute sparsity `amount` of the chosen weights (earlier zeros count)."""
+        layers = select_layers(model, self.include, self.exclude)
+        for m in layers.values():  # fold any earlier mask so zeros become the smallest weights
+            if tprune.is_pruned(m):
+                tprune.remove(m, "weight")
+        method = tprune.L1Unstructured if self.method == "l1_unstructured" else tprune.RandomUnstructured
+        if self.method == "random_unstructured":
+            torch.manual_seed(self.seed)
+        params = [(m, "weight") for m in layers.values()]
+        if self.scope == "global":
+            tprune.global_unstructured(params, pruning_method=method, amount=amount)
+        else:
+            for m, name in params:
+                method.apply(m, name, amount=amount)
+        self.current = amount
+
+    # -- structural ----------------------------------------------------------------
+    def _channels(self, model: nn.Module, amount: float, device) -> None:
+        """Remove whole filters by L1 norm through Torch-Pruning's dependency graph (batch norm,
+        residual additions and concatenations follow). `amount` is the fraction of channels gone."""
+        import torch_pruning as tp
+
+        if amount <= self.current:
+            return
+        layers = select_layers(model, self.include, self.exclude)
+        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+        ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in layers.values()]
+        example = torch.randn(*self.example_shape, device=device)
+        step_ratio = 1 - (1 - amount) / (1 - self.current)  # remove this share of what is left
+        pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
+                                      pruning_ratio=step_ratio, global_pruning=self.scope == "global",
+                                      ignored_layers=list({id(m): m for m in ignored + classifier}.values()))
+        pruner.step()
+        self.current = amount
+        self.structural_steps += 1
+
+    def apply(self, model: nn.Module, amount: float, device="cpu") -> None:
+        if self.method == "channel":
+            self._channels(model, amount, device)
+        else:
+            self._unstructured(model, amount)
+        log.info("pruning: %s %s to %.3f", self.method, self.scope, amount)
+
+    # -- Lightning hooks --------------------------------------------------------------
+    def setup(self, trainer, pl_module, stage):
+        if stage != "fit":
+            return
+        self.check(pl_module.model)
+        first = self.target(0, trainer.max_epochs or 0)
+        if first > 0:
+            self.apply(pl_module.model, first, pl_module.device)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        amount = self.target(trainer.current_epoch, trainer.max_epochs)
+        if amount > self.current:
+            if self.method == "channel":
+                raise ConfigError("technique.schedule=cubic with method=channel would change shapes under a live "
+                                  "optimizer; use schedule=oneshot for channel pruning")
+            self.apply(pl_module.model, amount, pl_module.device)
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.method != "channel":
+            if self.current < self.amount:  # a fit shorter than the ramp still ends at the target
+                self.apply(pl_module.model, self.amount)
+            for m in pl_module.model.modules():
+                if tprune.is_pruned(m):
+                    tprune.remove(m, "weight")
+
+    def summary(self) -> dict:
+        return {"method": self.method, "scope": self.scope, "schedule": self.schedule, "amount": self.amount}

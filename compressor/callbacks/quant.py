@@ -1,0 +1,118 @@
+"""Quantization as one Lightning callback.
+
+`setup` prepares the model (observers for static PTQ, fake quantization for QAT), `on_fit_start`
+calibrates static PTQ on `calibration_batches` training batches, `on_fit_end` converts. PTQ
+modes run with 0 fine-tune epochs; QAT fine-tunes with fake quantization in the loop.
+
+mode      backend=torch                                   backend=onnxruntime
+dynamic   torchao Int8DynamicActivationInt8Weight (Linear)  onnxruntime quantize_dynamic
+static    torch.ao FX int8, per-channel, fused (see _ao_fx)  onnxruntime quantize_static (QOperator)
+qat       torch.ao FX QAT, then int8 convert                 -
+fp16/bf16 cast of weights and inputs                         -
+The converted model is left in `self.compressed`."""
+import copy
+import logging
+
+import lightning as L
+import torch
+from torch import nn
+
+from compressor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MODES = ("dynamic", "static", "qat", "fp16", "bf16")
+BACKENDS = ("torch", "onnxruntime")
+
+
+class Cast(nn.Module):
+    """Runs a half-precision model on float32 inputs and returns float32 logits."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model.to(dtype), dtype
+
+    def forward(self, x):
+        return self.model(x.to(self.dtype)).float()
+
+
+class Quantization(L.Callback):
+    def __init__(self, mode: str = "static", backend: str = "torch", calibration_batches: int = 32,
+                 example_shape=None, workdir: str = "."):
+        if mode not in MODES:
+            raise ConfigError(f"technique.mode={mode!r}: choose one of {', '.join(MODES)}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"technique.backend={backend!r}: choose one of {', '.join(BACKENDS)}")
+        if backend == "onnxruntime" and mode not in ("dynamic", "static"):
+            raise ConfigError(f"technique.mode={mode!r} with technique.backend=onnxruntime: choose dynamic or static")
+        if not (isinstance(calibration_batches, int) and calibration_batches >= 1):
+            raise ConfigError(f"technique.calibration_batches={calibration_batches}: must be an integer >= 1")
+        self.mode, self.backend, self.calibration_batches = mode, backend, calibration_batches
+        self.example_shape, self.workdir = example_shape, workdir
+        self.compressed = None
+        self.float_model = None
+        self.float_layers: list[str] = []
+
+    def _example(self):
+        return torch.randn(*self.example_shape)
+
+    def _calibration(self, trainer):
+        loader = trainer.datamodule.train_dataloader()
+        for i, (x, _) in enumerate(loader):
+            if i >= self.calibration_batches:
+                break
+            yield x
+
+    # -- Lightning hooks --------------------------------------------------------------
+    def setup(self, trainer, pl_module, stage):
+        if stage != "fit" or self.backend != "torch":
+            return
+        from compressor.callbacks import _ao_fx
+
+        if self.mode == "static":
+            pl_module.model = _ao_fx.prepare_static(pl_module.model.cpu(), self._example())
+        elif self.mode == "qat":
+            pl_module.model = _ao_fx.prepare_qat(pl_module.model, self._example().to(pl_module.device))
+
+    @torch.no_grad()
+    def on_fit_start(self, trainer, pl_module):
+        if self.backend == "torch" and self.mode == "static":
+            pl_module.model.eval()
+            for x in self._calibration(trainer):
+                pl_module.model(x.cpu())
+
+    def on_fit_end(self, trainer, pl_module):
+        model = pl_module.model.cpu().eval()
+        if self.backend == "onnxruntime":
+            self.compressed = self._onnxruntime(model, trainer)
+        elif self.mode in ("static", "qat"):
+            from compressor.callbacks import _ao_fx
+
+            self.compressed = _ao_fx.convert(model)
+            self.float_layers = _ao_fx.float_layers(self.compressed)
+        elif self.mode == "dynamic":
+            self.compressed = self._torchao_dynamic(model)
+        else:
+            self.compressed = Cast(copy.deepcopy(model), torch.float16 if self.mode == "fp16" else torch.bfloat16)
+        if self.float_layers:
+            log.warning("quantization (%s): these layers stay float: %s", self.mode, ", ".join(self.float_layers))
+
+    def _torchao_dynamic(self, model: nn.Module) -> nn.Module:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+        model = copy.deepcopy(model)
+        self.float_layers = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda m, _: isinstance(m, nn.Linear))
+        return model
+
+    def _onnxruntime(self, model: nn.Module, trainer):
+        from compressor import export
+
+        calib = list(self._calibration(trainer)) if self.mode == "static" else None
+        path = export.to_onnx(model, self._example(), f"{self.workdir}/model.onnx")
+        qpath = export.quantize_onnx(path, f"{self.workdir}/model.int8.onnx", self.mode, calib)
+        return export.OnnxModel(qpath)
+
+    def summary(self) -> dict:
+        return {"mode": self.mode, "backend": self.backend, "calibration_batches": self.calibration_batches,
+                "float_layers": self.float_layers}

@@ -1,0 +1,3 @@
+from compressor.report.callback import SweepReport
+
+__all__ = ["SweepReport"]

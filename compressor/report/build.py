@@ -1,0 +1,1 @@
+def build(sweep): return sweep

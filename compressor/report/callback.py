@@ -1,0 +1,18 @@
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger(__name__)
+
+
+class SweepReport(Callback):
+    """At the end of a multirun, writes summary.md, summary.csv and the plots into the sweep dir."""
+
+    def on_multirun_end(self, config, **kwargs):
+        from compressor.report.build import build
+
+        sweep = Path(config.hydra.sweep.dir)
+        if sweep.is_dir():
+            out = build(sweep)
+            log.info("report: %s", out)
