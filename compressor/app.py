@@ -200,7 +200,7 @@ def _main(cfg: DictConfig):
         if "distiller" in stage:
             objects.append(instantiate(stage.distiller, _partial_=True))
         else:
-            objects.append(instantiate(stage.callback, example_shape=shape, workdir=str(run_dir)))
+            objects.append(instantiate(stage.callback, example_shape=shape))
     student_arch = instantiate(cfg.model.net)
     for stage, obj in zip(plan, objects):
         if hasattr(obj, "check"):
@@ -218,19 +218,20 @@ def _main(cfg: DictConfig):
 
     records, float_model = [], None
     for stage, obj in zip(plan, objects):
-        log.info("stage %s (%d epochs)", stage.kind, stage.epochs)
+        epochs = stage.epochs if getattr(obj, "fine_tunes", True) else 0
+        log.info("stage %s (%d epochs)", stage.kind, epochs)
         L.seed_everything(cfg.seed, workers=True)
         if "distiller" in stage:
             module = obj(student=model, teacher=reference, example=dm.example_input(2), num_classes=dm.num_classes,
                          **optim_args(cfg, stage.lr))
-            record = fit(cfg, module, dm, run_dir, stage.kind, stage.epochs)
+            record = fit(cfg, module, dm, run_dir, stage.kind, epochs)
             model = module.model
             record["weights"] = dict(module.weights)
         else:
             if stage.kind == "quant":
                 float_model = copy.deepcopy(model)
             module = Classifier(model, dm.num_classes, **optim_args(cfg, stage.lr))
-            record = fit(cfg, module, dm, run_dir, stage.kind, stage.epochs, [obj])
+            record = fit(cfg, module, dm, run_dir, stage.kind, epochs, [obj])
             record.update(obj.summary())
             model = obj.compressed if getattr(obj, "compressed", None) is not None else module.model
             if stage.kind == "prune":

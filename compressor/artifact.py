@@ -19,11 +19,15 @@ SHAPE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "nu
 DENSE_ABOVE = 0.9  # a tensor denser than this is cheaper stored dense
 
 
+def is_torchao(model: nn.Module) -> bool:
+    return any(type(p).__module__.startswith("torchao") for p in model.parameters())
+
+
 def is_float_model(model: nn.Module) -> bool:
     if isinstance(model, torch.fx.GraphModule):
         return False
     for t in list(model.parameters()) + list(model.buffers()):
-        if type(t) not in (torch.Tensor, nn.Parameter) or t.dtype not in (torch.float32,):
+        if type(t) not in (torch.Tensor, nn.Parameter) or (t.is_floating_point() and t.dtype != torch.float32):
             return False
     return not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
 
@@ -60,6 +64,10 @@ def save(model: nn.Module, path, arch: dict, history: list) -> Path:
     if is_float_model(model):
         payload["structure"] = structure(model)
         payload["state"] = {k: pack(v.detach()) for k, v in model.state_dict().items()}
+    elif is_torchao(model):  # torchao tensors do not pickle inside a module; their state dict does
+        payload["structure"] = structure(model)
+        payload["state"] = model.state_dict()
+        payload["torchao"] = "int8_dynamic_linear"
     else:
         payload["module"] = model
     path = Path(path)
@@ -87,10 +95,14 @@ def load(path) -> nn.Module:
         owner, attr = key.rsplit(".", 1) if "." in key else ("", key)
         module = model.get_submodule(owner)
         if isinstance(getattr(module, attr, None), nn.Parameter):
-            setattr(module, attr, nn.Parameter(torch.empty_like(value)))
+            setattr(module, attr, nn.Parameter(torch.empty(value.shape)))
         elif attr in module._buffers:
-            module._buffers[attr] = torch.empty_like(value)
-    model.load_state_dict(state)
+            module._buffers[attr] = torch.empty(value.shape, dtype=value.dtype)
+    if payload.get("torchao"):
+        from compressor.callbacks.quant import torchao_dynamic
+
+        model = torchao_dynamic(model)
+    model.load_state_dict(state, assign=bool(payload.get("torchao")))
     return model.eval()
 
 

@@ -43,6 +43,13 @@ def select_layers(model: nn.Module, include, exclude, key="technique.include") -
     return chosen
 
 
+def make_permanent(model: nn.Module) -> None:
+    """Fold masks into the weights: no weight_orig/weight_mask or forward pre-hooks remain."""
+    for m in model.modules():
+        if hasattr(m, "weight_mask"):
+            tprune.remove(m, "weight")
+
+
 class Pruning(L.Callback):
     def __init__(self, amount: float = 0.5, method: str = "l1_unstructured", scope: str = "global",
                  schedule: str = "oneshot", ramp_epochs: int | None = None, include=("*",), exclude=(),
@@ -53,6 +60,9 @@ class Pruning(L.Callback):
                                     ("schedule", schedule, SCHEDULES)):
             if value not in allowed:
                 raise ConfigError(f"technique.{key}={value!r}: choose one of {', '.join(allowed)}")
+        if method == "channel" and schedule != "oneshot":
+            raise ConfigError("technique.schedule=cubic with technique.method=channel: channel pruning changes shapes "
+                              "under a live optimizer; choose schedule=oneshot for channel, or an unstructured method")
         self.amount, self.method, self.scope, self.schedule = float(amount), method, scope, schedule
         self.ramp_epochs, self.seed = ramp_epochs, seed
         self.include, self.exclude = list(include), list(exclude)
@@ -75,9 +85,7 @@ class Pruning(L.Callback):
     def _unstructured(self, model: nn.Module, amount: float) -> None:
         """Prune to an absolute sparsity `amount` of the chosen weights (earlier zeros count)."""
         layers = select_layers(model, self.include, self.exclude)
-        for m in layers.values():  # fold any earlier mask so zeros become the smallest weights
-            if tprune.is_pruned(m):
-                tprune.remove(m, "weight")
+        make_permanent(model)  # fold any earlier mask so zeros become the smallest weights
         method = tprune.L1Unstructured if self.method == "l1_unstructured" else tprune.RandomUnstructured
         if self.method == "random_unstructured":
             torch.manual_seed(self.seed)
@@ -128,18 +136,13 @@ class Pruning(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         amount = self.target(trainer.current_epoch, trainer.max_epochs)
         if amount > self.current:
-            if self.method == "channel":
-                raise ConfigError("technique.schedule=cubic with method=channel would change shapes under a live "
-                                  "optimizer; use schedule=oneshot for channel pruning")
             self.apply(pl_module.model, amount, pl_module.device)
 
     def on_fit_end(self, trainer, pl_module):
         if self.method != "channel":
             if self.current < self.amount:  # a fit shorter than the ramp still ends at the target
                 self.apply(pl_module.model, self.amount)
-            for m in pl_module.model.modules():
-                if tprune.is_pruned(m):
-                    tprune.remove(m, "weight")
+            make_permanent(pl_module.model)
 
     def summary(self) -> dict:
         return {"method": self.method, "scope": self.scope, "schedule": self.schedule, "amount": self.amount}

@@ -36,6 +36,14 @@ class Cast(nn.Module):
         return self.model(x.to(self.dtype)).float()
 
 
+def torchao_dynamic(model: nn.Module) -> nn.Module:
+    """int8 weights and dynamically quantized int8 activations for every Linear (torchao, int8 matmul)."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda m, _: isinstance(m, nn.Linear))
+    return model
+
+
 class Quantization(L.Callback):
     def __init__(self, mode: str = "static", backend: str = "torch", calibration_batches: int = 32,
                  example_shape=None, workdir: str = "."):
@@ -52,6 +60,11 @@ class Quantization(L.Callback):
         self.compressed = None
         self.float_model = None
         self.float_layers: list[str] = []
+
+    @property
+    def fine_tunes(self) -> bool:
+        """Only QAT trains; post-training modes run a zero-epoch fit (calibrate, convert)."""
+        return self.mode == "qat"
 
     def _example(self):
         return torch.randn(*self.example_shape)
@@ -98,12 +111,8 @@ class Quantization(L.Callback):
             log.warning("quantization (%s): these layers stay float: %s", self.mode, ", ".join(self.float_layers))
 
     def _torchao_dynamic(self, model: nn.Module) -> nn.Module:
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-        model = copy.deepcopy(model)
         self.float_layers = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-        quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda m, _: isinstance(m, nn.Linear))
-        return model
+        return torchao_dynamic(copy.deepcopy(model))
 
     def _onnxruntime(self, model: nn.Module, trainer):
         from compressor import export
