@@ -174,6 +174,8 @@ def main(cfg: DictConfig):
 
 
 def _main(cfg: DictConfig):
+    for name in ("lightning.pytorch", "lightning.fabric"):  # Hydra's handlers already print these
+        logging.getLogger(name).handlers.clear()
     run_dir = Path(cfg.paths.run_dir)
     ident = fingerprint(cfg)
     done = Path(cfg.paths.index_dir) / f"{ident}.json"
@@ -252,7 +254,7 @@ def _main(cfg: DictConfig):
 
     last_fit = next((r for r in reversed(records) if r.get("val/acc_per_epoch")), reference_record)
     results = {
-        "run": {"technique": cfg.technique.name, "dataset": cfg.dataset.name, "model": cfg.model.name,
+        "run": {"technique": cfg.technique.name, "label": label(cfg, plan), "dataset": cfg.dataset.name, "model": cfg.model.name,
                 "teacher": cfg.teacher.name if distilling else None, "seed": cfg.seed, "config_hash": ident,
                 "run_dir": str(run_dir)},
         **metrics,
@@ -274,6 +276,19 @@ def _main(cfg: DictConfig):
     log_to_tensorboard(cfg, run_dir, results)
     print(summary_line(results))
     return objective(cfg, results)
+
+
+def label(cfg, plan) -> str:
+    """What tells this run apart from other runs of its technique in a report row."""
+    parts = []
+    for stage in plan:
+        if stage.kind == "prune":
+            parts.append(f"prune {stage.method} {stage.scope} {stage.schedule} {stage.amount:g}")
+        elif stage.kind == "quant":
+            parts.append(f"quant {stage.mode} {stage.backend}")
+        elif stage.kind == "kd":
+            parts.append(f"kd {stage.loss} from {cfg.teacher.name}")
+    return " + ".join(parts) if parts else "baseline"
 
 
 def check_taps(stage, student, teacher) -> None:

@@ -1,1 +1,185 @@
-def build(sweep): return sweep
+"""Summary table (markdown + CSV) and plots from any directory of runs: it reads results.json
+files and nothing else, so partial sweeps and hand-collected folders work alike."""
+import csv
+import json
+import logging
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("compress/size_mb", "size MB"),
+           ("ratio", "compression ×"), ("latency/b1_ms", "latency b1 ms/img"), ("latency/b64_ms", "latency b64 ms/img"),
+           ("speedup_b1", "speed-up b1 ×"), ("speedup_b64", "speed-up b64 ×"), ("compress/params", "params"),
+           ("compress/nonzero_params", "non-zero params"), ("compress/macs", "MACs"), ("compress/sparsity", "sparsity")]
+
+
+def load_runs(root: Path) -> list[dict]:
+    runs = []
+    for path in sorted(Path(root).rglob("results.json")):
+        try:
+            r = json.loads(path.read_text())
+            r["_path"] = str(path)
+            runs.append(r)
+        except (OSError, ValueError) as exc:
+            log.warning("skipping unreadable %s: %s", path, exc)
+    return runs
+
+
+def derived(r: dict) -> dict:
+    """Per-run figures relative to the baseline measured in the same process."""
+    b = r["baseline"]
+    out = {k: r.get(k) for k, _ in COLUMNS if k in r}
+    out["delta"] = 100 * (r["test/acc"] - b["test/acc"])
+    out["ratio"] = b["compress/size_mb"] / r["compress/size_mb"]
+    out["speedup_b1"] = b["latency/b1_ms"] / r["latency/b1_ms"]
+    out["speedup_b64"] = b["latency/b64_ms"] / r["latency/b64_ms"]
+    out["val/acc"] = r.get("val/acc")
+    return out
+
+
+def baseline_row(r: dict) -> dict:
+    b = r["baseline"]
+    out = {k: b.get(k) for k, _ in COLUMNS if k in b}
+    out.update(delta=0.0, ratio=1.0, speedup_b1=1.0, speedup_b64=1.0, **{"val/acc": b.get("val/acc")})
+    return out
+
+
+def rows(runs: list[dict]) -> list[dict]:
+    """One row per (dataset, model, label); seeds folded into mean and std. The baseline row is the
+    reference model the runs compressed (their shared cached baseline)."""
+    groups = defaultdict(list)
+    curves = {}
+    for r in runs:
+        run = r["run"]
+        base_key = (run["dataset"], r["baseline"]["model"], "baseline")
+        groups[base_key].append((run["seed"], baseline_row(r)))
+        curves.setdefault(base_key, r["baseline"].get("val/acc_per_epoch") or [])
+        if run["technique"] != "baseline":
+            key = (run["dataset"], run["model"], run.get("label", run["technique"]))
+            groups[key].append((run["seed"], derived(r)))
+            curves.setdefault(key, r.get("val/acc_per_epoch") or [])
+    out = []
+    for (dataset, model, label), items in groups.items():
+        by_seed = {}
+        for seed, values in items:  # the baseline appears once per run: keep one per seed
+            by_seed.setdefault(seed, values)
+        row = {"dataset": dataset, "model": model, "label": label, "seeds": len(by_seed),
+               "val_curve": curves.get((dataset, model, label), [])}
+        for key, _ in COLUMNS + [("val/acc", "")]:
+            values = [v[key] for v in by_seed.values() if v.get(key) is not None]
+            row[key] = statistics.mean(values) if values else None
+            row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(row)
+    out.sort(key=lambda r: (r["dataset"], r["label"] != "baseline", r["label"]))
+    return out
+
+
+def fmt(row: dict, key: str) -> str:
+    v = row.get(key)
+    if v is None:
+        return "–"
+    std = row.get(key + "_std") or 0.0
+    if key in ("compress/params", "compress/nonzero_params", "compress/macs"):
+        return f"{v:,.0f}"
+    text = f"{v:.4f}" if key in ("test/acc", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb") else f"{v:.2f}"
+    return text + (f" ± {std:.4f}" if std and key in ("test/acc", "delta") else "")
+
+
+def write_tables(table: list[dict], out: Path) -> None:
+    header = ["dataset", "model", "run", "seeds"] + [title for _, title in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table:
+        lines.append("| " + " | ".join([row["dataset"], row["model"], row["label"], str(row["seeds"])] +
+                                      [fmt(row, k) for k, _ in COLUMNS]) + " |")
+    notes = ["", "Ratios (compression ×, speed-up ×) are against the baseline measured in the same process as each run; "
+                 "values below 1 mean larger or slower. Latency: median ms per image, torch threads pinned. "
+                 "MACs and parameters of quantized models are counted on their float graph."]
+    (out / "summary.md").write_text("\n".join(lines + notes) + "\n")
+    with open(out / "summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["dataset", "model", "run", "seeds"] + [k for k, _ in COLUMNS] + [k + "_std" for k, _ in COLUMNS])
+        for row in table:
+            writer.writerow([row["dataset"], row["model"], row["label"], row["seeds"]] + [row.get(k) for k, _ in COLUMNS]
+                            + [row.get(k + "_std") for k, _ in COLUMNS])
+
+
+def pareto(points):
+    """Indices of points no other point beats on both size (smaller) and accuracy (higher)."""
+    front = []
+    for i, (s, a) in enumerate(points):
+        if not any((s2 <= s and a2 >= a) and (s2 < s or a2 > a) for s2, a2 in points):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def plot(table: list[dict], out: Path) -> list[Path]:
+    files = []
+    names = [f"{r['model']}\n{r['label']}" for r in table]
+    # 1. validation accuracy, baseline vs each compressed model (seed 000's bar chart)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(table)), 4.5))
+    colors = ["tab:gray" if r["label"] == "baseline" else "tab:blue" for r in table]
+    vals = [100 * (r["val/acc"] or 0) for r in table]
+    ax.bar(range(len(table)), vals, yerr=[100 * (r.get("val/acc_std") or 0) for r in table], color=colors)
+    for i, v in enumerate(vals):
+        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(table)), names, fontsize=7, rotation=30, ha="right")
+    ax.set_ylim(max(0, min(vals) - 10), 100)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Validation accuracy: baseline (grey) vs compressed models")
+    fig.tight_layout()
+    files.append(out / "val_acc_bars.png")
+    fig.savefig(files[-1], dpi=120)
+    plt.close(fig)
+    # 2. accuracy against size, Pareto front
+    fig, ax = plt.subplots(figsize=(7, 5))
+    pts = [(r["compress/size_mb"], 100 * r["test/acc"]) for r in table]
+    for r, (s, a) in zip(table, pts):
+        ax.scatter(s, a, color="tab:gray" if r["label"] == "baseline" else "tab:blue", zorder=3)
+        ax.annotate(f"{r['model']} {r['label']}", (s, a), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    front = pareto(pts)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:red", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("size on disk (MB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy against size on disk")
+    ax.legend()
+    fig.tight_layout()
+    files.append(out / "acc_vs_size.png")
+    fig.savefig(files[-1], dpi=120)
+    plt.close(fig)
+    # 3. validation accuracy per epoch: baseline training and each compressed run's fine-tune
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in table:
+        if r["val_curve"]:
+            style = dict(color="black", linewidth=2.5) if r["label"] == "baseline" else {}
+            ax.plot(range(1, len(r["val_curve"]) + 1), [100 * v for v in r["val_curve"]], marker="o",
+                    label=f"{r['model']} {r['label']}", **style)
+    ax.set_xlabel("epoch (baseline: training; compressed: fine-tuning or distillation)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Validation accuracy per epoch, before (baseline) and after compression")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    files.append(out / "val_acc_per_epoch.png")
+    fig.savefig(files[-1], dpi=120)
+    plt.close(fig)
+    return files
+
+
+def build(root, out=None) -> Path:
+    root = Path(root)
+    out = Path(out) if out else root
+    runs = load_runs(root)
+    if not runs:
+        raise FileNotFoundError(f"{root}: no results.json below this folder")
+    table = rows(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    write_tables(table, out)
+    plot(table, out)
+    return out / "summary.md"
