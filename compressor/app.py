@@ -94,6 +94,7 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
                           enable_checkpointing=ckpt is not None, default_root_dir=str(run_dir))
+    module.train()  # cached models load in eval mode; the distiller keeps its teacher in eval
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     seconds = time.perf_counter() - start
@@ -244,7 +245,7 @@ def _main(cfg: DictConfig):
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
     if plan:
-        model_path = save_model(model, run_dir, cfg, records)
+        model_path = save_model(model, run_dir, cfg, records, float_model)
         metrics, logits = evaluate(model, dm, example, cfg, model_path, float_model)
     else:
         model_path = run_dir / "model.pt"
@@ -305,10 +306,10 @@ def check_taps(stage, student, teacher) -> None:
         Tap(net, path, key).remove()
 
 
-def save_model(model, run_dir: Path, cfg, records) -> Path:
+def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:
     if isinstance(model, export.OnnxModel):
         return model.path
-    return artifact.save(model, run_dir / "model.pt", plain(cfg.model.net), records)
+    return artifact.save(model, run_dir / "model.pt", plain(cfg.model.net), records, float_model)
 
 
 def onnx_export(model, float_model, dm, example, run_dir: Path, cfg) -> dict:

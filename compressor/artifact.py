@@ -1,9 +1,14 @@
 """The saved model: what a run leaves and what the cache stores, reloadable into the compressed model.
 
-A float model is stored as its architecture config, a structure record (shape attributes of
-every module, so a channel-pruned net rebuilds without size mismatch) and its state dict, with
-sparse tensors packed as a bit mask plus the non-zero values: size on disk follows sparsity.
-A quantized model (packed int8 kernels, torchao tensors, fx graphs) is pickled whole."""
+Every artifact holds the architecture config, a structure record (shape attributes and tensor
+shapes of the float model, so a channel-pruned net rebuilds without size mismatch), the state
+dict, and the quantization recipe when there is one:
+- float: sparse tensors are packed as a bit mask plus the non-zero values, so size on disk
+  follows sparsity;
+- torchao dynamic int8: int8 tensor state, rebuilt by re-applying the same torchao config;
+- torch.ao FX static/QAT int8: packed int8 state, rebuilt by re-running prepare/convert on the
+  float structure (pickling the fx GraphModule itself fails in torch 2.14);
+- fp16/bf16 casts: the module pickled whole."""
 import os
 import tempfile
 from pathlib import Path
@@ -19,21 +24,20 @@ SHAPE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "nu
 DENSE_ABOVE = 0.9  # a tensor denser than this is cheaper stored dense
 
 
-def is_torchao(model: nn.Module) -> bool:
-    return any(type(p).__module__.startswith("torchao") for p in model.parameters())
-
-
-def is_float_model(model: nn.Module) -> bool:
-    if isinstance(model, torch.fx.GraphModule):
-        return False
-    for t in list(model.parameters()) + list(model.buffers()):
-        if type(t) not in (torch.Tensor, nn.Parameter) or (t.is_floating_point() and t.dtype != torch.float32):
-            return False
-    return not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+def kind(model: nn.Module) -> str:
+    if getattr(model, "compressor_recipe", None):
+        return "ao_fx"
+    tensors = list(model.parameters()) + list(model.buffers())
+    if any(type(t).__module__.startswith("torchao") for t in tensors):
+        return "torchao"
+    if any(type(t) not in (torch.Tensor, nn.Parameter) or (t.is_floating_point() and t.dtype != torch.float32)
+           for t in tensors):
+        return "pickle"
+    return "float"
 
 
 def pack(t: torch.Tensor):
-    if t.dtype != torch.float32 or t.numel() < 256:
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or t.numel() < 256:
         return t
     mask = t != 0
     if mask.float().mean() > DENSE_ABOVE:
@@ -53,23 +57,25 @@ def unpack(v):
 
 
 def structure(model: nn.Module) -> dict:
-    return {name: {a: getattr(m, a) for a in SHAPE_ATTRS if isinstance(getattr(m, a, None), (int, tuple, list))}
-            for name, m in model.named_modules()}
+    return {"attrs": {name: {a: getattr(m, a) for a in SHAPE_ATTRS if isinstance(getattr(m, a, None), (int, tuple, list))}
+                      for name, m in model.named_modules()},
+            "shapes": {k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()
+                       if isinstance(v, torch.Tensor)}}
 
 
-def save(model: nn.Module, path, arch: dict, history: list) -> Path:
+def save(model: nn.Module, path, arch: dict, history: list, float_model: nn.Module | None = None) -> Path:
     """Write atomically (temp file + rename): a crash never leaves half an artifact."""
-    payload = {"format": FORMAT, "arch": arch, "history": history}
     model = model.cpu().eval()
-    if is_float_model(model):
-        payload["structure"] = structure(model)
-        payload["state"] = {k: pack(v.detach()) for k, v in model.state_dict().items()}
-    elif is_torchao(model):  # torchao tensors do not pickle inside a module; their state dict does
-        payload["structure"] = structure(model)
-        payload["state"] = model.state_dict()
-        payload["torchao"] = "int8_dynamic_linear"
-    else:
+    k = kind(model)
+    payload = {"format": FORMAT, "arch": arch, "history": history, "kind": k}
+    if k == "pickle":
         payload["module"] = model
+    else:
+        payload["structure"] = structure(float_model if float_model is not None and k != "float" else model)
+        state = model.state_dict()
+        payload["state"] = {key: pack(v.detach()) for key, v in state.items()} if k == "float" else state
+        if k == "ao_fx":
+            payload["recipe"] = dict(model.compressor_recipe)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -79,30 +85,43 @@ def save(model: nn.Module, path, arch: dict, history: list) -> Path:
     return path
 
 
-def load(path) -> nn.Module:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a compressor artifact (format {payload.get('format')!r})")
-    if "module" in payload:
-        return payload["module"].eval()
-    model = instantiate(payload["arch"])
-    state = {k: unpack(v) for k, v in payload["state"].items()}
-    for name, attrs in payload["structure"].items():
+def rebuild_float(arch: dict, struct: dict) -> nn.Module:
+    """The architecture with every module and tensor at its saved shape (values left empty)."""
+    model = instantiate(arch)
+    for name, attrs in struct["attrs"].items():
         module = model.get_submodule(name)
         for attr, value in attrs.items():
             setattr(module, attr, value)
-    for key, value in state.items():  # give every tensor its saved shape before loading values
+    for key, (shape, dtype) in struct["shapes"].items():
         owner, attr = key.rsplit(".", 1) if "." in key else ("", key)
         module = model.get_submodule(owner)
         if isinstance(getattr(module, attr, None), nn.Parameter):
-            setattr(module, attr, nn.Parameter(torch.empty(value.shape)))
+            setattr(module, attr, nn.Parameter(torch.zeros(shape)))
         elif attr in module._buffers:
-            module._buffers[attr] = torch.empty(value.shape, dtype=value.dtype)
-    if payload.get("torchao"):
+            module._buffers[attr] = torch.zeros(shape, dtype=getattr(torch, dtype.removeprefix("torch.")))
+    return model
+
+
+def load(path) -> nn.Module:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a compressor artifact")
+    if payload["kind"] == "pickle":
+        return payload["module"].eval()
+    model = rebuild_float(payload["arch"], payload["structure"])
+    state = payload["state"]
+    if payload["kind"] == "float":
+        model.load_state_dict({k: unpack(v) for k, v in state.items()})
+    elif payload["kind"] == "torchao":
         from compressor.callbacks.quant import torchao_dynamic
 
         model = torchao_dynamic(model)
-    model.load_state_dict(state, assign=bool(payload.get("torchao")))
+        model.load_state_dict(state, assign=True)
+    else:
+        from compressor.callbacks import _ao_fx
+
+        model = _ao_fx.rebuild(model, payload["recipe"])
+        model.load_state_dict(state)
     return model.eval()
 
 

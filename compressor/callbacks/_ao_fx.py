@@ -39,3 +39,16 @@ def convert(prepared: nn.Module) -> nn.Module:
 def float_layers(converted: nn.Module) -> list[str]:
     """Conv/Linear layers that stayed float after conversion."""
     return [n for n, m in converted.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
+
+
+def mark(converted: nn.Module, mode: str, example_shape) -> nn.Module:
+    """Record how the int8 graph was made, so an artifact can rebuild it (see artifact.load)."""
+    converted.compressor_recipe = {"mode": mode, "example_shape": list(example_shape)}
+    return converted
+
+
+def rebuild(float_model: nn.Module, recipe: dict) -> nn.Module:
+    """The same int8 graph as the one saved, with placeholder values for load_state_dict to fill."""
+    example = torch.zeros(recipe["example_shape"])
+    prepare = prepare_qat if recipe["mode"] == "qat" else prepare_static
+    return mark(convert(prepare(float_model, example)), recipe["mode"], recipe["example_shape"])

@@ -101,7 +101,7 @@ class Quantization(L.Callback):
         elif self.mode in ("static", "qat"):
             from compressor.callbacks import _ao_fx
 
-            self.compressed = _ao_fx.convert(model)
+            self.compressed = _ao_fx.mark(_ao_fx.convert(model), self.mode, self.example_shape)
             self.float_layers = _ao_fx.float_layers(self.compressed)
         elif self.mode == "dynamic":
             self.compressed = self._torchao_dynamic(model)

@@ -1,0 +1,59 @@
+"""Configs composed in tmp dirs, jobs run in-process on CPU; the CLI as a subprocess where the
+command line itself is under test."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+# small and quick: digits, one epoch, few latency repetitions, no progress bars
+FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "trainer.enable_progress_bar=false"]
+
+
+def make_cfg(tmp_path: Path, overrides=(), run_name="run"):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*FAST, *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root = str(tmp_path / "outputs")
+        cfg.paths.run_dir = str(tmp_path / "outputs" / run_name)
+        cfg.paths.cache_dir = str(tmp_path / "outputs" / "cache")
+        cfg.paths.index_dir = str(tmp_path / "outputs" / "index")
+        del cfg["hydra"]
+    return cfg
+
+
+def run_job(tmp_path: Path, overrides=(), run_name="run") -> dict:
+    from compressor import app
+
+    cfg = make_cfg(tmp_path, overrides, run_name)
+    app._main(cfg)
+    return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
+
+
+def run_cli(args, cwd, timeout=600, env=None):
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    def call(*args, timeout=600, env=None):
+        return run_cli(list(args), tmp_path, timeout, env)
+    return call
+
+
+@pytest.fixture(scope="session")
+def shared_outputs(tmp_path_factory):
+    """One outputs/ folder whose cache the tests share: the digits baseline is trained once."""
+    return tmp_path_factory.mktemp("shared")

@@ -1,0 +1,29 @@
+"""Every model works on every dataset: channels, size and classes come from the dataset config."""
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF
+
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
+
+
+def test_groups_are_complete():
+    assert {"simple_cnn", "small_cnn", "resnet18", "resnet_student", "deep_nn", "light_nn", "mnist_cnn",
+            "mnist_mlp", "resnet50", "mobilenet_v2"} <= set(MODELS)
+    assert {"mnist5k", "digits", "mnist", "cifar10", "rvl_cdip", "image_folder"} <= set(DATASETS)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("model", MODELS)
+def test_forward_every_model_on_every_dataset(model, dataset):
+    ds = OmegaConf.load(CONF / "dataset" / f"{dataset}.yaml")
+    net_cfg = OmegaConf.load(CONF / "model" / f"{model}.yaml").net
+    net_cfg.in_channels, net_cfg.num_classes, net_cfg.image_size = ds.in_channels, ds.num_classes, ds.image_size
+    net = instantiate(net_cfg).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, ds.in_channels, ds.image_size, ds.image_size))
+    assert out.shape == (2, ds.num_classes)
+    assert torch.isfinite(out).all()

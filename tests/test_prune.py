@@ -1,0 +1,116 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.utils.prune as tprune
+from torch import nn
+
+from compressor import artifact, measure
+from compressor.callbacks.prune import Pruning, cubic, make_permanent
+from compressor.errors import ConfigError
+from compressor.models.cnn import SimpleCNN
+from compressor.models.torchvision_nets import resnet18
+from tests.conftest import run_job
+
+
+def net():
+    torch.manual_seed(0)
+    return SimpleCNN(1, 10, 28)
+
+
+def weights(model):
+    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def test_global_l1_masks_equal_torch_global_unstructured():
+    ours, theirs = net(), net()
+    Pruning(amount=0.4, method="l1_unstructured", scope="global").apply(ours, 0.4)
+    tprune.global_unstructured([(m, "weight") for m in weights(theirs).values()], tprune.L1Unstructured, amount=0.4)
+    for name, m in weights(ours).items():
+        assert torch.equal(m.weight_mask, weights(theirs)[name].weight_mask), name
+
+
+@pytest.mark.parametrize("amount", [0.1, 0.3, 0.7])
+def test_per_layer_amounts_are_exact(amount):
+    model = net()
+    Pruning(amount=amount, scope="layer").apply(model, amount)
+    make_permanent(model)
+    for name, m in weights(model).items():
+        zeros = int((m.weight == 0).sum())
+        assert zeros == round(amount * m.weight.numel()), name
+
+
+def test_gradual_pruning_keeps_earlier_zeros_and_ends_permanent():
+    model = net()
+    cb = Pruning(amount=0.8, schedule="cubic")
+    cb.apply(model, cubic(1, 0.8, 3))
+    make_permanent(model)
+    first = {n: (m.weight == 0).clone() for n, m in weights(model).items()}
+    cb.apply(model, 0.8)
+    make_permanent(model)
+    for name, m in weights(model).items():
+        assert (m.weight[first[name]] == 0).all()
+        assert not hasattr(m, "weight_mask") and not m._forward_pre_hooks
+    assert measure.parameters(model)["compress/sparsity"] > 0.75
+
+
+def test_cubic_schedule_hits_its_endpoints():
+    assert cubic(0, 0.9, 10) == 0.0
+    assert cubic(10, 0.9, 10) == pytest.approx(0.9)
+    assert cubic(25, 0.9, 10) == pytest.approx(0.9)
+    values = [cubic(e, 0.9, 10) for e in range(11)]
+    assert values == sorted(values)
+    assert values[1] - values[0] > values[10] - values[9]  # prunes fast early, slowly late
+
+
+def test_channel_pruned_resnet18_runs_and_reloads(tmp_path):
+    model = resnet18(3, 10, 32).eval()
+    before = measure.macs(model, torch.randn(1, 3, 32, 32))
+    Pruning(amount=0.5, method="channel", example_shape=[1, 3, 32, 32]).apply(model, 0.5)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 10)
+    assert model.layer1[0].conv1.out_channels < 64
+    assert measure.macs(model, x) < 0.5 * before
+    path = artifact.save(model, tmp_path / "model.pt", {"_target_": "compressor.models.torchvision_nets.resnet18",
+                                                       "in_channels": 3, "num_classes": 10, "image_size": 32}, [])
+    again = artifact.load(path)
+    assert torch.allclose(again(x), out, atol=1e-5)
+
+
+def test_sparse_artifact_is_small_and_exact(tmp_path):
+    model = net()
+    arch = {"_target_": "compressor.models.cnn.SimpleCNN", "in_channels": 1, "num_classes": 10, "image_size": 28}
+    dense = artifact.save(model, tmp_path / "dense.pt", arch, [])
+    Pruning(amount=0.9).apply(model, 0.9)
+    make_permanent(model)
+    sparse = artifact.save(model, tmp_path / "sparse.pt", arch, [])
+    assert measure.size_mb(dense) / measure.size_mb(sparse) > 5
+    again = artifact.load(sparse).eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(again(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("kw,key", [(dict(amount=1.0), "technique.amount"), (dict(amount=-0.1), "technique.amount"),
+                                    (dict(method="magic"), "technique.method"), (dict(scope="all"), "technique.scope"),
+                                    (dict(method="channel", schedule="cubic"), "technique.schedule")])
+def test_bad_arguments_are_one_line_errors(kw, key):
+    with pytest.raises(ConfigError, match=key) as err:
+        Pruning(**kw)
+    assert "\n" not in str(err.value)
+
+
+def test_glob_matching_nothing_lists_layers():
+    with pytest.raises(ConfigError, match="features.0") as err:
+        Pruning(include=["encoder.*"]).check(net())
+    assert "encoder.*" in str(err.value)
+
+
+def test_prune_job_end_to_end(tmp_path):
+    r = run_job(tmp_path, ["technique=prune", "technique.amount=0.6", "technique.epochs=1", "technique.include=[features.*]"])
+    assert r["run"]["label"] == "prune l1_unstructured global oneshot 0.6"
+    layers = r["stages"][0]["layer_sparsity"]
+    assert layers["classifier.0"] == 0.0 and layers["features.4"] > 0.3
+    assert r["compress/nonzero_params"] < r["baseline"]["compress/nonzero_params"]
+    model = artifact.load(tmp_path / "outputs" / "run" / "model.pt")
+    assert not any(hasattr(m, "weight_mask") for m in model.modules())

@@ -1,0 +1,101 @@
+"""Each quantization mode end to end on digits: int8 weights in the saved artifact, int8 kernels
+at inference, reload to the same accuracy; ONNX export agreement."""
+import pytest
+import torch
+from torch.profiler import profile
+
+from compressor import artifact, measure
+from compressor.callbacks.quant import Quantization
+from compressor.data import Digits
+from compressor.errors import ConfigError
+from tests.conftest import run_job
+
+
+def int8_tensors(model) -> list[str]:
+    names = []
+    for name, value in model.state_dict().items():
+        if isinstance(value, tuple):  # packed params serialise as (weight, bias) tuples
+            value = value[0]
+        if isinstance(value, torch.Tensor):
+            inner = getattr(value, "qdata", None)
+            dtype = inner.dtype if inner is not None else value.dtype
+            if dtype in (torch.qint8, torch.quint8, torch.int8):
+                names.append(name)
+    for m in model.modules():  # torch.ao packed Linear/Conv keep their int8 weight behind weight()
+        w = getattr(m, "weight", None)
+        if callable(w) and not isinstance(w, torch.nn.Parameter):
+            if w().dtype in (torch.qint8, torch.quint8):
+                names.append(type(m).__name__)
+    return names
+
+
+def kernels(model, x) -> set[str]:
+    with torch.no_grad(), profile() as prof:
+        model(x)
+    return {e.key for e in prof.key_averages()}
+
+
+def accuracy_on_test_set(model, digits):
+    logits, labels = measure.predict(model, digits.test_dataloader())
+    return measure.accuracy(logits, labels)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    dm = Digits(in_channels=1, image_size=8, num_classes=10, mean=[0.3], std=[0.4], batch_size=64)
+    dm.setup()
+    return dm
+
+
+@pytest.mark.parametrize("mode,kernel", [("static", "quantized::conv2d"), ("qat", "quantized::conv2d"),
+                                         ("dynamic", "aten::_int_mm")])
+def test_int8_modes_hold_int8_weights_and_run_int8_kernels(tmp_path, digits, mode, kernel):
+    r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}", "technique.epochs=1",
+                           "technique.calibration_batches=4"])
+    path = tmp_path / "outputs" / "run" / "model.pt"
+    model = artifact.load(path)
+    assert int8_tensors(model), "no int8 weight tensor in the saved artifact"
+    assert any(kernel in k for k in kernels(model, torch.randn(4, 1, 8, 8))), kernel
+    reloaded_acc = accuracy_on_test_set(model, digits)
+    assert reloaded_acc == pytest.approx(r["test/acc"], abs=1e-9)
+    assert r["compress/size_mb"] < r["baseline"]["compress/size_mb"]
+    if mode != "dynamic":  # conv and linear both int8: about 4x smaller
+        assert r["baseline"]["compress/size_mb"] / r["compress/size_mb"] > 3.0
+
+
+@pytest.mark.parametrize("mode,dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_half_precision_casts(tmp_path, digits, mode, dtype):
+    r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}"])
+    model = artifact.load(tmp_path / "outputs" / "run" / "model.pt")
+    assert {p.dtype for p in model.parameters()} == {dtype}
+    assert accuracy_on_test_set(model, digits) == pytest.approx(r["test/acc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_onnxruntime_backend(tmp_path, mode):
+    r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}", "technique.backend=onnxruntime",
+                           "technique.calibration_batches=4"])
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "outputs" / "run" / "model.int8.onnx")).graph
+    int8_inits = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert int8_inits, "no int8 initializers in the quantized ONNX model"
+    assert r["compress/size_mb"] < r["baseline"]["compress/size_mb"] / 2
+    assert r["test/acc"] > r["baseline"]["test/acc"] - 0.05
+
+
+def test_onnx_export_agrees_with_pytorch(tmp_path):
+    r = run_job(tmp_path, ["technique=quant", "export=onnx", "technique.calibration_batches=4"])
+    run = tmp_path / "outputs" / "run"
+    assert (run / "model.onnx").is_file() and (run / "model.int8.onnx").is_file()
+    assert r["export"]["fp32"]["agreement"] >= 0.995
+    assert r["export"]["int8"]["agreement"] >= 0.98
+
+
+@pytest.mark.parametrize("kw,key", [(dict(mode="int4"), "technique.mode"), (dict(backend="tflite"), "technique.backend"),
+                                    (dict(calibration_batches=0), "technique.calibration_batches"),
+                                    (dict(mode="qat", backend="onnxruntime"), "technique.mode")])
+def test_bad_arguments_are_one_line_errors(kw, key):
+    with pytest.raises(ConfigError, match=key) as err:
+        Quantization(**kw)
+    assert "\n" not in str(err.value)
