@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from compressor import artifact, cache, export, measure
 from compressor.errors import ConfigError
 from compressor.modules import Classifier
+from compressor.modules.classifier import check_optim
 
 log = logging.getLogger("compressor")
 
@@ -62,11 +64,15 @@ def check(cfg: DictConfig) -> None:
     t = cfg.train
     if not (isinstance(t.epochs, int) and t.epochs >= 1):
         raise ConfigError(f"train.epochs={t.epochs}: must be an integer >= 1")
+    check_optim(t.optimizer, t.lr, t.scheduler, "train")
     for stage in stages(cfg.technique):
         if not (isinstance(stage.epochs, int) and stage.epochs >= 0):
             raise ConfigError(f"technique.epochs={stage.epochs}: must be an integer >= 0")
         if not stage.lr > 0:
             raise ConfigError(f"technique.lr={stage.lr}: must be > 0")
+        if stage.kind == "kd" and stage.loss not in stage.presets:
+            raise ConfigError(f"technique.loss={stage.loss!r}: choose one of {', '.join(stage.presets)} "
+                              f"(or set technique.weights={{term: weight}})")
     if cfg.latency.threads < 1:
         raise ConfigError(f"latency.threads={cfg.latency.threads}: must be >= 1")
 
@@ -167,7 +173,12 @@ def evaluate(model, dm, example, cfg, artifact_path=None, float_model=None) -> d
 # -- the job ----------------------------------------------------------------------------------
 def main(cfg: DictConfig):
     try:
-        return _main(cfg)
+        try:
+            return _main(cfg)
+        except InstantiationException as exc:  # hydra wraps errors raised in constructors
+            if isinstance(exc.__cause__, ConfigError):
+                raise exc.__cause__ from None
+            raise
     except ConfigError as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
@@ -177,6 +188,7 @@ def main(cfg: DictConfig):
 def _main(cfg: DictConfig):
     for name in ("lightning.pytorch", "lightning.fabric"):  # Hydra's handlers already print these
         logging.getLogger(name).handlers.clear()
+    check(cfg)  # everything that can be wrong is checked before any training
     run_dir = Path(cfg.paths.run_dir)
     ident = fingerprint(cfg)
     done = Path(cfg.paths.index_dir) / f"{ident}.json"
@@ -189,8 +201,6 @@ def _main(cfg: DictConfig):
             write_json(run_dir / "results.json", results)
             return objective(cfg, results)
 
-    # everything that can be wrong is checked before any training
-    check(cfg)
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.dataset)
     dm.prepare_data()

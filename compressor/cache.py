@@ -67,7 +67,11 @@ def fetch_or_build(root, spec: dict, build) -> tuple[Path, dict, bool]:
         tmp = root / f"{k}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        record = build(tmp)
+        try:
+            record = build(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         meta = {"key": k, "spec": spec, "sha256": sha256(tmp / "model.pt"), "record": record}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         os.replace(tmp, entry)

@@ -1,0 +1,78 @@
+"""The command line as a user runs it, as a subprocess in a tmp dir."""
+import json
+from pathlib import Path
+
+import pytest
+
+FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "trainer.enable_progress_bar=false"]
+
+
+def runs(tmp_path):
+    return sorted((tmp_path / "outputs" / "runs").glob("*"))
+
+
+def test_run_leaves_a_complete_run_directory(cli, tmp_path):
+    proc = cli(*FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = runs(tmp_path)
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "model.pt", "results.json", "tb"} <= names
+    r = json.loads((run / "results.json").read_text())
+    for key in ("test/acc", "val/acc_best" if False else "val/acc", "val/acc_per_epoch", "compress/size_mb",
+                "compress/params", "compress/nonzero_params", "compress/macs", "latency/b1_ms", "latency/b64_ms",
+                "latency/threads", "train/time_s"):
+        assert key in r, key
+    assert r["latency/threads"] == 1 and len(r["val/acc_per_epoch"]) == 1
+    assert list((run / "tb").rglob("events.out.tfevents.*"))
+    assert "test/acc" in proc.stdout
+    # the checkpoint of the baseline training sits in its cache entry
+    assert list((tmp_path / "outputs" / "cache").rglob("best.ckpt"))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.lr=0", "train.lr"), ("train.lr=-1", "train.lr"), ("train.epochs=0", "train.epochs"),
+    ("dataset.batch_size=0", "dataset.batch_size"), ("dataset.val_fraction=1.5", "dataset.val_fraction"),
+    ("train.optimizer=adagrad", "train.optimizer"), ("technique=prune technique.amount=1.2", "technique.amount"),
+    ("technique=quant technique.calibration_batches=0", "technique.calibration_batches"),
+    ("technique=kd technique.loss=bogus", "technique.loss"),
+])
+def test_bad_values_are_one_line_errors_before_training(cli, tmp_path, override, key):
+    proc = cli(*FAST, *override.split())
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and key in errors[0], proc.stderr[-1500:]
+    assert not list(tmp_path.rglob("results.json"))
+    assert not (tmp_path / "outputs" / "cache").exists()
+
+
+def test_unknown_group_option_lists_the_options(cli):
+    proc = cli("dataset=imagenet")
+    assert proc.returncode != 0
+    assert "Could not find 'dataset/imagenet'" in proc.stderr and "mnist5k" in proc.stderr
+
+
+def test_bad_input_does_not_touch_an_earlier_run(cli, tmp_path):
+    assert cli(*FAST).returncode == 0
+    (run,) = runs(tmp_path)
+    before = (run / "results.json").read_bytes()
+    assert cli(*FAST, "train.lr=0", "rerun=true").returncode != 0
+    assert (run / "results.json").read_bytes() == before
+    assert len(runs(tmp_path)) == 1 or not list(runs(tmp_path)[-1].glob("results.json"))
+
+
+def test_sweep_reports_and_resume_skips_done_jobs(cli, tmp_path):
+    args = ["-m", "technique=baseline,prune", *FAST]
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*")
+    for name in ("summary.md", "summary.csv", "val_acc_bars.png", "acc_vs_size.png", "val_acc_per_epoch.png"):
+        assert (sweep / name).is_file(), name
+    table = (sweep / "summary.md").read_text()
+    assert "baseline" in table and "prune l1_unstructured global oneshot 0.5" in table
+    assert "training simple_cnn" in (first.stdout + first.stderr)
+    second = cli(*args)
+    assert second.returncode == 0
+    log = second.stdout + second.stderr
+    assert log.count("skipping:") == 2 and "training simple_cnn" not in log
+    sweeps = sorted((tmp_path / "outputs" / "multirun").glob("*"))
+    assert len(sweeps) == 2 and (sweeps[1] / "summary.md").is_file()

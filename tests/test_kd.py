@@ -1,0 +1,77 @@
+"""Distillation end to end on digits, and the teacher cache."""
+import json
+import threading
+
+import pytest
+import torch
+
+from compressor import cache
+from compressor.errors import ConfigError
+from compressor.losses import Tap
+from compressor.models.cnn import SimpleCNN, SmallCNN
+from compressor.modules import Distiller
+from tests.conftest import make_cfg, run_job
+
+
+@pytest.mark.parametrize("loss", ["kl", "cosine", "feature_mse", "dkd"])
+def test_kd_trains_against_the_teacher_and_reuses_it(tmp_path, loss):
+    first = run_job(tmp_path, ["technique=kd", f"technique.loss={loss}", "technique.epochs=1"], "first")
+    assert first["run"]["teacher"] == "simple_cnn" and first["run"]["model"] == "small_cnn"
+    assert first["baseline"]["trained_now"] is True
+    assert 0 <= first["kd"]["test/agreement"] <= 1
+    assert first["kd"]["teacher/test_acc"] == first["baseline"]["test/acc"]
+    logged = first["stages"][0]["weights"]
+    assert loss in logged
+    # a second KD run with the same teacher config does not train the teacher again
+    second = run_job(tmp_path, ["technique=kd", "technique.loss=ce", "technique.epochs=1"], "second")
+    assert second["baseline"]["trained_now"] is False
+    assert second["baseline"]["cache_entry"] == first["baseline"]["cache_entry"]
+
+
+def test_teacher_is_frozen_and_terms_are_logged():
+    torch.manual_seed(0)
+    teacher, student = SimpleCNN(1, 10, 8), SmallCNN(1, 10, 8)
+    kd = Distiller(student, teacher, torch.randn(2, 1, 8, 8), {"ce": 0.5, "kl": 0.3, "cosine": 0.1, "feature_mse": 0.1},
+                   num_classes=10)
+    kd.train()
+    assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
+    terms = kd.loss_terms(student(torch.randn(4, 1, 8, 8)), teacher(torch.randn(4, 1, 8, 8)), torch.tensor([0, 1, 2, 3]))
+    assert set(terms) == {"ce", "kl", "cosine", "feature_mse"}
+    # the projection/regressor are learned parameters of the distiller, not of the student
+    assert isinstance(kd.adapters["hidden"], torch.nn.Linear)
+    assert any(p.requires_grad for p in kd.adapters.parameters())
+
+
+def test_unknown_module_path_lists_module_names():
+    with pytest.raises(ConfigError, match="technique.student_hidden='features.99'") as err:
+        Tap(SmallCNN(1, 10, 8), "features.99", "technique.student_hidden")
+    assert "features.0" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_path_fails_before_training(tmp_path):
+    from compressor import app
+
+    cfg = make_cfg(tmp_path, ["technique=kd", "technique.loss=cosine", "model.hidden=nope"])
+    with pytest.raises(ConfigError, match="nope"):
+        app._main(cfg)
+    assert not (tmp_path / "outputs" / "cache").exists()
+
+
+def test_cache_builds_once_under_concurrency_and_rebuilds_corrupt(tmp_path):
+    calls = []
+
+    def build(folder):
+        calls.append(1)
+        (folder / "model.pt").write_bytes(b"weights")
+        return {"n": len(calls)}
+
+    threads = [threading.Thread(target=cache.fetch_or_build, args=(tmp_path, {"model": {"name": "x"}}, build))
+               for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(calls) == 1
+    entry = tmp_path / cache.key({"model": {"name": "x"}})
+    (entry / "model.pt").write_bytes(b"corrupt")
+    _, record, built = cache.fetch_or_build(tmp_path, {"model": {"name": "x"}}, build)
+    assert built and record == {"n": 2}
+    assert json.loads((entry / "meta.json").read_text())["record"] == {"n": 2}

@@ -1,0 +1,25 @@
+"""predict on a folder with one corrupt image: reported by name, the rest still predicted."""
+import numpy as np
+from PIL import Image
+
+from compressor.predict import predict_folder
+from tests.conftest import run_job
+
+
+def test_predict_folder_with_a_corrupt_image(tmp_path):
+    run_job(tmp_path, ["technique=quant", "export=onnx", "technique.calibration_batches=2"])
+    run = tmp_path / "outputs" / "run"
+    from omegaconf import OmegaConf
+
+    assert (run / "config.yaml").is_file() and OmegaConf.load(run / "config.yaml").dataset.name == "digits"
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 80 * i, np.uint8)).save(images / f"digit{i}.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    for onnx in (None, "fp32", "int8"):
+        results = predict_folder(run, images, onnx)
+        assert [r["image"] for r in results] == ["broken.png", "digit0.png", "digit1.png", "digit2.png"]
+        assert "error" in results[0] and "broken" not in results[0]["error"]
+        for r in results[1:]:
+            assert 0 <= r["predicted_class"] < 10 and abs(sum(r["probabilities"]) - 1) < 1e-4

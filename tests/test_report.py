@@ -1,0 +1,52 @@
+"""The report on a synthetic sweep directory (no training)."""
+import csv
+import json
+
+from compressor.report.__main__ import main as report_main
+from compressor.report.build import build, pareto
+
+
+def result(technique, label, seed, acc, size, b1, b64, base_acc=0.98, base_size=2.0):
+    base = {"model": "simple_cnn", "test/acc": base_acc, "val/acc": base_acc, "compress/size_mb": base_size,
+            "latency/b1_ms": 1.0, "latency/b64_ms": 0.5, "compress/params": 1000, "compress/nonzero_params": 1000,
+            "compress/macs": 5000, "compress/sparsity": 0.0, "val/acc_per_epoch": [0.9, 0.95, 0.97]}
+    return {"run": {"technique": technique, "label": label, "dataset": "mnist5k", "model": "simple_cnn", "seed": seed},
+            "test/acc": acc, "val/acc": acc, "compress/size_mb": size, "latency/b1_ms": b1, "latency/b64_ms": b64,
+            "compress/params": 1000, "compress/nonzero_params": 500, "compress/macs": 5000, "compress/sparsity": 0.5,
+            "val/acc_per_epoch": [acc - 0.01, acc], "baseline": base}
+
+
+def write(sweep, i, r):
+    folder = sweep / f"{i}_job"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(r))
+
+
+def test_report_from_synthetic_sweep(tmp_path):
+    write(tmp_path, 0, result("baseline", "baseline", 0, 0.98, 2.0, 1.0, 0.5))
+    write(tmp_path, 1, result("prune", "prune 0.5", 0, 0.97, 1.0, 2.0, 0.5))
+    write(tmp_path, 2, result("prune", "prune 0.5", 1, 0.95, 1.0, 2.0, 0.5))
+    write(tmp_path, 3, result("quant", "quant static torch", 0, 0.98, 0.5, 0.5, 0.1))
+    (tmp_path / "4_broken").mkdir()
+    (tmp_path / "4_broken" / "results.json").write_text("{not json")
+    path = build(tmp_path)
+    text = path.read_text()
+    assert "| mnist5k | simple_cnn | prune 0.5 | 2 | 0.9600 ± 0.0141 | -2.00 ± 1.4142 |" in text
+    quant = next(line for line in text.splitlines() if "quant static" in line)
+    assert "| 4.00 |" in quant and "| 2.00 | 5.00 |" in quant  # compression 4x; speed-up b1 2x, b64 5x
+    prune = next(line for line in text.splitlines() if "prune 0.5" in line)
+    assert "| 0.50 |" in prune  # slower at batch 1: reported as a speed-up below 1
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert {r["run"] for r in rows} == {"baseline", "prune 0.5", "quant static torch"}
+    for name in ("val_acc_bars.png", "acc_vs_size.png", "val_acc_per_epoch.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_pareto_front():
+    points = [(2.0, 98.0), (1.0, 96.0), (0.5, 97.0), (3.0, 90.0)]
+    assert pareto(points) == [2, 0]
+
+
+def test_report_cli_on_empty_dir(tmp_path, capsys):
+    assert report_main([str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
