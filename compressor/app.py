@@ -39,7 +39,7 @@ def fingerprint(cfg: DictConfig) -> str:
 
 
 def is_rank_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+    return cache.rank() == 0
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -156,9 +156,14 @@ def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
         return record
 
     entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build)
+    model = artifact.load(entry / "model.pt")
+    if not is_rank_zero():  # a DDP rank's private copy of the fit; rank 0 stored the entry
+        if built:
+            shutil.rmtree(entry, ignore_errors=True)
+        return model, record, None
     if not built:
         log.info("reused cached %s from %s (trained once, not retrained)", net_cfg.name, entry)
-    return artifact.load(entry / "model.pt"), {**record, "cache_entry": str(entry), "trained_now": built}, entry / "model.pt"
+    return model, {**record, "cache_entry": str(entry), "trained_now": built}, entry / "model.pt"
 
 
 def evaluate(model, dm, example, cfg, artifact_path=None, float_model=None) -> dict:
@@ -171,7 +176,43 @@ def evaluate(model, dm, example, cfg, artifact_path=None, float_model=None) -> d
 
 
 # -- the job ----------------------------------------------------------------------------------
+def ddp_children_run_this_job_only() -> None:
+    """Lightning's DDP launcher restarts this script for ranks > 0 with sys.argv and Hydra's run
+    dir. Under a multirun that would start the whole sweep again in every rank
+    (lightning-hydra-template #393), so the children get this job's overrides and output dir."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        sys.argv = [sys.argv[0], *hc.overrides.task]
+        with read_write(hc):
+            hc.run.dir = hc.runtime.output_dir
+
+
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def ddp_teardown(env_before: dict) -> None:
+    """After a job whose ranks this process launched: end the process group and forget the
+    launcher's variables, so the next job of a multirun launches its own ranks."""
+    if env_before.get("LOCAL_RANK") is not None or os.environ.get("LOCAL_RANK") is None:
+        return
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key, value in env_before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def main(cfg: DictConfig):
+    ddp_children_run_this_job_only()
+    env_before = {k: os.environ.get(k) for k in DDP_ENV}
     try:
         try:
             return _main(cfg)
@@ -183,6 +224,8 @@ def main(cfg: DictConfig):
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        ddp_teardown(env_before)
 
 
 def _main(cfg: DictConfig):
@@ -226,8 +269,9 @@ def _main(cfg: DictConfig):
     reference_cfg, reference_key = (cfg.teacher, "teacher") if distilling else (cfg.model, "model")
     reference, reference_record, reference_path = trained(cfg, reference_cfg, dm, run_dir, reference_key)
     model = student_arch if distilling else copy.deepcopy(reference)
-    reference_metrics, reference_logits = evaluate(reference, dm, example, cfg, reference_path)
-    reference_metrics.update({k: reference_record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
+    if is_rank_zero():
+        reference_metrics, reference_logits = evaluate(reference, dm, example, cfg, reference_path)
+        reference_metrics.update({k: reference_record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
 
     records, float_model = [], None
     for stage, obj in zip(plan, objects):

@@ -51,11 +51,27 @@ def valid(entry: Path) -> dict | None:
     return None
 
 
+def rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+
+
 def fetch_or_build(root, spec: dict, build) -> tuple[Path, dict, bool]:
-    """(entry folder, record, built now?). `build(folder)` writes folder/model.pt and returns a record."""
+    """(entry folder, record, built now?). `build(folder)` writes folder/model.pt and returns a record.
+
+    Under DDP every rank must take part in the training fit, and rank 0 holds the lock while it
+    waits for the others, so ranks > 0 never lock: they reuse a whole entry, or join the fit in a
+    private folder that is never stored. Only rank 0 writes the cache."""
     root = Path(root)
     k = key(spec)
     entry = root / k
+    if rank() != 0:
+        meta = valid(entry)
+        if meta is not None:
+            return entry, meta["record"], False
+        private = root / f"{k}.rank{rank()}-{os.getpid()}"
+        shutil.rmtree(private, ignore_errors=True)
+        private.mkdir(parents=True)
+        return private, build(private), True
     with locked(root / f"{k}.lock"):
         meta = valid(entry)
         if meta is not None:

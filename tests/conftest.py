@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+
+from compressor.config import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -19,17 +17,7 @@ FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "trainer.enable_pr
 
 
 def make_cfg(tmp_path: Path, overrides=(), run_name="run"):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*FAST, *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.root = str(tmp_path / "outputs")
-        cfg.paths.run_dir = str(tmp_path / "outputs" / run_name)
-        cfg.paths.cache_dir = str(tmp_path / "outputs" / "cache")
-        cfg.paths.index_dir = str(tmp_path / "outputs" / "index")
-        del cfg["hydra"]
-    return cfg
+    return compose([*FAST, *overrides], tmp_path / "outputs", run_name)
 
 
 def run_job(tmp_path: Path, overrides=(), run_name="run") -> dict:

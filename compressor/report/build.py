@@ -181,5 +181,9 @@ def build(root, out=None) -> Path:
     table = rows(runs)
     out.mkdir(parents=True, exist_ok=True)
     write_tables(table, out)
+    best = root / "optimization_results.yaml"
+    if best.is_file():  # an Optuna sweep: say which trial won
+        with open(out / "summary.md", "a") as f:
+            f.write("\n## Best trial (Optuna)\n\n```yaml\n" + best.read_text() + "```\n")
     plot(table, out)
     return out / "summary.md"

@@ -13,6 +13,6 @@ class SweepReport(Callback):
         from compressor.report.build import build
 
         sweep = Path(config.hydra.sweep.dir)
-        if sweep.is_dir():
+        if sweep.is_dir() and any(sweep.rglob("results.json")):
             out = build(sweep)
             log.info("report: %s", out)

@@ -1,0 +1,152 @@
+"""make bench: speed and size figures, measured side by side in one process, threads pinned.
+
+Not a test: it prints ratios on this machine. Every compression figure comes from a job run
+in-process (compressor.app), which measures the baseline and the compressed model one after
+the other in the same process with the same code (compressor.measure)."""
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from compressor import app
+from compressor.config import compose
+from compressor.measure import pinned_threads
+
+OUT = Path("outputs/bench")
+
+
+def job(overrides, name) -> dict:
+    cfg = compose(["trainer.enable_progress_bar=false", "logger=none", "rerun=true", *overrides], OUT, name)
+    app._main(cfg)
+    return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
+
+
+# -- 1. training throughput: our Lightning loop against a plain PyTorch loop --------------------
+def throughput(epochs: int = 1, rounds: int = 3, threads: int = 1) -> dict:
+    from hydra.utils import instantiate
+
+    from compressor.modules import Classifier
+
+    cfg = compose(["trainer.enable_progress_bar=false"], OUT, "throughput")
+    dm = instantiate(cfg.dataset)
+    dm.setup()
+    n = len(dm.train_set) * epochs
+
+    def plain():
+        L.seed_everything(0)
+        model = instantiate(cfg.model.net)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+        start = time.perf_counter()
+        for _ in range(epochs):
+            for x, y in dm.train_dataloader():
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return n / (time.perf_counter() - start)
+
+    def ours():
+        L.seed_everything(0)
+        module = Classifier(instantiate(cfg.model.net), dm.num_classes, scheduler="none")
+        with tempfile.TemporaryDirectory() as tmp:
+            logger = instantiate(cfg.logger, save_dir=tmp, version="bench")
+            trainer = instantiate(cfg.trainer, max_epochs=epochs, logger=logger, limit_val_batches=0,
+                                  enable_checkpointing=False, default_root_dir=tmp)
+            start = time.perf_counter()
+            trainer.fit(module, train_dataloaders=dm.train_dataloader())
+            return n / (time.perf_counter() - start)
+
+    plain_rates, ours_rates = [], []
+    with pinned_threads(threads):
+        for _ in range(rounds):  # alternate, so machine load drifts hit both alike
+            plain_rates.append(plain())
+            ours_rates.append(ours())
+    p, o = statistics.median(plain_rates), statistics.median(ours_rates)
+    return {"plain images/s": p, "lightning images/s": o, "ratio": o / p, "threads": threads,
+            "model": cfg.model.name, "dataset": cfg.dataset.name, "batch_size": cfg.dataset.batch_size}
+
+
+def ratio_row(name, r) -> dict:
+    b = r["baseline"]
+    return {"run": name, "test/acc": r["test/acc"], "baseline acc": b["test/acc"],
+            "Δ acc (pts)": 100 * (r["test/acc"] - b["test/acc"]),
+            "size ×": b["compress/size_mb"] / r["compress/size_mb"],
+            "MACs ×": b["compress/macs"] / max(r["compress/macs"], 1),
+            "b1 speed-up ×": b["latency/b1_ms"] / r["latency/b1_ms"],
+            "b64 speed-up ×": b["latency/b64_ms"] / r["latency/b64_ms"]}
+
+
+def pruning(models) -> list[dict]:
+    rows = []
+    for model in models:
+        r = job([f"model={model}", "technique=prune", "technique.method=channel", "technique.amount=0.5",
+                 "technique.epochs=1"], f"prune_channel_{model}")
+        rows.append(ratio_row(f"{model} channel 0.5", r))
+        r = job([f"model={model}", "technique=prune", "technique.amount=0.9", "technique.epochs=1"],
+                f"prune_unstructured_{model}")
+        rows.append(ratio_row(f"{model} unstructured 0.9", r))
+    return rows
+
+
+def quantization(models) -> list[dict]:
+    rows = []
+    variants = [("static", "torch"), ("qat", "torch"), ("dynamic", "torch"), ("fp16", "torch"), ("bf16", "torch"),
+                ("static", "onnxruntime"), ("dynamic", "onnxruntime")]
+    for model in models:
+        for mode, backend in variants:
+            r = job([f"model={model}", "technique=quant", f"technique.mode={mode}", f"technique.backend={backend}",
+                     "technique.epochs=1"] + (["export=onnx"] if (mode, backend) == ("static", "torch") else []),
+                    f"quant_{mode}_{backend}_{model}")
+            rows.append(ratio_row(f"{model} {mode} {backend}", r))
+            if "export" in r:  # ONNX Runtime fp32 vs int8 on the same export, side by side
+                fp32, int8 = r["export"]["fp32"], r["export"]["int8"]
+                rows.append({"run": f"{model} onnxruntime int8 vs onnxruntime fp32", "test/acc": int8["test/acc"],
+                             "baseline acc": fp32["test/acc"], "Δ acc (pts)": 100 * (int8["test/acc"] - fp32["test/acc"]),
+                             "size ×": fp32["size_mb"] / int8["size_mb"], "MACs ×": 1.0,
+                             "b1 speed-up ×": fp32["latency/b1_ms"] / int8["latency/b1_ms"],
+                             "b64 speed-up ×": fp32["latency/b64_ms"] / int8["latency/b64_ms"]})
+    return rows
+
+
+def table(rows) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--only", choices=["throughput", "prune", "quant"], action="append")
+    parser.add_argument("--models", default="simple_cnn,resnet18")
+    args = parser.parse_args(argv)
+    parts = args.only or ["throughput", "prune", "quant"]
+    models = args.models.split(",")
+    report = []
+    if "throughput" in parts:
+        t = throughput()
+        report.append(f"## Training throughput ({t['model']} on {t['dataset']}, batch {t['batch_size']}, "
+                      f"{t['threads']} thread)\n\nplain PyTorch {t['plain images/s']:.0f} images/s, "
+                      f"our Lightning loop {t['lightning images/s']:.0f} images/s: **{100 * t['ratio']:.1f}%** of plain\n")
+        print(report[-1], flush=True)
+    if "prune" in parts:
+        report.append("## Pruning (1 fine-tune epoch; latency at 1 thread)\n\n" + table(pruning(models)) + "\n")
+        print(report[-1], flush=True)
+    if "quant" in parts:
+        report.append("## Quantization on mnist5k (latency at 1 thread; QAT 1 epoch)\n\n" + table(quantization(models)) + "\n")
+        print(report[-1], flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "bench.md").write_text("\n".join(report))
+    print(f"written to {OUT / 'bench.md'}")
+
+
+if __name__ == "__main__":
+    main()
