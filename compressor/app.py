@@ -142,8 +142,10 @@ def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
         model = load_checkpoint(net_cfg.checkpoint, plain(net_cfg.net), f"{key}.checkpoint")
         return model, {"checkpoint": str(net_cfg.checkpoint)}, Path(net_cfg.checkpoint)
     dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "download")}
+    limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
+                                                "gradient_clip_val") if k in cfg.trainer}
     spec = {"dataset": dataset, "model": {"name": net_cfg.name, **plain(net_cfg.net)}, "train": plain(cfg.train),
-            "seed": cfg.seed}
+            "trainer": limits, "seed": cfg.seed}
 
     def build(folder: Path) -> dict:
         log.info("training %s on %s (%d epochs): nothing cached for this recipe", net_cfg.name, cfg.dataset.name,

@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("compress/size_mb", "size MB"),
            ("ratio", "compression ×"), ("latency/b1_ms", "latency b1 ms/img"), ("latency/b64_ms", "latency b64 ms/img"),
            ("speedup_b1", "speed-up b1 ×"), ("speedup_b64", "speed-up b64 ×"), ("compress/params", "params"),
-           ("compress/nonzero_params", "non-zero params"), ("compress/macs", "MACs"), ("compress/sparsity", "sparsity")]
+           ("compress/nonzero_params", "non-zero params"), ("compress/macs", "MACs"), ("compress/sparsity", "sparsity"),
+           ("kd/agreement", "agreement with teacher")]
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -41,6 +42,7 @@ def derived(r: dict) -> dict:
     out["speedup_b1"] = b["latency/b1_ms"] / r["latency/b1_ms"]
     out["speedup_b64"] = b["latency/b64_ms"] / r["latency/b64_ms"]
     out["val/acc"] = r.get("val/acc")
+    out["kd/agreement"] = r.get("kd", {}).get("test/agreement")
     return out
 
 
@@ -88,8 +90,8 @@ def fmt(row: dict, key: str) -> str:
     std = row.get(key + "_std") or 0.0
     if key in ("compress/params", "compress/nonzero_params", "compress/macs"):
         return f"{v:,.0f}"
-    text = f"{v:.4f}" if key in ("test/acc", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb") else f"{v:.2f}"
-    return text + (f" ± {std:.4f}" if std and key in ("test/acc", "delta") else "")
+    text = f"{v:.4f}" if key in ("test/acc", "kd/agreement", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb") else f"{v:.2f}"
+    return text + (f" ± {std:.4f}" if std and key in ("test/acc", "delta", "kd/agreement") else "")
 
 
 def write_tables(table: list[dict], out: Path) -> None:

@@ -1,0 +1,43 @@
+"""Each seed study's preset, at smoke scale on embedded data, through the command line."""
+import json
+
+import pytest
+
+from tests.conftest import CONF
+
+PRESETS = {  # preset -> (techniques its sweep runs, the teacher/baseline model, the KD student)
+    "seed000_rvl_cdip": ({"baseline", "quant", "kd"}, "simple_cnn", "small_cnn"),
+    "seed001_cifar10_resnet18": ({"baseline", "pipeline"}, "resnet18", "resnet_student"),
+    "seed002_cifar10_deepnn": ({"kd"}, "deep_nn", "light_nn"),
+    "seed003_mnist_kl": ({"baseline", "kd"}, "mnist_cnn", "mnist_mlp"),
+    "seed004_cifar10_resnet50": ({"baseline", "prune", "quant", "kd"}, "resnet50", "mobilenet_v2"),
+}
+
+
+def test_every_preset_is_covered():
+    assert {p.stem for p in (CONF / "experiment").glob("*.yaml")} == set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_at_smoke_scale(cli, tmp_path, preset):
+    techniques, teacher, student = PRESETS[preset]
+    proc = cli("-m", f"+experiment={preset}", "+smoke=tiny")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = tmp_path / "outputs" / "studies" / preset[:7]
+    found = [json.loads(p.read_text()) for p in study.rglob("results.json")]
+    assert {r["run"]["technique"] for r in found} == techniques
+    for r in found:
+        assert r["run"]["dataset"] == "digits"
+        assert r["baseline"]["model"] == teacher
+        if r["run"]["technique"] in ("kd", "pipeline"):
+            assert r["run"]["model"] == student and r["run"]["teacher"] == teacher
+    (sweep,) = study.iterdir()
+    assert (sweep / "summary.md").is_file() and (sweep / "acc_vs_size.png").is_file()
+
+
+def test_seed002_sweeps_the_three_losses(cli, tmp_path):
+    proc = cli("-m", "+experiment=seed002_cifar10_deepnn", "+smoke=tiny", "technique.loss=ce,cosine")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")]
+    assert sorted(r["run"]["label"] for r in found) == ["kd ce from deep_nn", "kd cosine from deep_nn"]
+    assert all(r["export"]["fp32"]["agreement"] >= 0.995 for r in found)
