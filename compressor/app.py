@@ -168,13 +168,17 @@ def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
     return model, {**record, "cache_entry": str(entry), "trained_now": built}, entry / "model.pt"
 
 
-def evaluate(model, dm, example, cfg, artifact_path=None, float_model=None) -> dict:
+def evaluate(model, dm, example, artifact_path=None, float_model=None) -> dict:
+    """Accuracy, size, parameters, MACs (latency is measured side by side at the end)."""
     logits, labels = measure.predict(model, dm.test_dataloader())
     val_logits, val_labels = measure.predict(model, dm.val_dataloader())
     out = {"test/acc": measure.accuracy(logits, labels), "val/acc": measure.accuracy(val_logits, val_labels)}
-    out.update(measure.profile(model, example, artifact_path, threads=cfg.latency.threads, reps=cfg.latency.reps,
-                               float_model=float_model))
+    out.update(measure.profile(model, example, artifact_path, float_model=float_model))
     return out, logits
+
+
+def timed(models: dict, example, cfg) -> dict:
+    return measure.latencies(models, example, cfg.latency.threads, cfg.latency.reps, cfg.latency.rounds)
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -272,7 +276,7 @@ def _main(cfg: DictConfig):
     reference, reference_record, reference_path = trained(cfg, reference_cfg, dm, run_dir, reference_key)
     model = student_arch if distilling else copy.deepcopy(reference)
     if is_rank_zero():
-        reference_metrics, reference_logits = evaluate(reference, dm, example, cfg, reference_path)
+        reference_metrics, reference_logits = evaluate(reference, dm, example, reference_path)
         reference_metrics.update({k: reference_record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
 
     records, float_model = [], None
@@ -302,10 +306,14 @@ def _main(cfg: DictConfig):
     run_dir.mkdir(parents=True, exist_ok=True)
     if plan:
         model_path = save_model(model, run_dir, cfg, records, float_model)
-        metrics, logits = evaluate(model, dm, example, cfg, model_path, float_model)
+        metrics, logits = evaluate(model, dm, example, model_path, float_model)
+        speed = timed({"baseline": reference, "model": model}, example, cfg)
+        reference_metrics.update(speed["baseline"])
+        metrics.update(speed["model"])
     else:
         model_path = run_dir / "model.pt"
         shutil.copyfile(reference_path, model_path)
+        reference_metrics.update(timed({"baseline": reference}, example, cfg)["baseline"])
         metrics, logits = dict(reference_metrics), reference_logits
         metrics["compress/size_mb"] = measure.size_mb(model_path)
 
@@ -386,19 +394,19 @@ def onnx_export(model, float_model, dm, example, run_dir: Path, cfg) -> dict:
             calibration = [x for i, (x, _) in zip(range(cfg.technique.get("calibration_batches", 8)), dm.train_dataloader())]
             export.quantize_onnx(fp32_path, int8, "static", calibration)
         paths["int8"] = int8
-    for name, path in paths.items():
-        onnx_model = export.OnnxModel(path, threads=cfg.latency.threads)
+    sessions = {name: export.OnnxModel(path, threads=cfg.latency.threads) for name, path in paths.items()}
+    for name, onnx_model in sessions.items():
         logits, labels = measure.predict(onnx_model, dm.test_dataloader())
         agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
         needed = 0.995 if name == "fp32" else 0.98
         if agreement < needed:
             log.warning("ONNX %s agrees with PyTorch on only %.2f%% of test images (needed %.1f%%)", name,
                         100 * agreement, 100 * needed)
-        out[name] = {"path": str(path), "size_mb": measure.size_mb(path), "test/acc": measure.accuracy(logits, labels),
-                     "agreement": agreement, "agreement_ok": agreement >= needed,
-                     "latency/b1_ms": measure.latency_ms(onnx_model, example, 1, cfg.latency.threads, reps=cfg.latency.reps),
-                     "latency/b64_ms": measure.latency_ms(onnx_model, example, 64, cfg.latency.threads,
-                                                          reps=max(3, cfg.latency.reps // 4))}
+        out[name] = {"path": str(paths[name]), "size_mb": measure.size_mb(paths[name]),
+                     "test/acc": measure.accuracy(logits, labels), "agreement": agreement,
+                     "agreement_ok": agreement >= needed}
+    for name, speed in timed(sessions, example, cfg).items():  # fp32 and int8 side by side
+        out[name].update(speed)
     return out
 
 

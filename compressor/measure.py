@@ -70,9 +70,10 @@ def macs(model: nn.Module, example: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def latency_ms(model, example: torch.Tensor, batch: int, threads: int = 1, warmup: int = 3,
-               reps: int = 20, min_seconds: float = 0.2) -> float:
-    """Median milliseconds per image at the given batch size, after warm-up, threads pinned."""
+def latency_ms(model, example: torch.Tensor, batch: int, threads: int = 1, warmup: int = 2,
+               reps: int = 20, max_seconds: float = 2.0) -> float:
+    """Median milliseconds per image at the given batch size, after warm-up, threads pinned.
+    At least 3 timed calls, then up to `reps` while within `max_seconds` (slow models stop early)."""
     if isinstance(model, nn.Module):
         model.eval()
     x = example[:1].repeat(batch, *[1] * (example.dim() - 1))
@@ -80,24 +81,32 @@ def latency_ms(model, example: torch.Tensor, batch: int, threads: int = 1, warmu
         for _ in range(warmup):
             model(x)
         times, start = [], time.perf_counter()
-        while len(times) < reps or (time.perf_counter() - start < min_seconds and len(times) < 10 * reps):
+        while len(times) < 3 or (len(times) < reps and time.perf_counter() - start < max_seconds):
             t0 = time.perf_counter()
             model(x)
             times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times) / batch
 
 
-def profile(model, example: torch.Tensor, artifact=None, threads: int = 1, reps: int = 20,
-            float_model: nn.Module | None = None) -> dict:
-    """The figures every results.json carries for one model.
+def latencies(models: dict, example: torch.Tensor, threads: int = 1, reps: int = 20, rounds: int = 3) -> dict:
+    """Latency of several models measured side by side: each round times every model in turn, and
+    the median over rounds is kept, so a load spike on a shared machine hits all of them alike."""
+    seen = {name: {1: [], 64: []} for name in models}
+    for _ in range(rounds):
+        for batch in (1, 64):
+            for name, model in models.items():
+                seen[name][batch].append(latency_ms(model, example, batch, threads, reps=reps if batch == 1 else max(3, reps // 4)))
+    return {name: {"latency/threads": threads, "latency/b1_ms": statistics.median(v[1]),
+                   "latency/b64_ms": statistics.median(v[64])} for name, v in seen.items()}
+
+
+def profile(model, example: torch.Tensor, artifact=None, float_model: nn.Module | None = None) -> dict:
+    """Size, parameters and MACs of one model (latency: `latencies`, side by side with the baseline).
 
     MACs and parameter counts come from `float_model` when the model itself is quantized
     (FlopCounterMode and .parameters() do not see packed int8 weights)."""
     counted = float_model if float_model is not None else model
-    out = {**parameters(counted), "compress/macs": macs(counted, example),
-           "latency/threads": threads,
-           "latency/b1_ms": latency_ms(model, example, 1, threads, reps=reps),
-           "latency/b64_ms": latency_ms(model, example, 64, threads, reps=max(3, reps // 4))}
+    out = {**parameters(counted), "compress/macs": macs(counted, example)}
     if artifact is not None:
         out["compress/size_mb"] = size_mb(artifact)
     return out

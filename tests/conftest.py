@@ -13,7 +13,7 @@ from compressor.config import compose
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # small and quick: digits, one epoch, few latency repetitions, no progress bars
-FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "trainer.enable_progress_bar=false"]
+FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
 
 
 def make_cfg(tmp_path: Path, overrides=(), run_name="run"):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "trainer.enable_progress_bar=false"]
+FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
 
 
 def runs(tmp_path):

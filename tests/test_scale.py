@@ -8,7 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from tests.conftest import CONF
 
-FAST = ["dataset=digits", "train.epochs=2", "++technique.epochs=2", "latency.reps=2", "trainer.enable_progress_bar=false"]
+FAST = ["dataset=digits", "train.epochs=2", "++technique.epochs=2", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
 
 
 def results(tmp_path):
@@ -16,7 +16,7 @@ def results(tmp_path):
             for p in (tmp_path / "outputs").rglob("results.json")}
 
 
-DDP = ["dataset=digits", "train.epochs=3", "++technique.epochs=6", "latency.reps=2", "trainer.enable_progress_bar=false"]
+DDP = ["dataset=digits", "train.epochs=3", "++technique.epochs=6", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
 
 
 def test_ddp_on_cpu_matches_single_process(cli, tmp_path):
@@ -68,7 +68,7 @@ def test_one_job_through_submitit_local_executor(cli, tmp_path):
 
 def test_optuna_search_reports_best_trial(cli, tmp_path):
     proc = cli("-m", "hparams_search=kd_prune_optuna", "hydra.sweeper.n_trials=3", "dataset=digits", "train.epochs=1",
-               "technique.kd.epochs=1", "technique.prune.epochs=1", "latency.reps=2", "size_budget_mb=1",
+               "technique.kd.epochs=1", "technique.prune.epochs=1", "latency.reps=2", "latency.rounds=1", "size_budget_mb=1",
                "trainer.enable_progress_bar=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (best,) = (tmp_path / "outputs" / "multirun").rglob("optimization_results.yaml")

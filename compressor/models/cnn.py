@@ -11,12 +11,19 @@ def _flat_dim(features: nn.Module, in_channels: int, image_size: int) -> int:
         return features(torch.zeros(1, in_channels, image_size, image_size)).numel()
 
 
+class FeatureNet(nn.Module):
+    """features -> flatten -> classifier: the contract distillation taps and pruning globs rely on."""
+
+    def forward(self, x):
+        return self.classifier(self.flatten(self.features(x)))
+
+
 def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
     layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
     return layers + [nn.MaxPool2d(2)] if pool else layers
 
 
-class SimpleCNN(nn.Module):
+class SimpleCNN(FeatureNet):
     """Seed 000's baseline and teacher: three conv-bn-relu blocks, then a two-layer head."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 32):
@@ -28,11 +35,8 @@ class SimpleCNN(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(4 * w * 16, 256), nn.ReLU(inplace=True), nn.Dropout(0.25),
                                         nn.Linear(256, num_classes))
 
-    def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
 
-
-class SmallCNN(nn.Module):
+class SmallCNN(FeatureNet):
     """Seed 000's student: two narrow conv blocks and one linear layer."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 16):
@@ -42,11 +46,8 @@ class SmallCNN(nn.Module):
         self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(nn.Linear(2 * width * 16, num_classes))
 
-    def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
 
-
-class DeepNN(nn.Module):
+class DeepNN(FeatureNet):
     """Seed 002's teacher (the PyTorch knowledge-distillation tutorial's DeepNN)."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32):
@@ -59,11 +60,8 @@ class DeepNN(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(_flat_dim(self.features, in_channels, image_size), 512), nn.ReLU(),
                                         nn.Dropout(0.1), nn.Linear(512, num_classes))
 
-    def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
 
-
-class LightNN(nn.Module):
+class LightNN(FeatureNet):
     """Seed 002's student (the tutorial's LightNN)."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32):
@@ -75,11 +73,8 @@ class LightNN(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(_flat_dim(self.features, in_channels, image_size), 256), nn.ReLU(),
                                         nn.Dropout(0.1), nn.Linear(256, num_classes))
 
-    def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
 
-
-class MnistCNN(nn.Module):
+class MnistCNN(FeatureNet):
     """Seed 003's teacher: 32 filters 5x5, max-pool 5x5, FC 128. Padding keeps 8x8 inputs valid."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28):
@@ -92,11 +87,8 @@ class MnistCNN(nn.Module):
         self.classifier = nn.Sequential(nn.Linear(_flat_dim(self.features, in_channels, image_size), 128), nn.ReLU(),
                                         nn.Linear(128, num_classes))
 
-    def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
 
-
-class MnistMLP(nn.Module):
+class MnistMLP(FeatureNet):
     """Seed 003's student: a 784-128-10 feed-forward net (input size follows the dataset)."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, hidden: int = 128):
@@ -105,6 +97,3 @@ class MnistMLP(nn.Module):
         self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(nn.Linear(in_channels * image_size * image_size, hidden), nn.ReLU(),
                                         nn.Linear(hidden, num_classes))
-
-    def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
