@@ -317,13 +317,15 @@ def _main(cfg: DictConfig):
         metrics, logits = dict(reference_metrics), reference_logits
         metrics["compress/size_mb"] = measure.size_mb(model_path)
 
-    last_fit = next((r for r in reversed(records) if r.get("val/acc_per_epoch")), reference_record)
+    # validation accuracy per epoch of this run's own fits (stages joined); the baseline's for baseline
+    curve = [v for r in records for v in r.get("val/acc_per_epoch", [])] if plan else \
+        reference_record.get("val/acc_per_epoch", [])
     results = {
         "run": {"technique": cfg.technique.name, "label": label(cfg, plan), "dataset": cfg.dataset.name, "model": cfg.model.name,
                 "teacher": cfg.teacher.name if distilling else None, "seed": cfg.seed, "config_hash": ident,
                 "run_dir": str(run_dir)},
         **metrics,
-        "val/acc_per_epoch": last_fit.get("val/acc_per_epoch", []),
+        "val/acc_per_epoch": curve,
         "train/time_s": sum(r.get("train/time_s", 0) for r in records) if plan else reference_record.get("train/time_s"),
         "baseline": {"model": reference_cfg.name, **reference_metrics, "cache_entry": reference_record.get("cache_entry"),
                      "trained_now": reference_record.get("trained_now")},

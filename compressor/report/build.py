@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import statistics
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -123,50 +124,53 @@ def pareto(points):
 
 def plot(table: list[dict], out: Path) -> list[Path]:
     files = []
-    names = [f"{r['model']}\n{r['label']}" for r in table]
+    names = [f"{r['model']}: {r['label']}" for r in table]
+    wrapped = [textwrap.fill(n, 38) for n in names]
+    grey = ["tab:gray" if r["label"] == "baseline" else "tab:blue" for r in table]
     # 1. validation accuracy, baseline vs each compressed model (seed 000's bar chart)
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(table)), 4.5))
-    colors = ["tab:gray" if r["label"] == "baseline" else "tab:blue" for r in table]
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.75 * len(table)))
     vals = [100 * (r["val/acc"] or 0) for r in table]
-    ax.bar(range(len(table)), vals, yerr=[100 * (r.get("val/acc_std") or 0) for r in table], color=colors)
-    for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(table)), names, fontsize=7, rotation=30, ha="right")
-    ax.set_ylim(max(0, min(vals) - 10), 100)
-    ax.set_ylabel("validation accuracy (%)")
+    y = list(range(len(table)))[::-1]
+    ax.barh(y, vals, xerr=[100 * (r.get("val/acc_std") or 0) for r in table], color=grey)
+    for yi, v in zip(y, vals):
+        ax.text(v, yi, f" {v:.1f}", va="center", fontsize=8)
+    ax.set_yticks(y, wrapped, fontsize=8)
+    ax.set_xlim(max(0, min(vals) - 10), 101)
+    ax.set_xlabel("validation accuracy (%)")
     ax.set_title("Validation accuracy: baseline (grey) vs compressed models")
     fig.tight_layout()
     files.append(out / "val_acc_bars.png")
     fig.savefig(files[-1], dpi=120)
     plt.close(fig)
     # 2. accuracy against size, Pareto front
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
     pts = [(r["compress/size_mb"], 100 * r["test/acc"]) for r in table]
-    for r, (s, a) in zip(table, pts):
-        ax.scatter(s, a, color="tab:gray" if r["label"] == "baseline" else "tab:blue", zorder=3)
-        ax.annotate(f"{r['model']} {r['label']}", (s, a), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    markers = "osD^v<>PX*hp"
     front = pareto(pts)
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:red", label="Pareto front")
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:red", label="Pareto front", zorder=1)
+    for i, (r, (s_, a)) in enumerate(zip(table, pts)):
+        ax.scatter(s_, a, marker=markers[i % len(markers)], s=60, zorder=3,
+                   color="tab:gray" if r["label"] == "baseline" else f"C{i % 10}", label=textwrap.fill(names[i], 45))
     ax.set_xscale("log")
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Test accuracy against size on disk")
-    ax.legend()
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     files.append(out / "acc_vs_size.png")
     fig.savefig(files[-1], dpi=120)
     plt.close(fig)
-    # 3. validation accuracy per epoch: baseline training and each compressed run's fine-tune
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for r in table:
+    # 3. validation accuracy per epoch: baseline training and each compressed run's own fits
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for r, name in zip(table, names):
         if r["val_curve"]:
             style = dict(color="black", linewidth=2.5) if r["label"] == "baseline" else {}
             ax.plot(range(1, len(r["val_curve"]) + 1), [100 * v for v in r["val_curve"]], marker="o",
-                    label=f"{r['model']} {r['label']}", **style)
-    ax.set_xlabel("epoch (baseline: training; compressed: fine-tuning or distillation)")
+                    label=textwrap.fill(name, 45), **style)
+    ax.set_xlabel("epoch (baseline: training; compressed: fine-tuning / distillation, stages joined)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Validation accuracy per epoch, before (baseline) and after compression")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     files.append(out / "val_acc_per_epoch.png")
     fig.savefig(files[-1], dpi=120)
