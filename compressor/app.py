@@ -3,7 +3,6 @@
 cfg -> datamodule -> baseline (cached: load or train) -> technique stages (callbacks on a
 fine-tune fit, or the distillation module) -> measure -> results.json + TensorBoard."""
 import copy
-import functools
 import hashlib
 import json
 import logging
@@ -140,7 +139,10 @@ def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
     """A trained model for `net_cfg` (model or teacher): a given checkpoint, or the cache (train if absent)."""
     if net_cfg.get("checkpoint"):
         model = load_checkpoint(net_cfg.checkpoint, plain(net_cfg.net), f"{key}.checkpoint")
-        return model, {"checkpoint": str(net_cfg.checkpoint)}, Path(net_cfg.checkpoint)
+        # re-saved in the artifact format, so its size compares like with like (no optimizer state)
+        path = artifact.save(model, run_dir / f"{key}_checkpoint.pt", plain(net_cfg.net),
+                             [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
+        return model, {"checkpoint": str(net_cfg.checkpoint)}, path
     dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "download")}
     limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
                                                 "gradient_clip_val") if k in cfg.trainer}
@@ -235,8 +237,9 @@ def main(cfg: DictConfig):
 
 
 def _main(cfg: DictConfig):
-    for name in ("lightning.pytorch", "lightning.fabric"):  # Hydra's handlers already print these
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # Hydra's handlers print these once
         logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     check(cfg)  # everything that can be wrong is checked before any training
     run_dir = Path(cfg.paths.run_dir)
     ident = fingerprint(cfg)
@@ -326,6 +329,7 @@ def _main(cfg: DictConfig):
                 "run_dir": str(run_dir)},
         **metrics,
         "val/acc_per_epoch": curve,
+        "val/acc_best": max(curve, default=None),
         "train/time_s": sum(r.get("train/time_s", 0) for r in records) if plan else reference_record.get("train/time_s"),
         "baseline": {"model": reference_cfg.name, **reference_metrics, "cache_entry": reference_record.get("cache_entry"),
                      "trained_now": reference_record.get("trained_now")},

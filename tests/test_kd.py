@@ -75,3 +75,21 @@ def test_cache_builds_once_under_concurrency_and_rebuilds_corrupt(tmp_path):
     _, record, built = cache.fetch_or_build(tmp_path, {"model": {"name": "x"}}, build)
     assert built and record == {"n": 2}
     assert json.loads((entry / "meta.json").read_text())["record"] == {"n": 2}
+
+
+def test_given_teacher_checkpoint_is_used_instead_of_training(tmp_path):
+    first = run_job(tmp_path, ["technique=baseline"], "teacher")
+    ckpt = next((tmp_path / "outputs" / "cache").rglob("best.ckpt"))
+    r = run_job(tmp_path / "other", ["technique=kd", "technique.epochs=1", f"teacher.checkpoint={ckpt}"])
+    assert r["baseline"]["test/acc"] == first["test/acc"]
+    assert not (tmp_path / "other" / "outputs" / "cache").exists()
+    # measured on the artifact format (weights only), not on the .ckpt with its optimizer state
+    assert r["baseline"]["compress/size_mb"] == pytest.approx(first["compress/size_mb"], abs=0.01)
+    assert ckpt.stat().st_size / 2**20 > 2 * r["baseline"]["compress/size_mb"]
+
+
+def test_missing_checkpoint_is_a_one_line_error(tmp_path):
+    from compressor import app
+
+    with pytest.raises(ConfigError, match="model.checkpoint=/nowhere.pt: no such file"):
+        app._main(make_cfg(tmp_path, ["technique=prune", "model.checkpoint=/nowhere.pt"]))
