@@ -122,6 +122,17 @@ def pareto(points):
     return sorted(front, key=lambda i: points[i][0])
 
 
+def save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def side_legend(ax) -> None:
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
 def plot(table: list[dict], out: Path) -> list[Path]:
     files = []
     names = [f"{r['model']}: {r['label']}" for r in table]
@@ -138,10 +149,7 @@ def plot(table: list[dict], out: Path) -> list[Path]:
     ax.set_xlim(max(0, min(vals) - 10), 101)
     ax.set_xlabel("validation accuracy (%)")
     ax.set_title("Validation accuracy: baseline (grey) vs compressed models")
-    fig.tight_layout()
-    files.append(out / "val_acc_bars.png")
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    files.append(save(fig, out / "val_acc_bars.png"))
     # 2. accuracy against size, Pareto front
     fig, ax = plt.subplots(figsize=(9, 5.5))
     pts = [(r["compress/size_mb"], 100 * r["test/acc"]) for r in table]
@@ -155,11 +163,8 @@ def plot(table: list[dict], out: Path) -> list[Path]:
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Test accuracy against size on disk")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    files.append(out / "acc_vs_size.png")
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    side_legend(ax)
+    files.append(save(fig, out / "acc_vs_size.png"))
     # 3. validation accuracy per epoch: baseline training and each compressed run's own fits
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for r, name in zip(table, names):
@@ -170,11 +175,8 @@ def plot(table: list[dict], out: Path) -> list[Path]:
     ax.set_xlabel("epoch (baseline: training; compressed: fine-tuning / distillation, stages joined)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Validation accuracy per epoch, before (baseline) and after compression")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    files.append(out / "val_acc_per_epoch.png")
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    side_legend(ax)
+    files.append(save(fig, out / "val_acc_per_epoch.png"))
     return files
 
 
