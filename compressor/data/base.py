@@ -1,0 +1,80 @@
+"""The shared base of every dataset: deterministic splits, loaders, the image transform."""
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torchvision import transforms
+
+from compressor.errors import ConfigError
+
+
+class ClassificationData(L.LightningDataModule):
+    """Subclasses implement `load()` -> (train, val, test) datasets of (image tensor, label)."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, mean: list, std: list,
+                 batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2, seed: int = 0, **_):
+        super().__init__()
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 < value < 1:
+                raise ConfigError(f"dataset.{key}={value}: must lie strictly between 0 and 1")
+        if val_fraction + test_fraction >= 1:
+            raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction}: must be < 1")
+        if batch_size < 1:
+            raise ConfigError(f"dataset.batch_size={batch_size}: must be an integer >= 1")
+        if num_workers < 0:
+            raise ConfigError(f"dataset.num_workers={num_workers}: must be >= 0")
+        self.in_channels, self.image_size, self.num_classes = in_channels, image_size, num_classes
+        self.mean, self.std = list(mean), list(std)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+        self.train_set = self.val_set = self.test_set = None
+
+    # -- what subclasses provide -------------------------------------------------------
+    def load(self) -> tuple[Dataset, Dataset, Dataset]:
+        raise NotImplementedError
+
+    # -- shared machinery --------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set = self.load()
+
+    def transform(self) -> transforms.Compose:
+        """PIL image -> normalised tensor of the shape the models expect (used for folders and predict)."""
+        gray = [transforms.Grayscale(self.in_channels)] if self.in_channels in (1, 3) else []
+        return transforms.Compose([*gray, transforms.Resize((self.image_size, self.image_size)),
+                                   transforms.ToTensor(), transforms.Normalize(self.mean, self.std)])
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], shape (N, C, H, W) -> normalised float32."""
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (images.float() - mean) / std
+
+    def split(self, n: int, with_test: bool = True) -> tuple[list, list, list]:
+        """A seeded permutation cut into train/val/test index lists (test empty when with_test=False)."""
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        n_test = round(n * self.test_fraction) if with_test else 0
+        n_val = round(n * self.val_fraction)
+        return perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test]
+
+    def tensor_splits(self, images: torch.Tensor, labels: torch.Tensor):
+        data = TensorDataset(self.normalise(images), labels.long())
+        return tuple(Subset(data, idx) for idx in self.split(len(labels)))
+
+    def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, False)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, False)
+
+    def example_input(self, batch: int = 1) -> torch.Tensor:
+        return torch.randn(batch, self.in_channels, self.image_size, self.image_size,
+                           generator=torch.Generator().manual_seed(0))
