@@ -1,6 +1,5 @@
 """The command line as a user runs it, as a subprocess in a tmp dir."""
 import json
-from pathlib import Path
 
 import pytest
 

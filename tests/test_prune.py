@@ -1,5 +1,4 @@
-import copy
-
+"""Pruning: masks against torch.nn.utils.prune, exact per-layer amounts, channel pruning and reload, the schedule."""
 import pytest
 import torch
 import torch.nn.utils.prune as tprune

@@ -1,7 +1,6 @@
 """Scale-out paths on CPU: DDP with gloo, joblib and submitit launchers, the Optuna search."""
 import json
 
-import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
