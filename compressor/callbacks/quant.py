@@ -58,7 +58,6 @@ class Quantization(L.Callback):
         self.mode, self.backend, self.calibration_batches = mode, backend, calibration_batches
         self.example_shape, self.workdir = example_shape, workdir
         self.compressed = None
-        self.float_model = None
         self.float_layers: list[str] = []
 
     @property
@@ -97,6 +96,8 @@ class Quantization(L.Callback):
     def on_fit_end(self, trainer, pl_module):
         model = pl_module.model.cpu().eval()
         if self.backend == "onnxruntime":
+            if trainer.global_rank != 0:  # DDP: one rank writes the ONNX files into the shared run dir
+                return
             self.compressed = self._onnxruntime(model, trainer)
         elif self.mode in ("static", "qat"):
             from compressor.callbacks import _ao_fx
