@@ -68,7 +68,6 @@ class Pruning(L.Callback):
         self.include, self.exclude = list(include), list(exclude)
         self.example_shape = example_shape
         self.current = 0.0       # sparsity (or channel fraction) applied so far
-        self.structural_steps = 0
 
     # -- selection -------------------------------------------------------------------
     def check(self, model: nn.Module) -> None:
@@ -115,7 +114,6 @@ class Pruning(L.Callback):
                                       ignored_layers=list({id(m): m for m in ignored + classifier}.values()))
         pruner.step()
         self.current = amount
-        self.structural_steps += 1
 
     def apply(self, model: nn.Module, amount: float, device="cpu") -> None:
         if self.method == "channel":
