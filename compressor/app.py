@@ -385,9 +385,7 @@ def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:
 def onnx_export(model, float_model, dm, example, run_dir: Path, cfg) -> dict:
     """model.onnx from the float model (and model.int8.onnx where the run quantized), each checked
     against the PyTorch model's top-1 on the test set."""
-    reference = float_model if float_model is not None else model
-    if isinstance(model, export.OnnxModel):
-        reference = float_model
+    reference = float_model if float_model is not None else model  # an ONNX-backend run always has one
     ref_logits, _ = measure.predict(reference, dm.test_dataloader())
     fp32_path = run_dir / "model.onnx"
     if not fp32_path.is_file():

@@ -123,7 +123,3 @@ def load(path) -> nn.Module:
         model = _ao_fx.rebuild(model, payload["recipe"])
         model.load_state_dict(state)
     return model.eval()
-
-
-def history(path) -> list:
-    return torch.load(path, map_location="cpu", weights_only=False)["history"]
