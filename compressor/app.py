@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from compressor import artifact, cache, export, measure
+from compressor.callbacks.quant import calibration_inputs
 from compressor.errors import ConfigError
 from compressor.modules import Classifier
 from compressor.modules.classifier import check_optim
@@ -395,7 +396,7 @@ def onnx_export(model, float_model, dm, example, run_dir: Path, cfg) -> dict:
     if float_model is not None:
         int8 = run_dir / "model.int8.onnx"
         if not int8.is_file():
-            calibration = [x for i, (x, _) in zip(range(cfg.technique.get("calibration_batches", 8)), dm.train_dataloader())]
+            calibration = list(calibration_inputs(dm.train_dataloader(), cfg.technique.get("calibration_batches", 8)))
             export.quantize_onnx(fp32_path, int8, "static", calibration)
         paths["int8"] = int8
     sessions = {name: export.OnnxModel(path, threads=cfg.latency.threads) for name, path in paths.items()}

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
+from tests.conftest import FAST
+
 
 
 def runs(tmp_path):

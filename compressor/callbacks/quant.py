@@ -11,6 +11,7 @@ qat       torch.ao FX QAT, then int8 convert                 -
 fp16/bf16 cast of weights and inputs                         -
 The converted model is left in `self.compressed`."""
 import copy
+import itertools
 import logging
 
 import lightning as L
@@ -34,6 +35,11 @@ class Cast(nn.Module):
 
     def forward(self, x):
         return self.model(x.to(self.dtype)).float()
+
+
+def calibration_inputs(loader, batches: int):
+    """The inputs of the first `batches` batches of a loader: what int8 observers calibrate on."""
+    return (x for x, _ in itertools.islice(loader, batches))
 
 
 def torchao_dynamic(model: nn.Module) -> nn.Module:
@@ -69,11 +75,7 @@ class Quantization(L.Callback):
         return torch.randn(*self.example_shape)
 
     def _calibration(self, trainer):
-        loader = trainer.datamodule.train_dataloader()
-        for i, (x, _) in enumerate(loader):
-            if i >= self.calibration_batches:
-                break
-            yield x
+        return calibration_inputs(trainer.datamodule.train_dataloader(), self.calibration_batches)
 
     # -- Lightning hooks --------------------------------------------------------------
     def setup(self, trainer, pl_module, stage):
