@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -19,11 +18,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from compressor import artifact, cache, export, measure
-from compressor.callbacks.quant import calibration_inputs
+from compressor import artifact, cache, checkpoint, console, ddp, export, measure, validate
 from compressor.errors import ConfigError
 from compressor.modules import Classifier
-from compressor.modules.classifier import check_optim
 
 log = logging.getLogger("compressor")
 
@@ -59,35 +56,6 @@ class History(L.Callback):
             self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
 
 
-# -- validation before any training -------------------------------------------------------
-def check(cfg: DictConfig) -> None:
-    t = cfg.train
-    if not (isinstance(t.epochs, int) and t.epochs >= 1):
-        raise ConfigError(f"train.epochs={t.epochs}: must be an integer >= 1")
-    check_optim(t.optimizer, t.lr, t.scheduler, "train")
-    for stage in stages(cfg.technique):
-        if not (isinstance(stage.epochs, int) and stage.epochs >= 0):
-            raise ConfigError(f"technique.epochs={stage.epochs}: must be an integer >= 0")
-        if not stage.lr > 0:
-            raise ConfigError(f"technique.lr={stage.lr}: must be > 0")
-        if stage.kind == "kd" and stage.loss not in stage.presets:
-            raise ConfigError(f"technique.loss={stage.loss!r}: choose one of {', '.join(stage.presets)} "
-                              f"(or set technique.weights={{term: weight}})")
-    if cfg.latency.threads < 1:
-        raise ConfigError(f"latency.threads={cfg.latency.threads}: must be >= 1")
-
-
-def stages(technique: DictConfig) -> list:
-    """A technique is one stage (its own keys) or a pipeline naming stages in `order`."""
-    if "order" in technique:
-        missing = [s for s in technique.order if s not in technique]
-        if missing:
-            raise ConfigError(f"technique.order names {missing}, not sections of technique; "
-                              f"sections: {[k for k in technique if k not in ('name', 'order')]}")
-        return [technique[s] for s in technique.order]
-    return [technique] if technique.get("kind", "baseline") != "baseline" else []
-
-
 # -- building blocks ------------------------------------------------------------------------
 def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None) -> dict:
     history = History()
@@ -98,14 +66,15 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
                                save_top_k=1, enable_version_counter=False)
         cbs.append(ckpt)
     logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
-                          enable_checkpointing=ckpt is not None, default_root_dir=str(run_dir))
     module.train()  # cached models load in eval mode; the distiller keeps its teacher in eval
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    seconds = time.perf_counter() - start
+    with validate.torch_flags_kept():  # `trainer.deterministic` holds for this fit only
+        trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
+                              enable_checkpointing=ckpt is not None, default_root_dir=str(run_dir))
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=dm)
+        seconds = time.perf_counter() - start
     if ckpt is not None and ckpt.best_model_path:  # continue from the best validation epoch
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     return {"val/acc_per_epoch": history.val_acc, "val/acc_best": max(history.val_acc, default=None),
             "train/time_s": seconds, "epochs": epochs}
@@ -117,31 +86,18 @@ def optim_args(cfg, lr=None) -> dict:
                 scheduler=t.scheduler)
 
 
-def load_checkpoint(path: str, arch: dict, key: str) -> torch.nn.Module:
-    """Our artifact, a Lightning .ckpt of a Classifier, or a plain state dict."""
-    if not Path(path).is_file():
-        raise ConfigError(f"{key}={path}: no such file; give a model.pt artifact, a Lightning .ckpt or a state dict")
-    try:
-        return artifact.load(path)
-    except (ValueError, KeyError, AttributeError, TypeError):
-        pass
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state)
-    state = {k.removeprefix("model."): v for k, v in state.items()}
-    model = instantiate(arch)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ConfigError(f"{key}={path}: weights do not fit {arch['_target_']} ({str(exc).splitlines()[0]})") from None
-    return model
+def trust(cfg) -> dict:
+    """What a given file may do: load pickles (trust.checkpoint) and name which model factories."""
+    targets = [*cfg.trust.targets, *(cfg[k].net._target_ for k in ("model", "teacher"))]  # the config's own nets
+    return {"trust": cfg.trust.checkpoint, "targets": tuple(targets)}
 
 
 def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
     """A trained model for `net_cfg` (model or teacher): a given checkpoint, or the cache (train if absent)."""
     if net_cfg.get("checkpoint"):
-        model = load_checkpoint(net_cfg.checkpoint, plain(net_cfg.net), f"{key}.checkpoint")
+        model = checkpoint.load(net_cfg.checkpoint, f"{key}.checkpoint", plain(net_cfg.net), **trust(cfg))
         # re-saved in the artifact format, so its size compares like with like (no optimizer state)
-        path = artifact.save(model, run_dir / f"{key}_checkpoint.pt", plain(net_cfg.net),
+        path = artifact.save(model, run_dir / f"{key}_checkpoint.safetensors", plain(net_cfg.net),
                              [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
         return model, {"checkpoint": str(net_cfg.checkpoint)}, path
     dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "download")}
@@ -157,18 +113,18 @@ def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
         module = Classifier(instantiate(net_cfg.net), dm.num_classes, **optim_args(cfg))
         record = fit(cfg, module, dm, run_dir, f"train_{net_cfg.name}", cfg.train.epochs,
                      checkpoint_dir=folder / "checkpoints")
-        artifact.save(module.model, folder / "model.pt", plain(net_cfg.net), [{"stage": "train", **record}])
+        artifact.save(module.model, folder / artifact.FILENAME, plain(net_cfg.net), [{"stage": "train", **record}])
         return record
 
     entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build)
-    model = artifact.load(entry / "model.pt")
+    model = artifact.load(entry / artifact.FILENAME, trust(cfg)["targets"])
     if not is_rank_zero():  # a DDP rank's private copy of the fit; rank 0 stored the entry
         if built:
             shutil.rmtree(entry, ignore_errors=True)
         return model, record, None
     if not built:
         log.info("reused cached %s from %s (trained once, not retrained)", net_cfg.name, entry)
-    return model, {**record, "cache_entry": str(entry), "trained_now": built}, entry / "model.pt"
+    return model, {**record, "cache_entry": str(entry), "trained_now": built}, entry / artifact.FILENAME
 
 
 def evaluate(model, dm, example, artifact_path=None, float_model=None) -> dict:
@@ -185,63 +141,24 @@ def timed(models: dict, example, cfg) -> dict:
 
 
 # -- the job ----------------------------------------------------------------------------------
-def ddp_children_run_this_job_only() -> None:
-    """Lightning's DDP launcher restarts this script for ranks > 0 with sys.argv and Hydra's run
-    dir. Under a multirun that would start the whole sweep again in every rank
-    (lightning-hydra-template #393), so the children get this job's overrides and output dir."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import read_write
-
-    if not HydraConfig.initialized():
-        return
-    hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN:
-        sys.argv = [sys.argv[0], *hc.overrides.task]
-        with read_write(hc):
-            hc.run.dir = hc.runtime.output_dir
-
-
-DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-def ddp_teardown(env_before: dict) -> None:
-    """After a job whose ranks this process launched: end the process group and forget the
-    launcher's variables, so the next job of a multirun launches its own ranks."""
-    if env_before.get("LOCAL_RANK") is not None or os.environ.get("LOCAL_RANK") is None:
-        return
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    for key, value in env_before.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 def main(cfg: DictConfig):
-    ddp_children_run_this_job_only()
-    env_before = {k: os.environ.get(k) for k in DDP_ENV}
+    """One job under Hydra (see compressor.cli, which checks values first and prints errors)."""
+    console.quiet()
+    ddp.children_run_this_job_only()
+    env_before = ddp.environment()
     try:
-        try:
-            return _main(cfg)
-        except InstantiationException as exc:  # hydra wraps errors raised in constructors
-            if isinstance(exc.__cause__, ConfigError):
-                raise exc.__cause__ from None
-            raise
-    except ConfigError as exc:
-        log.error("%s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return _main(cfg)
+    except InstantiationException as exc:  # hydra wraps errors raised in constructors
+        if isinstance(exc.__cause__, ConfigError):
+            raise exc.__cause__ from None
+        raise
     finally:
-        ddp_teardown(env_before)
+        ddp.teardown(env_before)
 
 
 def _main(cfg: DictConfig):
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # Hydra's handlers print these once
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
-    check(cfg)  # everything that can be wrong is checked before any training
+    validate.values(cfg)  # everything that can be wrong is checked before any data is loaded or model trained
+    validate.trainer(cfg)
     run_dir = Path(cfg.paths.run_dir)
     ident = fingerprint(cfg)
     done = Path(cfg.paths.index_dir) / f"{ident}.json"
@@ -260,18 +177,19 @@ def _main(cfg: DictConfig):
     dm.setup()
     example = dm.example_input()
     shape = list(example.shape)
-    plan = stages(cfg.technique)
+    plan = [stage for _, stage in validate.stages(cfg.technique)]
     objects = []
     for stage in plan:
         if "distiller" in stage:
             objects.append(instantiate(stage.distiller, _partial_=True))
         else:
             objects.append(instantiate(stage.callback, example_shape=shape))
-    student_arch = instantiate(cfg.model.net)
+    distilling = bool(plan) and "distiller" in plan[0]
+    student_arch = checkpoint.load(cfg.model.checkpoint, "model.checkpoint", plain(cfg.model.net), **trust(cfg)) \
+        if distilling and cfg.model.checkpoint else instantiate(cfg.model.net)
     for stage, obj in zip(plan, objects):
         if hasattr(obj, "check"):
             obj.check(student_arch)
-    distilling = bool(plan) and "distiller" in plan[0]
     if distilling:
         check_taps(plan[0], student_arch, instantiate(cfg.teacher.net))
 
@@ -315,7 +233,7 @@ def _main(cfg: DictConfig):
         reference_metrics.update(speed["baseline"])
         metrics.update(speed["model"])
     else:
-        model_path = run_dir / "model.pt"
+        model_path = run_dir / artifact.FILENAME
         shutil.copyfile(reference_path, model_path)
         reference_metrics.update(timed({"baseline": reference}, example, cfg)["baseline"])
         metrics, logits = dict(reference_metrics), reference_logits
@@ -340,7 +258,9 @@ def _main(cfg: DictConfig):
         results["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
                          "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
     if cfg.export.onnx:
-        results["export"] = onnx_export(model, float_model, dm, example, run_dir, cfg)
+        quant = [stage for stage in plan if stage.kind == "quant"]  # a pipeline keeps its knobs per stage
+        results["export"] = export.checked_onnx(model, float_model, dm, example, run_dir, cfg.latency,
+                                                quant[0].calibration_batches if quant else 8)
     write_json(run_dir / "results.json", results)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     Path(cfg.paths.index_dir).mkdir(parents=True, exist_ok=True)
@@ -380,39 +300,7 @@ def check_taps(stage, student, teacher) -> None:
 def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:
     if isinstance(model, export.OnnxModel):
         return model.path
-    return artifact.save(model, run_dir / "model.pt", plain(cfg.model.net), records, float_model)
-
-
-def onnx_export(model, float_model, dm, example, run_dir: Path, cfg) -> dict:
-    """model.onnx from the float model (and model.int8.onnx where the run quantized), each checked
-    against the PyTorch model's top-1 on the test set."""
-    reference = float_model if float_model is not None else model  # an ONNX-backend run always has one
-    ref_logits, _ = measure.predict(reference, dm.test_dataloader())
-    fp32_path = run_dir / "model.onnx"
-    if not fp32_path.is_file():
-        export.to_onnx(reference, example, fp32_path)
-    out = {}
-    paths = {"fp32": fp32_path}
-    if float_model is not None:
-        int8 = run_dir / "model.int8.onnx"
-        if not int8.is_file():
-            calibration = list(calibration_inputs(dm.train_dataloader(), cfg.technique.get("calibration_batches", 8)))
-            export.quantize_onnx(fp32_path, int8, "static", calibration)
-        paths["int8"] = int8
-    sessions = {name: export.OnnxModel(path, threads=cfg.latency.threads) for name, path in paths.items()}
-    for name, onnx_model in sessions.items():
-        logits, labels = measure.predict(onnx_model, dm.test_dataloader())
-        agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
-        needed = 0.995 if name == "fp32" else 0.98
-        if agreement < needed:
-            log.warning("ONNX %s agrees with PyTorch on only %.2f%% of test images (needed %.1f%%)", name,
-                        100 * agreement, 100 * needed)
-        out[name] = {"path": str(paths[name]), "size_mb": measure.size_mb(paths[name]),
-                     "test/acc": measure.accuracy(logits, labels), "agreement": agreement,
-                     "agreement_ok": agreement >= needed}
-    for name, speed in timed(sessions, example, cfg).items():  # fp32 and int8 side by side
-        out[name].update(speed)
-    return out
+    return artifact.save(model, run_dir / artifact.FILENAME, plain(cfg.model.net), records, float_model)
 
 
 def log_to_tensorboard(cfg, run_dir: Path, results: dict) -> None:

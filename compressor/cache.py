@@ -13,8 +13,10 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from compressor.artifact import FILENAME as MODEL
+
 log = logging.getLogger(__name__)
-VERSION = 1
+VERSION = 2  # 2: entries hold model.safetensors (version-1 entries held a pickled model.pt)
 
 
 def key(spec: dict) -> str:
@@ -44,7 +46,7 @@ def valid(entry: Path) -> dict | None:
     """The entry's meta.json when the entry is whole and its model matches its checksum."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
-        if sha256(entry / "model.pt") == meta["sha256"]:
+        if sha256(entry / MODEL) == meta["sha256"]:
             return meta
     except (OSError, ValueError, KeyError):
         pass
@@ -56,7 +58,7 @@ def rank() -> int:
 
 
 def fetch_or_build(root, spec: dict, build) -> tuple[Path, dict, bool]:
-    """(entry folder, record, built now?). `build(folder)` writes folder/model.pt and returns a record.
+    """(entry folder, record, built now?). `build(folder)` writes folder/MODEL and returns a record.
 
     Under DDP every rank must take part in the training fit, and rank 0 holds the lock while it
     waits for the others, so ranks > 0 never lock: they reuse a whole entry, or join the fit in a
@@ -75,7 +77,7 @@ def fetch_or_build(root, spec: dict, build) -> tuple[Path, dict, bool]:
     with locked(root / f"{k}.lock"):
         meta = valid(entry)
         if meta is not None:
-            log.info("cache hit %s: reusing the trained %s", k, spec.get("model", {}).get("name", "model"))
+            log.debug("cache hit %s: reusing the trained %s", k, spec.get("model", {}).get("name", "model"))
             return entry, meta["record"], False
         if entry.exists():
             log.warning("cache entry %s is corrupt or incomplete: rebuilding it", entry)
@@ -88,7 +90,7 @@ def fetch_or_build(root, spec: dict, build) -> tuple[Path, dict, bool]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        meta = {"key": k, "spec": spec, "sha256": sha256(tmp / "model.pt"), "record": record}
+        meta = {"key": k, "spec": spec, "sha256": sha256(tmp / MODEL), "record": record}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         os.replace(tmp, entry)
         log.info("cache store %s", entry)

@@ -1,2 +1,42 @@
 class ConfigError(ValueError):
     """Bad input: the message is one line that names the key or file and says what is allowed."""
+
+
+def one_line_hydra_error(exc: BaseException) -> str | None:
+    """One line for an error Hydra raises before the job starts: composition (unknown key or group
+    option, bad override syntax, interpolation) or a run folder it cannot make. None for anything
+    else, which is a bug and keeps its traceback."""
+    from hydra.errors import HydraException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    if not isinstance(exc, (HydraException, OmegaConfBaseException)):
+        return None
+    if isinstance(exc, OverrideParseException):
+        return f"override {_bad_override()!r}: {str(exc).splitlines()[0]} (see Hydra's override grammar)"
+    parts = [str(exc)]
+    cause = exc.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause) not in parts[0]:
+        parts.append(str(cause).splitlines()[0])  # e.g. "Key 'amout' is not in struct"
+    lines = [line.strip() for part in parts for line in part.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("full_key:", "object_type=", "See https://"))]
+    text = " ".join(lines)
+    return text.split(" Config search path:")[0]  # Hydra's list of search paths follows the options
+
+
+def _bad_override() -> str:
+    """The command-line override that Hydra's grammar rejects (its error does not name it)."""
+    import sys
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in sys.argv[1:]:
+        if arg.startswith("-"):
+            continue
+        try:
+            parser.parse_override(arg)
+        except Exception:
+            return arg
+    return " ".join(sys.argv[1:])

@@ -1,45 +1,58 @@
 """python -m compressor.predict RUN_DIR IMAGE_FOLDER: class and probabilities for every image.
 
-Works for every artifact a run leaves: fp32, pruned, quantized (model.pt) and ONNX
-(`--onnx` picks model.onnx, or model.int8.onnx with --onnx int8). An unreadable image is
-reported by name and the rest are still predicted."""
+Works for every artifact a run leaves: fp32, pruned, quantized (model.safetensors, or the
+model.pt of earlier releases) and ONNX (`--onnx` picks model.onnx, or model.int8.onnx with
+--onnx int8). Nothing in the run folder can run code: the model loads without pickle, its
+architecture may only name model factories (`--allow-target PREFIX` adds one), and the image
+transform is built from the numbers in config.yaml, never from a `_target_` there.
+An unreadable image is reported by name and the rest are still predicted."""
 import argparse
 import json
 import sys
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image, UnidentifiedImageError
+
+from compressor.errors import ConfigError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def load_model(run_dir: Path, onnx: str | None):
-    from compressor import artifact, export
+def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=()):
+    from compressor import artifact, checkpoint, export
 
     if onnx:
         path = run_dir / ("model.int8.onnx" if onnx == "int8" else "model.onnx")
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such ONNX file (run with export=onnx, or technique.backend=onnxruntime)")
+            raise ConfigError(f"{path}: no such ONNX file (run with export=onnx, or technique.backend=onnxruntime)")
         return export.OnnxModel(path)
-    path = run_dir / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model.pt in this run directory")
-    return artifact.load(path)
+    for name in (artifact.FILENAME, "model.pt"):  # model.pt: a run of an earlier release
+        if (run_dir / name).is_file():
+            return checkpoint.load(run_dir / name, "run_dir", trust=trust, targets=targets)
+    raise ConfigError(f"{run_dir}: no {artifact.FILENAME} in this run directory")
 
 
-def predict_folder(run_dir, folder, onnx=None) -> list[dict]:
+def transform_of(config: Path):
+    from compressor.data.base import image_transform
+
+    try:
+        d = OmegaConf.load(config).dataset
+        return image_transform(int(d.in_channels), int(d.image_size), list(d.mean), list(d.std))
+    except Exception as exc:  # a config.yaml we did not write, or edited by hand
+        raise ConfigError(f"{config}: no usable dataset.in_channels/image_size/mean/std ({type(exc).__name__})") from None
+
+
+def predict_folder(run_dir, folder, onnx=None, trust=False, targets=()) -> list[dict]:
     run_dir, folder = Path(run_dir), Path(folder)
     config = run_dir / "config.yaml"
     if not config.is_file():
-        raise FileNotFoundError(f"{config}: not a run directory (no config.yaml)")
+        raise ConfigError(f"{config}: not a run directory (no config.yaml)")
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such image folder")
-    cfg = OmegaConf.load(config)
-    transform = instantiate(cfg.dataset).transform()
-    model = load_model(run_dir, onnx)
+        raise ConfigError(f"{folder}: no such image folder")
+    transform = transform_of(config)
+    model = load_model(run_dir, onnx, trust, targets)
     results = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS):
         try:
@@ -56,15 +69,22 @@ def predict_folder(run_dir, folder, onnx=None) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    from compressor import console
+
     parser = argparse.ArgumentParser(prog="python -m compressor.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("folder")
-    parser.add_argument("--onnx", choices=["fp32", "int8"], help="use the run's ONNX export instead of model.pt")
+    parser.add_argument("--onnx", choices=["fp32", "int8"], help="use the run's ONNX export instead of the model")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow a pickled model file that names classes or functions (only one you vouch for)")
+    parser.add_argument("--allow-target", action="append", default=[], metavar="PREFIX",
+                        help="a module prefix the model's architecture may name (your own model package)")
     args = parser.parse_args(argv)
+    console.quiet()
     try:
-        results = predict_folder(args.run_dir, args.folder, args.onnx)
-    except FileNotFoundError as exc:
+        results = predict_folder(args.run_dir, args.folder, args.onnx, args.trust_checkpoint, args.allow_target)
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(results, indent=2))

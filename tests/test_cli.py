@@ -1,10 +1,7 @@
 """The command line as a user runs it, as a subprocess in a tmp dir."""
 import json
 
-import pytest
-
 from tests.conftest import FAST
-
 
 
 def runs(tmp_path):
@@ -16,7 +13,7 @@ def test_run_leaves_a_complete_run_directory(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run,) = runs(tmp_path)
     names = {p.name for p in run.iterdir()}
-    assert {"config.yaml", "model.pt", "results.json", "tb"} <= names
+    assert {"config.yaml", "model.safetensors", "results.json", "tb"} <= names
     r = json.loads((run / "results.json").read_text())
     for key in ("test/acc", "val/acc", "val/acc_best", "val/acc_per_epoch", "compress/size_mb",
                 "compress/params", "compress/nonzero_params", "compress/macs", "latency/b1_ms", "latency/b64_ms",
@@ -27,22 +24,6 @@ def test_run_leaves_a_complete_run_directory(cli, tmp_path):
     assert "test/acc" in proc.stdout
     # the checkpoint of the baseline training sits in its cache entry
     assert list((tmp_path / "outputs" / "cache").rglob("best.ckpt"))
-
-
-@pytest.mark.parametrize("override,key", [
-    ("train.lr=0", "train.lr"), ("train.lr=-1", "train.lr"), ("train.epochs=0", "train.epochs"),
-    ("dataset.batch_size=0", "dataset.batch_size"), ("dataset.val_fraction=1.5", "dataset.val_fraction"),
-    ("train.optimizer=adagrad", "train.optimizer"), ("technique=prune technique.amount=1.2", "technique.amount"),
-    ("technique=quant technique.calibration_batches=0", "technique.calibration_batches"),
-    ("technique=kd technique.loss=bogus", "technique.loss"),
-])
-def test_bad_values_are_one_line_errors_before_training(cli, tmp_path, override, key):
-    proc = cli(*FAST, *override.split())
-    assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and key in errors[0], proc.stderr[-1500:]
-    assert not list(tmp_path.rglob("results.json"))
-    assert not (tmp_path / "outputs" / "cache").exists()
 
 
 def test_unknown_group_option_lists_the_options(cli):

@@ -62,7 +62,7 @@ def test_cache_builds_once_under_concurrency_and_rebuilds_corrupt(tmp_path):
 
     def build(folder):
         calls.append(1)
-        (folder / "model.pt").write_bytes(b"weights")
+        (folder / cache.MODEL).write_bytes(b"weights")
         return {"n": len(calls)}
 
     threads = [threading.Thread(target=cache.fetch_or_build, args=(tmp_path, {"model": {"name": "x"}}, build))
@@ -71,7 +71,7 @@ def test_cache_builds_once_under_concurrency_and_rebuilds_corrupt(tmp_path):
     [t.join() for t in threads]
     assert len(calls) == 1
     entry = tmp_path / cache.key({"model": {"name": "x"}})
-    (entry / "model.pt").write_bytes(b"corrupt")
+    (entry / cache.MODEL).write_bytes(b"corrupt")
     _, record, built = cache.fetch_or_build(tmp_path, {"model": {"name": "x"}}, build)
     assert built and record == {"n": 2}
     assert json.loads((entry / "meta.json").read_text())["record"] == {"n": 2}
@@ -91,5 +91,5 @@ def test_given_teacher_checkpoint_is_used_instead_of_training(tmp_path):
 def test_missing_checkpoint_is_a_one_line_error(tmp_path):
     from compressor import app
 
-    with pytest.raises(ConfigError, match="model.checkpoint=/nowhere.pt: no such file"):
+    with pytest.raises(ConfigError, match="model.checkpoint: /nowhere.pt: no such file"):
         app._main(make_cfg(tmp_path, ["technique=prune", "model.checkpoint=/nowhere.pt"]))

@@ -71,7 +71,7 @@ def test_channel_pruned_resnet18_runs_and_reloads(tmp_path):
     assert out.shape == (2, 10)
     assert model.layer1[0].conv1.out_channels < 64
     assert measure.macs(model, x) < 0.5 * before
-    path = artifact.save(model, tmp_path / "model.pt", {"_target_": "compressor.models.torchvision_nets.resnet18",
+    path = artifact.save(model, tmp_path / "model.safetensors", {"_target_": "compressor.models.torchvision_nets.resnet18",
                                                        "in_channels": 3, "num_classes": 10, "image_size": 32}, [])
     again = artifact.load(path)
     assert torch.allclose(again(x), out, atol=1e-5)
@@ -80,10 +80,10 @@ def test_channel_pruned_resnet18_runs_and_reloads(tmp_path):
 def test_sparse_artifact_is_small_and_exact(tmp_path):
     model = net()
     arch = {"_target_": "compressor.models.cnn.SimpleCNN", "in_channels": 1, "num_classes": 10, "image_size": 28}
-    dense = artifact.save(model, tmp_path / "dense.pt", arch, [])
+    dense = artifact.save(model, tmp_path / "dense.safetensors", arch, [])
     Pruning(amount=0.9).apply(model, 0.9)
     make_permanent(model)
-    sparse = artifact.save(model, tmp_path / "sparse.pt", arch, [])
+    sparse = artifact.save(model, tmp_path / "sparse.safetensors", arch, [])
     assert measure.size_mb(dense) / measure.size_mb(sparse) > 5
     again = artifact.load(sparse).eval()
     x = torch.randn(3, 1, 28, 28)

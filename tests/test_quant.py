@@ -52,7 +52,7 @@ def digits():
 def test_int8_modes_hold_int8_weights_and_run_int8_kernels(tmp_path, digits, mode, kernel):
     r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}", "technique.epochs=1",
                            "technique.calibration_batches=4"])
-    path = tmp_path / "outputs" / "run" / "model.pt"
+    path = tmp_path / "outputs" / "run" / "model.safetensors"
     model = artifact.load(path)
     assert int8_tensors(model), "no int8 weight tensor in the saved artifact"
     assert any(kernel in k for k in kernels(model, torch.randn(4, 1, 8, 8))), kernel
@@ -66,7 +66,7 @@ def test_int8_modes_hold_int8_weights_and_run_int8_kernels(tmp_path, digits, mod
 @pytest.mark.parametrize("mode,dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
 def test_half_precision_casts(tmp_path, digits, mode, dtype):
     r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}"])
-    model = artifact.load(tmp_path / "outputs" / "run" / "model.pt")
+    model = artifact.load(tmp_path / "outputs" / "run" / "model.safetensors")
     assert {p.dtype for p in model.parameters()} == {dtype}
     assert accuracy_on_test_set(model, digits) == pytest.approx(r["test/acc"], abs=1e-9)
 

@@ -11,13 +11,12 @@ import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
+from compressor.choices import PRUNE_METHODS as METHODS
+from compressor.choices import PRUNE_SCHEDULES as SCHEDULES
+from compressor.choices import PRUNE_SCOPES as SCOPES
 from compressor.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-METHODS = ("l1_unstructured", "random_unstructured", "channel")
-SCOPES = ("global", "layer")
-SCHEDULES = ("oneshot", "cubic")
 
 
 def cubic(epoch: int, amount: float, ramp_epochs: int) -> float:
@@ -120,7 +119,7 @@ class Pruning(L.Callback):
             self._channels(model, amount, device)
         else:
             self._unstructured(model, amount)
-        log.info("pruning: %s %s to %.3f", self.method, self.scope, amount)
+        log.debug("pruning: %s %s to %.3f", self.method, self.scope, amount)
 
     # -- Lightning hooks --------------------------------------------------------------
     def setup(self, trainer, pl_module, stage):

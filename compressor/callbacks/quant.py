@@ -18,12 +18,11 @@ import lightning as L
 import torch
 from torch import nn
 
+from compressor.choices import QUANT_BACKENDS as BACKENDS
+from compressor.choices import QUANT_MODES as MODES
 from compressor.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-MODES = ("dynamic", "static", "qat", "fp16", "bf16")
-BACKENDS = ("torch", "onnxruntime")
 
 
 class Cast(nn.Module):

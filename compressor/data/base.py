@@ -7,6 +7,13 @@ from torchvision import transforms
 from compressor.errors import ConfigError
 
 
+def image_transform(in_channels: int, image_size: int, mean: list, std: list) -> transforms.Compose:
+    """PIL image -> normalised tensor of the shape the models expect (used for folders and predict)."""
+    gray = [transforms.Grayscale(in_channels)] if in_channels in (1, 3) else []
+    return transforms.Compose([*gray, transforms.Resize((image_size, image_size)), transforms.ToTensor(),
+                               transforms.Normalize(list(mean), list(std))])
+
+
 class ClassificationData(L.LightningDataModule):
     """Subclasses implement `load()` -> (train, val, test) datasets of (image tensor, label)."""
 
@@ -39,10 +46,7 @@ class ClassificationData(L.LightningDataModule):
             self.train_set, self.val_set, self.test_set = self.load()
 
     def transform(self) -> transforms.Compose:
-        """PIL image -> normalised tensor of the shape the models expect (used for folders and predict)."""
-        gray = [transforms.Grayscale(self.in_channels)] if self.in_channels in (1, 3) else []
-        return transforms.Compose([*gray, transforms.Resize((self.image_size, self.image_size)),
-                                   transforms.ToTensor(), transforms.Normalize(self.mean, self.std)])
+        return image_transform(self.in_channels, self.image_size, self.mean, self.std)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], shape (N, C, H, W) -> normalised float32."""

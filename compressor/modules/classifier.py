@@ -5,10 +5,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from compressor.choices import SCHEDULERS
 from compressor.errors import ConfigError
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "cosine", "step")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}  # choices.OPTIMIZERS
 
 
 def check_optim(optimizer: str, lr: float, scheduler: str, prefix: str) -> None:

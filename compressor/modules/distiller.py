@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from compressor import losses
-from compressor.errors import ConfigError
+from compressor.validate import check_terms
 from compressor.modules.classifier import Classifier
 
 
@@ -19,13 +19,7 @@ class Distiller(Classifier):
                  student_hidden: str = "flatten", teacher_hidden: str = "flatten",
                  student_feature: str = "features", teacher_feature: str = "features", **optim):
         super().__init__(student, **optim)
-        unknown = set(weights) - set(losses.TERMS)
-        if unknown:
-            raise ConfigError(f"technique.weights has unknown terms {sorted(unknown)}; choose from {', '.join(losses.TERMS)}")
-        if not weights:
-            raise ConfigError("technique.weights is empty; give at least one of " + ", ".join(losses.TERMS))
-        if temperature <= 0:
-            raise ConfigError(f"technique.temperature={temperature}: must be > 0")
+        check_terms(weights, temperature)
         self.weights = {k: float(v) for k, v in weights.items()}
         self.term_args = {"temperature": temperature, "alpha": dkd_alpha, "beta": dkd_beta}
         self.teacher = teacher.eval().requires_grad_(False)

@@ -22,15 +22,37 @@ COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("co
            ("kd/agreement", "agreement with teacher")]
 
 
+METRICS = ("test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")
+
+
+def problem(r) -> str | None:
+    """Why a parsed results.json cannot be a row, or None."""
+    if not isinstance(r, dict) or not isinstance(r.get("run"), dict) or not isinstance(r.get("baseline"), dict):
+        return "not a compressor results.json (no run and baseline sections)"
+    for where, block in (("", r), ("baseline.", r["baseline"])):
+        bad = [k for k in METRICS if isinstance(block.get(k), bool) or not isinstance(block.get(k), (int, float))]
+        if bad:
+            return f"{where}{bad[0]} is missing or not a number"
+    if not all(isinstance(r["run"].get(k), str) for k in ("dataset", "model", "technique")):
+        return "run.dataset, run.model and run.technique must be strings"
+    return None
+
+
 def load_runs(root: Path) -> list[dict]:
+    """Every results.json below `root` that is one; each other file is named in one warning line."""
     runs = []
     for path in sorted(Path(root).rglob("results.json")):
         try:
             r = json.loads(path.read_text())
-            r["_path"] = str(path)
-            runs.append(r)
-        except (OSError, ValueError) as exc:
-            log.warning("skipping unreadable %s: %s", path, exc)
+        except (OSError, ValueError) as exc:  # JSON only: reading a file never runs code
+            log.warning("skipping %s: not readable as JSON (%s)", path, type(exc).__name__)
+            continue
+        why = problem(r)
+        if why:
+            log.warning("skipping %s: %s", path, why)
+            continue
+        r["_path"] = str(path)
+        runs.append(r)
     return runs
 
 

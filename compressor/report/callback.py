@@ -15,4 +15,6 @@ class SweepReport(Callback):
         sweep = Path(config.hydra.sweep.dir)
         if sweep.is_dir() and any(sweep.rglob("results.json")):
             out = build(sweep)
+            table = [line for line in out.read_text().splitlines() if line.startswith("|")]
+            print("\n".join(table))  # the comparison, on the console as in summary.md
             log.info("report: %s", out)

@@ -1,0 +1,10 @@
+"""The allowed values of every choice key, in a module that imports nothing heavy: a bad value
+is refused before torch and Lightning load. The classes that act on a choice import it from here."""
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "step")
+PRUNE_METHODS = ("l1_unstructured", "random_unstructured", "channel")
+PRUNE_SCOPES = ("global", "layer")
+PRUNE_SCHEDULES = ("oneshot", "cubic")
+QUANT_MODES = ("dynamic", "static", "qat", "fp16", "bf16")
+QUANT_BACKENDS = ("torch", "onnxruntime")
+LOSS_TERMS = ("ce", "kl", "cosine", "feature_mse", "dkd")

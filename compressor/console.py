@@ -1,0 +1,32 @@
+"""What the console shows: progress bars, one line per stage, one summary line per job, and the
+sweep's table at the end. Messages that tell the user nothing they can act on are silenced
+here and only here; errors and actionable warnings still reach the console."""
+import logging
+import warnings
+
+# (message pattern, why it is not actionable)
+WARNINGS = (
+    (r".*isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own use of a torch internal"),
+    (r"Found \d+ module\(s\) in eval mode at the start of training", "the KD teacher is frozen in eval mode on purpose"),
+    # torch.ao FX int8 is deprecated; the path is isolated in callbacks/_ao_fx.py and the README says so
+    (r"torch\.ao\.quantization is deprecated", "see callbacks/_ao_fx.py"),
+    (r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", "see _ao_fx"),
+    (r"Please use quant_min and quant_max to specify the range for observers", "torch.ao's own default qconfig"),
+    (r".*does not have many workers", "in-memory data sets need no loader workers"),
+)
+# loggers whose INFO lines are boilerplate: device banners, a product tip, "Seed set to", font cache
+LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed", "matplotlib.font_manager")
+# torch's C++-side pytree notice about an Enum that torchao registers at import
+ERROR_ONLY = ("torch.utils._pytree",)
+
+
+def quiet() -> None:
+    for pattern, _why in WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ERROR_ONLY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # Hydra's handlers print these once
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
