@@ -111,5 +111,22 @@ def test_prune_job_end_to_end(tmp_path):
     layers = r["stages"][0]["layer_sparsity"]
     assert layers["classifier.0"] == 0.0 and layers["features.4"] > 0.3
     assert r["compress/nonzero_params"] < r["baseline"]["compress/nonzero_params"]
-    model = artifact.load(tmp_path / "outputs" / "run" / "model.pt")
+    model = artifact.load(tmp_path / "outputs" / "run" / "model.safetensors")
     assert not any(hasattr(m, "weight_mask") for m in model.modules())
+
+
+@pytest.mark.parametrize("epoch,expected", [(1, 0.9 * (1 - 0.9**3)), (3, 0.9 * (1 - 0.7**3)), (5, 0.9 * (1 - 0.5**3)),
+                                            (8, 0.9 * (1 - 0.2**3))])
+def test_cubic_schedule_at_interior_epochs(epoch, expected):
+    """Zhu & Gupta's formula between its ends, and the callback prunes the model to exactly it."""
+    from types import SimpleNamespace
+
+    assert cubic(epoch, 0.9, 10) == pytest.approx(expected, abs=1e-12)
+    cb = Pruning(amount=0.9, schedule="cubic", ramp_epochs=10)
+    assert cb.target(epoch, 20) == pytest.approx(expected, abs=1e-12)
+    model = net()
+    module = SimpleNamespace(model=model, device="cpu")
+    cb.on_train_epoch_start(SimpleNamespace(current_epoch=epoch, max_epochs=20), module)
+    total = sum(m.weight.numel() for m in weights(model).values())
+    zeros = sum(int((m.weight == 0).sum()) for m in weights(model).values())
+    assert zeros / total == pytest.approx(expected, abs=1 / total + 1e-9)

@@ -99,3 +99,22 @@ def test_bad_arguments_are_one_line_errors(kw, key):
     with pytest.raises(ConfigError, match=key) as err:
         Quantization(**kw)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+def test_static_calibration_sees_exactly_calibration_batches(digits, batches):
+    """The observers run on the first `calibration_batches` training batches: no more, no fewer."""
+    from types import SimpleNamespace
+
+    from compressor.models.cnn import SimpleCNN
+
+    assert len(digits.train_dataloader()) > batches + 2
+    cb = Quantization(mode="static", calibration_batches=batches, example_shape=[1, 1, 8, 8])
+    module = SimpleNamespace(model=SimpleCNN(1, 10, 8), device="cpu")
+    trainer = SimpleNamespace(datamodule=digits, global_rank=0)
+    cb.setup(trainer, module, "fit")
+    seen = []
+    module.model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    cb.on_fit_start(trainer, module)
+    expected = [x.shape[0] for x, _ in list(digits.train_dataloader())[:batches]]
+    assert seen == expected
