@@ -1,12 +1,5 @@
-"""Entry point: hands the composed config to compressor.app and nothing else.
-
-A config that cannot be composed (an unknown key or group option, an override that does not
-parse, a run folder that cannot be made) is reported by Hydra as several lines or a traceback;
-here it becomes one `error:` line and exit status 2, like every other bad input.
-HYDRA_FULL_ERROR=1 keeps Hydra's full report."""
-import os
-import sys
-
+"""Entry point in a checkout: hands the composed config to compressor and nothing else.
+(Installed, the same app is the `compressor` command: compressor/cli.py.)"""
 import hydra
 from omegaconf import DictConfig
 
@@ -18,20 +11,7 @@ def main(cfg: DictConfig):
     return job(cfg)
 
 
-def cli():
-    from compressor.errors import one_line_hydra_error
-
-    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we print one line
-    try:
-        main()
-    except Exception as exc:
-        message = None if full else one_line_hydra_error(exc)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    cli()
+    from compressor.cli import report_errors
+
+    report_errors(main)

@@ -1,10 +1,14 @@
-"""The job behind run.py. Values are checked first, before torch and Lightning are imported, so
-a bad value costs a second rather than the ten that those imports take; then compressor.app
-runs the job. Every ConfigError, from either phase, ends the program as one `error:` line on
-stderr with exit status 2."""
-import sys
+"""The command line: `python run.py` in a checkout, the installed `compressor` command anywhere.
 
-from compressor.errors import ConfigError
+Values are checked first, before torch and Lightning are imported, so a bad value costs a second
+rather than the ten that those imports take; then compressor.app runs the job. Every bad input,
+from Hydra's composition or from either phase, ends the program as one `error:` line on stderr
+with exit status 2 (HYDRA_FULL_ERROR=1 keeps Hydra's full report)."""
+import os
+import sys
+from pathlib import Path
+
+from compressor.errors import ConfigError, one_line_hydra_error
 
 
 def job(cfg):
@@ -18,3 +22,34 @@ def job(cfg):
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def report_errors(hydra_main) -> None:
+    """Run a @hydra.main function; what Hydra would print as several lines becomes one."""
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we print one line
+    try:
+        hydra_main()
+    except Exception as exc:
+        message = None if full else one_line_hydra_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    """The installed `compressor` command: the same app as run.py, from any folder. The packaged
+    configs come first; ./conf, when there is one, joins Hydra's search path, so a user's
+    conf/model/<name>.yaml or conf/dataset/<name>.yaml adds an option to that group
+    (`--config-dir DIR` does the same for any folder). Modules in the working folder import."""
+    import hydra
+
+    from compressor.config import conf_dir
+
+    sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: a model module in this folder imports
+    user = Path.cwd() / "conf"
+    if user.is_dir() and user.resolve() != conf_dir().resolve() \
+            and not any(a.startswith("hydra.searchpath=") for a in sys.argv[1:]):
+        sys.argv.append(f"hydra.searchpath=[file://{user.resolve()}]")
+    report_errors(hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(job))

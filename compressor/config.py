@@ -7,7 +7,18 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def conf_dir() -> Path:
+    """The packaged configs: compressor/conf in an installed wheel, conf/ beside the package in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no conf/config.yaml in {here} or {here.parent}: a broken install")
+
+
+CONF = conf_dir()
 
 
 def compose(overrides=(), outputs="outputs", run_name="run") -> DictConfig:
