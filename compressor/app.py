@@ -16,9 +16,11 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from compressor import artifact, cache, checkpoint, console, ddp, export, measure, validate
+from compressor.data import user as datamodule
+from compressor.data.base import example_input
 from compressor.errors import ConfigError
 from compressor.modules import Classifier
 
@@ -157,6 +159,7 @@ def main(cfg: DictConfig):
 
 
 def _main(cfg: DictConfig):
+    name_models(cfg)
     validate.values(cfg)  # everything that can be wrong is checked before any data is loaded or model trained
     validate.trainer(cfg)
     run_dir = Path(cfg.paths.run_dir)
@@ -172,10 +175,8 @@ def _main(cfg: DictConfig):
             return objective(cfg, results)
 
     L.seed_everything(cfg.seed, workers=True)
-    dm = instantiate(cfg.dataset)
-    dm.prepare_data()
-    dm.setup()
-    example = dm.example_input()
+    dm = datamodule.build(cfg.dataset)
+    example = example_input(cfg.dataset.in_channels, cfg.dataset.image_size)
     shape = list(example.shape)
     plan = [stage for _, stage in validate.stages(cfg.technique)]
     objects = []
@@ -207,7 +208,7 @@ def _main(cfg: DictConfig):
         log.info("stage %s (%d epochs)", stage.kind, epochs)
         L.seed_everything(cfg.seed, workers=True)
         if "distiller" in stage:
-            module = obj(student=model, teacher=reference, example=dm.example_input(2), num_classes=dm.num_classes,
+            module = obj(student=model, teacher=reference, example=example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2), num_classes=dm.num_classes,
                          **optim_args(cfg, stage.lr))
             record = fit(cfg, module, dm, run_dir, stage.kind, epochs)
             model = module.model
@@ -268,6 +269,22 @@ def _main(cfg: DictConfig):
     log_to_tensorboard(cfg, run_dir, results)
     print(summary_line(results))
     return objective(cfg, results)
+
+
+def name_models(cfg: DictConfig) -> None:
+    """A model's `name` labels reports and TensorBoard. With none given, or when the command line
+    swapped a group's `net._target_` but not its `name` (which then describes another model), the
+    name is the target's class name, never a stale default."""
+    from hydra.core.hydra_config import HydraConfig
+
+    given = set()
+    if HydraConfig.initialized():
+        given = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+    with open_dict(cfg):
+        for key in ("model", "teacher"):
+            stale = f"{key}.net._target_" in given and f"{key}.name" not in given
+            if stale or not cfg[key].get("name"):
+                cfg[key].name = str(cfg[key].net._target_).rsplit(".", 1)[-1]
 
 
 def label(cfg, plan) -> str:

@@ -32,7 +32,7 @@ def torch_load(path: Path, trust: bool = False):
             importlib.import_module("torchao.quantization")  # registers torchao's tensor types as safe to load
             return torch_load(path, trust)
         if trust:  # the user vouched for this file (trust.checkpoint=true)
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=False)  # trusted: trust.checkpoint=true
         what = f"it names {named.group(1)}" if named else "it is not plain tensors and containers"
         raise ConfigError(f"{path}: refused, loading it could run code ({what}); re-save it as a state dict or "
                           f"safetensors, or set trust.checkpoint=true only for a file you vouch for") from None

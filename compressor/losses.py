@@ -11,18 +11,29 @@ from compressor.errors import ConfigError
 
 
 class Tap:
-    """Keeps the latest output of the module at `path` (a forward hook)."""
+    """Keeps the latest output of the module at `path` (a forward hook). With no path (a model
+    whose config names none), the input of its last Linear: the representation a classifier head reads."""
 
-    def __init__(self, model: nn.Module, path: str, key: str):
+    def __init__(self, model: nn.Module, path: str | None, key: str):
         names = [n for n, _ in model.named_modules() if n]
-        if path not in names:
-            raise ConfigError(f"{key}={path!r} is not a module of {type(model).__name__}; "
-                              f"modules: {', '.join(names[:60])}{' ...' if len(names) > 60 else ''}")
+        listed = f"modules: {', '.join(names[:60])}{' ...' if len(names) > 60 else ''}"
         self.output = None
+        if path is None:
+            linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            if not linears:
+                raise ConfigError(f"{key} is not set and {type(model).__name__} has no Linear layer whose input "
+                                  f"to tap; set it to a module path; {listed}")
+            self.handle = model.get_submodule(linears[-1]).register_forward_hook(self._keep_input)
+            return
+        if path not in names:
+            raise ConfigError(f"{key}={path!r} is not a module of {type(model).__name__}; {listed}")
         self.handle = model.get_submodule(path).register_forward_hook(self._keep)
 
     def _keep(self, module, inputs, output):
         self.output = output
+
+    def _keep_input(self, module, inputs, output):
+        self.output = inputs[0]
 
     def remove(self):
         self.handle.remove()

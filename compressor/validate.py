@@ -109,7 +109,7 @@ DATASET = {
     "name": text(), "in_channels": integer(1), "image_size": integer(1), "num_classes": integer(2),
     "mean": numbers(), "std": numbers(positive=True), "batch_size": integer(1), "num_workers": integer(0),
     "val_fraction": number(gt=0, lt=1), "test_fraction": number(gt=0, lt=1), "seed": integer(0, 2**32 - 1),
-    "data_dir": text(), "download": boolean(),
+    "data_dir": text(), "download": boolean(), "datamodule._target_": text(),
 }
 
 
@@ -240,7 +240,7 @@ CHECKPOINTS = "a model.safetensors artifact, a Lightning .ckpt, or a state dict 
 
 def values(cfg: DictConfig) -> None:
     apply(cfg, TOP)
-    apply(cfg.dataset, DATASET, "dataset.", required=("in_channels", "image_size", "num_classes", "batch_size"))
+    apply(cfg.dataset, DATASET, "dataset.", required=("in_channels", "image_size", "num_classes"))
     d = cfg.dataset
     if "val_fraction" in d and "test_fraction" in d and d.val_fraction + d.test_fraction >= 1:
         raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {d.val_fraction + d.test_fraction}: must be < 1")

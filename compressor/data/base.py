@@ -7,6 +7,11 @@ from torchvision import transforms
 from compressor.errors import ConfigError
 
 
+def example_input(in_channels: int, image_size: int, batch: int = 1) -> torch.Tensor:
+    """A fixed random batch of the shape the models take: what export, MACs and latency trace."""
+    return torch.randn(batch, in_channels, image_size, image_size, generator=torch.Generator().manual_seed(0))
+
+
 def image_transform(in_channels: int, image_size: int, mean: list, std: list) -> transforms.Compose:
     """PIL image -> normalised tensor of the shape the models expect (used for folders and predict)."""
     gray = [transforms.Grayscale(in_channels)] if in_channels in (1, 3) else []
@@ -80,5 +85,4 @@ class ClassificationData(L.LightningDataModule):
         return self._loader(self.test_set, False)
 
     def example_input(self, batch: int = 1) -> torch.Tensor:
-        return torch.randn(batch, self.in_channels, self.image_size, self.image_size,
-                           generator=torch.Generator().manual_seed(0))
+        return example_input(self.in_channels, self.image_size, batch)
