@@ -208,7 +208,8 @@ def _main(cfg: DictConfig):
         log.info("stage %s (%d epochs)", stage.kind, epochs)
         L.seed_everything(cfg.seed, workers=True)
         if "distiller" in stage:
-            module = obj(student=model, teacher=reference, example=example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2), num_classes=dm.num_classes,
+            pair = example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2)
+            module = obj(student=model, teacher=reference, example=pair, num_classes=dm.num_classes,
                          **optim_args(cfg, stage.lr))
             record = fit(cfg, module, dm, run_dir, stage.kind, epochs)
             model = module.model

@@ -84,5 +84,3 @@ class ClassificationData(L.LightningDataModule):
     def test_dataloader(self):
         return self._loader(self.test_set, False)
 
-    def example_input(self, batch: int = 1) -> torch.Tensor:
-        return example_input(self.in_channels, self.image_size, batch)
