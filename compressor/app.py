@@ -88,6 +88,18 @@ def optim_args(cfg, lr=None) -> dict:
                 scheduler=t.scheduler)
 
 
+def build_net(net_cfg: DictConfig, key: str) -> torch.nn.Module:
+    """The architecture, built once before any training: bad arguments for it are one line."""
+    try:
+        return instantiate(net_cfg)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(f"{key}: {net_cfg._target_} cannot be built with these arguments "
+                          f"({type(cause).__name__}: {' '.join(str(cause).split())[:300]})") from None
+
+
 def trust(cfg) -> dict:
     """What a given file may do: load pickles (trust.checkpoint) and name which model factories."""
     targets = [*cfg.trust.targets, *(cfg[k].net._target_ for k in ("model", "teacher"))]  # the config's own nets
@@ -187,12 +199,12 @@ def _main(cfg: DictConfig):
             objects.append(instantiate(stage.callback, example_shape=shape))
     distilling = bool(plan) and "distiller" in plan[0]
     student_arch = checkpoint.load(cfg.model.checkpoint, "model.checkpoint", plain(cfg.model.net), **trust(cfg)) \
-        if distilling and cfg.model.checkpoint else instantiate(cfg.model.net)
+        if distilling and cfg.model.checkpoint else build_net(cfg.model.net, "model.net")
     for stage, obj in zip(plan, objects):
         if hasattr(obj, "check"):
             obj.check(student_arch)
     if distilling:
-        check_taps(plan[0], student_arch, instantiate(cfg.teacher.net))
+        check_taps(plan[0], student_arch, build_net(cfg.teacher.net, "teacher.net"))
 
     # the reference model: the trained baseline, or for distillation the teacher
     reference_cfg, reference_key = (cfg.teacher, "teacher") if distilling else (cfg.model, "model")

@@ -20,7 +20,7 @@ def one_line_hydra_error(exc: BaseException) -> str | None:
     if isinstance(cause, OmegaConfBaseException) and str(cause) not in parts[0]:
         parts.append(str(cause).splitlines()[0])  # e.g. "Key 'amout' is not in struct"
     lines = [line.strip() for part in parts for line in part.splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("full_key:", "object_type=", "See https://"))]
+    lines = [line for line in lines if line and not line.startswith(("object_type=", "See https://"))]
     text = " ".join(lines)
     return text.split(" Config search path:")[0]  # Hydra's list of search paths follows the options
 

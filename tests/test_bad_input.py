@@ -63,7 +63,7 @@ CASES = [  # (overrides, what the one line must name)
     ("technique=prune technique.amount=[1", "technique.amount"),
     ("model.checkpoint=files/missing.pt", "missing.pt"), ("model.checkpoint=files/empty.pt", "empty.pt"),
     # these need torch and Lightning: the trainer dry run and the files' contents
-    ("trainer.accelerator=tpux", "trainer"),
+    ("trainer.accelerator=tpux", "trainer"), ("+model.net.depth=3", "model.net"),
     ("technique=prune technique.include=[encoder.*]", "technique.include"),
     ("technique=prune model.checkpoint=files/random.pt", "random.pt"),
     ("technique=prune model.checkpoint=files/truncated.ckpt", "truncated.ckpt"),
