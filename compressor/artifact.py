@@ -179,9 +179,9 @@ def rebuild_float(arch: dict, struct: dict) -> nn.Module:
     for name, attrs in struct["attrs"].items():
         module = model.get_submodule(name)
         for attr, value in attrs.items():
-            if attr not in SHAPE_ATTRS or not isinstance(value, (int, list)):
+            if attr not in SHAPE_ATTRS or not isinstance(value, (int, list, tuple)):
                 raise ValueError(f"structure sets {name}.{attr}, which is not a shape attribute")
-            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+            setattr(module, attr, tuple(value) if isinstance(value, list) else value)  # JSON made tuples lists
     for key, (shape, dtype) in struct["shapes"].items():
         owner, attr = key.rsplit(".", 1) if "." in key else ("", key)
         module = model.get_submodule(owner)
