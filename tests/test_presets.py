@@ -39,6 +39,7 @@ def test_preset_at_smoke_scale(cli, tmp_path, preset):
     assert (sweep / "summary.md").is_file() and (sweep / "acc_vs_size.png").is_file()
 
 
+@pytest.mark.slow  # 35 s: the DeepNN preset again, swept over two losses
 def test_seed002_sweeps_the_three_losses(cli, tmp_path):
     proc = cli("-m", "+experiment=seed002_cifar10_deepnn", "+smoke=tiny", "technique.loss=ce,cosine")
     assert proc.returncode == 0, proc.stderr[-3000:]
