@@ -13,12 +13,13 @@ One file, `model.safetensors`. The safetensors header's metadata holds the manif
 
 Loading builds the float architecture, re-applies the recipe to get the compressed form, and
 fills it from the tensors. Every tensor of at least 256 elements that is at most 90% non-zero
-(pruned float weights and int8 codes alike) is stored as a bit mask plus its non-zero values, so
-size on disk follows sparsity in every kind, and pruning and int8 compound."""
+(pruned float weights and int8 codes alike) is stored as a zlib-compressed bit mask plus its
+non-zero values, so size on disk follows sparsity in every kind, and pruning and int8 compound."""
 import json
 import os
-from collections import OrderedDict
 import tempfile
+import zlib
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,8 @@ class _Writer:
         if t.dtype != torch.bool and t.numel() >= SPARSE_MIN:
             mask = t != 0
             if mask.float().mean() <= DENSE_ABOVE:
-                self.tensors[f"{name}#mask"] = torch.from_numpy(np.packbits(mask.flatten().numpy()))
+                bits = zlib.compress(np.packbits(mask.flatten().numpy()).tobytes(), 9)
+                self.tensors[f"{name}#mask"] = torch.frombuffer(bytearray(bits), dtype=torch.uint8)
                 self.tensors[f"{name}#values"] = t[mask].contiguous()
                 return {"sparse": name, "shape": list(t.shape)}
         self.tensors[name] = t.contiguous().clone()  # own storage: safetensors refuses shared tensors
@@ -113,6 +115,18 @@ def _dtype(name: str) -> torch.dtype:
     return value
 
 
+def _inflate(blob: torch.Tensor, size: int) -> np.ndarray:
+    """A zlib-compressed bit mask of exactly `size` bytes; never inflates past it (no zip bomb)."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(blob.numpy().tobytes(), size)
+    except zlib.error as exc:
+        raise ValueError(f"damaged sparse mask ({exc})") from None
+    if len(raw) != size or not inflater.eof or inflater.unconsumed_tail:
+        raise ValueError(f"sparse mask of {len(raw)} bytes, expected {size}")
+    return np.frombuffer(raw, dtype=np.uint8)
+
+
 def _decode(spec: dict, tensors: dict, template=None):
     """The state-dict value a spec describes; `template` is the rebuilt model's own value at that
     key, which supplies a tensor subclass's type and constants (never read from the file)."""
@@ -121,7 +135,7 @@ def _decode(spec: dict, tensors: dict, template=None):
     if "sparse" in spec:
         shape, values = spec["shape"], tensors[f"{spec['sparse']}#values"]
         n = int(np.prod(shape))
-        mask = torch.from_numpy(np.unpackbits(tensors[f"{spec['sparse']}#mask"].numpy())[:n].astype(bool))
+        mask = torch.from_numpy(np.unpackbits(_inflate(tensors[f"{spec['sparse']}#mask"], (n + 7) // 8))[:n].astype(bool))
         out = torch.zeros(n, dtype=values.dtype)
         out[mask] = values
         return out.view(shape)

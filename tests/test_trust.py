@@ -257,3 +257,20 @@ def test_release1_baseline_given_as_checkpoint_keeps_its_accuracy(tmp_path):
     old = legacy_v1.save(model, tmp_path / "old" / "model.pt", ARCH, [])
     r = run_job(tmp_path, ["technique=quant", f"model.checkpoint={old}", "technique.calibration_batches=2"], "again")
     assert r["baseline"]["test/acc"] == first["test/acc"]
+
+
+def test_a_damaged_or_inflating_sparse_mask_is_one_line(tmp_path):
+    """Masks are zlib streams: a damaged one, or one that inflates past its size, is refused."""
+    import zlib
+
+    from safetensors.torch import save_file
+
+    path = artifact.save(pruned(0.9), tmp_path / "model.safetensors", ARCH, [])
+    manifest, tensors = artifact.read(path)
+    key = next(k for k in tensors if k.endswith("#mask"))
+    for name, blob in (("damaged", b"not zlib at all"), ("bomb", zlib.compress(bytes(50_000_000)))):
+        bad = dict(tensors, **{key: torch.frombuffer(bytearray(blob), dtype=torch.uint8)})
+        save_file(bad, tmp_path / f"{name}.safetensors",
+                  metadata={"format": artifact.FORMAT, "manifest": json.dumps(manifest)})
+        with pytest.raises(ConfigError, match="sparse mask"):
+            checkpoint.load(tmp_path / f"{name}.safetensors", "model.checkpoint")

@@ -28,8 +28,9 @@ def test_installed_command_runs_a_users_model_outside_the_repository(tmp_path):
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)], check=True,
                    capture_output=True, timeout=300)
     (wheel,) = dist.glob("compressor-*.whl")
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--prefix", str(prefix), str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    # --ignore-installed: without it pip would uninstall this venv's own (editable) compressor
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--ignore-installed", "--prefix", str(prefix),
+                    str(wheel)], check=True, capture_output=True, timeout=300)
     (site,) = prefix.glob("lib/python*/site-packages")
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONWARNINGS": "ignore"}
     user = write_user_folder(tmp_path / "work")
