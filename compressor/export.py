@@ -1,4 +1,5 @@
-"""ONNX export (torch.onnx, dynamo exporter), ONNX Runtime int8 quantization and sessions, and the\nexport a run writes with `export=onnx`, checked against the PyTorch model."""
+"""ONNX export (torch.onnx, dynamo exporter), ONNX Runtime int8 quantization and sessions, and the
+export a run writes with `export=onnx`, checked against the PyTorch model."""
 import logging
 import os
 from pathlib import Path

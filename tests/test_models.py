@@ -31,3 +31,13 @@ def test_forward_every_model_on_every_dataset(model, dataset):
         out = net(torch.randn(2, ds.in_channels, ds.image_size, ds.image_size))
     assert out.shape == (2, ds.num_classes)
     assert torch.isfinite(out).all()
+
+
+def test_choices_match_what_implements_them():
+    """validate.py checks choices against compressor/choices.py (no heavy imports); the classes
+    that act on them must offer exactly those."""
+    from compressor import choices, losses
+    from compressor.modules.classifier import OPTIMIZERS
+
+    assert tuple(OPTIMIZERS) == choices.OPTIMIZERS
+    assert tuple(losses.TERMS) == choices.LOSS_TERMS
