@@ -1,6 +1,7 @@
 """What the console shows: progress bars, one line per stage, one summary line per job, and the
 sweep's table at the end. Messages that tell the user nothing they can act on are silenced
-here and only here; errors and actionable warnings still reach the console."""
+here, for the whole run; errors and actionable warnings still reach the console. The one local
+filter is _ao_fx.rebuild's, for a warning that is expected only while rebuilding a saved model."""
 import logging
 import warnings
 
