@@ -8,3 +8,4 @@ PRUNE_SCHEDULES = ("oneshot", "cubic")
 QUANT_MODES = ("dynamic", "static", "qat", "fp16", "bf16")
 QUANT_BACKENDS = ("torch", "onnxruntime")
 LOSS_TERMS = ("ce", "kl", "cosine", "feature_mse", "dkd")
+SCAN_METHODS = ("l1_unstructured", "channel")  # sensitivity scans and budget searches: random has no ranking

@@ -7,20 +7,55 @@ import warnings
 
 import torch
 from torch import nn
-from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
+from torch.ao.quantization import QConfigMapping, get_default_qat_qconfig_mapping, get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
 ENGINE = "x86"
 
 
-def prepare_static(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    torch.backends.quantized.engine = ENGINE
-    return prepare_fx(model.eval(), get_default_qconfig_mapping(ENGINE), (example,))
+def with_followers(model: nn.Module, names) -> list[str]:
+    """Each layer with the weightless modules after it up to the next branch or weighted layer
+    (batch norm, activation, dropout, pooling): int8 would otherwise quantize the layer's output
+    there anyway, in the ReLU fused with it or just after it."""
+    if not names:
+        return []
+    modules = dict(model.named_modules())
+    out = list(names)
+    for node in torch.fx.symbolic_trace(model).graph.nodes:
+        if node.op != "call_module" or node.target not in names:
+            continue
+        while len(node.users) == 1:
+            node = next(iter(node.users))
+            module = modules.get(node.target) if node.op == "call_module" else None
+            weighted = module is not None and next(module.parameters(), None) is not None
+            if module is None or (weighted and not isinstance(module, nn.modules.batchnorm._BatchNorm)):
+                break
+            out.append(node.target)
+    return list(dict.fromkeys(out))
 
 
-def prepare_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
+def mapping(model: nn.Module, default: QConfigMapping, keep_float=(), only=None) -> QConfigMapping:
+    """int8 everywhere but the `keep_float` layers (and what follows each, see with_followers); or,
+    with `only`, int8 for that one layer alone."""
+    if only is not None:
+        chosen = QConfigMapping()
+        for name in with_followers(model, [only]):
+            chosen.set_module_name(name, default.global_qconfig)
+        return chosen
+    for name in with_followers(model, list(keep_float)):
+        default.set_module_name(name, None)
+    return default
+
+
+def prepare_static(model: nn.Module, example: torch.Tensor, keep_float=(), only=None) -> nn.Module:
     torch.backends.quantized.engine = ENGINE
-    return prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping(ENGINE), (example,))
+    chosen = mapping(model, get_default_qconfig_mapping(ENGINE), keep_float, only)
+    return prepare_fx(model.eval(), chosen, (example,))
+
+
+def prepare_qat(model: nn.Module, example: torch.Tensor, keep_float=()) -> nn.Module:
+    torch.backends.quantized.engine = ENGINE
+    return prepare_qat_fx(model.train(), mapping(model, get_default_qat_qconfig_mapping(ENGINE), keep_float), (example,))
 
 
 def convert(prepared: nn.Module) -> nn.Module:
@@ -32,9 +67,9 @@ def float_layers(converted: nn.Module) -> list[str]:
     return [n for n, m in converted.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
 
 
-def mark(converted: nn.Module, mode: str, example_shape) -> nn.Module:
+def mark(converted: nn.Module, mode: str, example_shape, keep_float=()) -> nn.Module:
     """Record how the int8 graph was made, so an artifact can rebuild it (see artifact.load)."""
-    converted.compressor_recipe = {"mode": mode, "example_shape": list(example_shape)}
+    converted.compressor_recipe = {"mode": mode, "example_shape": list(example_shape), "keep_float": list(keep_float)}
     return converted
 
 
@@ -44,6 +79,8 @@ def rebuild(float_model: nn.Module, recipe: dict) -> nn.Module:
     the saved scales replace the placeholders, so only this call silences that one message."""
     example = torch.zeros(recipe["example_shape"])
     prepare = prepare_qat if recipe["mode"] == "qat" else prepare_static
+    keep_float = recipe.get("keep_float", [])  # absent in artifacts written before budgets
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
-        return mark(convert(prepare(float_model, example)), recipe["mode"], recipe["example_shape"])
+        return mark(convert(prepare(float_model, example, keep_float)), recipe["mode"], recipe["example_shape"],
+                    keep_float)

@@ -2,9 +2,14 @@
 
 Arguments are checked in __init__; the one-shot prune (or the structural surgery) happens in
 `setup`, the gradual schedule in `on_train_epoch_start`, and `on_fit_end` makes it permanent:
-no mask buffers or hooks are left in the saved model."""
+no mask buffers or hooks are left in the saved model.
+
+`amounts={layer: amount}` prunes each named layer by its own amount instead of one `amount` for
+all (one shot): a recipe set by hand, or found by the accuracy budget (compressor.budget) and
+replayed from results.json."""
 import fnmatch
 import logging
+from collections.abc import Mapping
 
 import lightning as L
 import torch
@@ -52,7 +57,7 @@ def make_permanent(model: nn.Module) -> None:
 class Pruning(L.Callback):
     def __init__(self, amount: float = 0.5, method: str = "l1_unstructured", scope: str = "global",
                  schedule: str = "oneshot", ramp_epochs: int | None = None, include=("*",), exclude=(),
-                 example_shape=None, seed: int = 0):
+                 example_shape=None, seed: int = 0, amounts: dict | None = None):
         if not (isinstance(amount, (int, float)) and 0 <= amount < 1):
             raise ConfigError(f"technique.amount={amount}: must lie in [0, 1)")
         for key, value, allowed in (("method", method, METHODS), ("scope", scope, SCOPES),
@@ -67,13 +72,39 @@ class Pruning(L.Callback):
         self.include, self.exclude = list(include), list(exclude)
         self.example_shape = example_shape
         self.current = 0.0       # sparsity (or channel fraction) applied so far
+        self.amounts = None
+        if amounts is not None:
+            self.set_amounts(amounts)
+
+    def set_amounts(self, amounts: dict) -> None:
+        """Per-layer amounts (layer name -> fraction in [0, 1)); names are checked against the model in `check`."""
+        if not isinstance(amounts, Mapping) or not amounts:
+            raise ConfigError(f"technique.amounts={amounts!r}: must be a mapping {{layer name: amount}}")
+        bad = {k: v for k, v in amounts.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1}
+        if bad:
+            raise ConfigError(f"technique.amounts has {bad}: each amount must lie in [0, 1)")
+        if self.schedule != "oneshot":
+            raise ConfigError("technique.amounts with technique.schedule=cubic: per-layer amounts are applied in one "
+                              "shot; choose schedule=oneshot")
+        if self.method == "random_unstructured":
+            raise ConfigError("technique.amounts with technique.method=random_unstructured: choose l1_unstructured "
+                              "or channel")
+        self.amounts = {str(k): float(v) for k, v in amounts.items()}
 
     # -- selection -------------------------------------------------------------------
     def check(self, model: nn.Module) -> None:
-        """Fail before any training when a glob matches nothing."""
+        """Fail before any training when a glob or a per-layer name matches nothing."""
         select_layers(model, self.include, self.exclude)
+        if self.amounts is not None:
+            prunable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+            unknown = sorted(set(self.amounts) - set(prunable))
+            if unknown:
+                raise ConfigError(f"technique.amounts names {unknown}, not prunable layers; layers: {', '.join(prunable)}")
 
     def target(self, epoch: int, max_epochs: int) -> float:
+        if self.amounts is not None:
+            return 1.0  # the per-layer recipe, in one shot
         if self.schedule == "oneshot":
             return self.amount
         ramp = self.ramp_epochs if self.ramp_epochs is not None else max(max_epochs - 1, 0)
@@ -114,7 +145,33 @@ class Pruning(L.Callback):
         pruner.step()
         self.current = amount
 
+    def _per_layer(self, model: nn.Module, device) -> None:
+        """Each layer of `amounts` pruned by its own amount: L1 within the layer, or its channels (with
+        the layers Torch-Pruning's dependency graph couples to it)."""
+        modules = dict(model.named_modules())
+        chosen = {modules[n]: a for n, a in self.amounts.items() if a > 0}
+        if self.method != "channel":
+            make_permanent(model)
+            for m, a in chosen.items():
+                tprune.L1Unstructured.apply(m, "weight", amount=a)
+            return
+        import torch_pruning as tp
+
+        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+        others = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in chosen]
+        with torch.enable_grad():  # the dependency graph is traced through autograd
+            pruner = tp.pruner.MetaPruner(model, torch.randn(*self.example_shape, device=device),
+                                          importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.0,
+                                          pruning_ratio_dict=chosen,
+                                          ignored_layers=list({id(m): m for m in others + classifier}.values()))
+            pruner.step()
+
     def apply(self, model: nn.Module, amount: float, device="cpu") -> None:
+        if self.amounts is not None:
+            if self.current == 0:
+                self._per_layer(model, device)
+                self.current = amount
+            return
         if self.method == "channel":
             self._channels(model, amount, device)
         else:
@@ -137,9 +194,12 @@ class Pruning(L.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         if self.method != "channel":
-            if self.current < self.amount:  # a fit shorter than the ramp still ends at the target
+            if self.amounts is None and self.current < self.amount:  # a fit shorter than the ramp still ends at the target
                 self.apply(pl_module.model, self.amount)
             make_permanent(pl_module.model)
 
     def summary(self) -> dict:
-        return {"method": self.method, "scope": self.scope, "schedule": self.schedule, "amount": self.amount}
+        out = {"method": self.method, "scope": self.scope, "schedule": self.schedule, "amount": self.amount}
+        if self.amounts is not None:
+            out.update(scope="per-layer", amount=None, amounts=dict(self.amounts))
+        return out

@@ -51,7 +51,7 @@ def torchao_dynamic(model: nn.Module) -> nn.Module:
 
 class Quantization(L.Callback):
     def __init__(self, mode: str = "static", backend: str = "torch", calibration_batches: int = 32,
-                 example_shape=None, workdir: str = "."):
+                 example_shape=None, workdir: str = ".", keep_float=()):
         if mode not in MODES:
             raise ConfigError(f"technique.mode={mode!r}: choose one of {', '.join(MODES)}")
         if backend not in BACKENDS:
@@ -62,8 +62,18 @@ class Quantization(L.Callback):
             raise ConfigError(f"technique.calibration_batches={calibration_batches}: must be an integer >= 1")
         self.mode, self.backend, self.calibration_batches = mode, backend, calibration_batches
         self.example_shape, self.workdir = example_shape, workdir
+        self.keep_float = list(keep_float)  # layers left float on purpose (by hand, or by the accuracy budget)
+        if self.keep_float and (backend, mode) not in (("torch", "static"), ("torch", "qat")):
+            raise ConfigError(f"technique.keep_float with mode={mode} backend={backend}: layers can be kept float "
+                              "for mode=static or qat with backend=torch")
         self.compressed = None
         self.float_layers: list[str] = []
+
+    def check(self, model: nn.Module) -> None:
+        layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        unknown = sorted(set(self.keep_float) - set(layers))
+        if unknown:
+            raise ConfigError(f"technique.keep_float names {unknown}, not Conv2d/Linear layers; layers: {', '.join(layers)}")
 
     @property
     def fine_tunes(self) -> bool:
@@ -83,9 +93,9 @@ class Quantization(L.Callback):
         from compressor.callbacks import _ao_fx
 
         if self.mode == "static":
-            pl_module.model = _ao_fx.prepare_static(pl_module.model.cpu(), self._example())
+            pl_module.model = _ao_fx.prepare_static(pl_module.model.cpu(), self._example(), self.keep_float)
         elif self.mode == "qat":
-            pl_module.model = _ao_fx.prepare_qat(pl_module.model, self._example().to(pl_module.device))
+            pl_module.model = _ao_fx.prepare_qat(pl_module.model, self._example().to(pl_module.device), self.keep_float)
 
     @torch.no_grad()
     def on_fit_start(self, trainer, pl_module):
@@ -103,13 +113,13 @@ class Quantization(L.Callback):
         elif self.mode in ("static", "qat"):
             from compressor.callbacks import _ao_fx
 
-            self.compressed = _ao_fx.mark(_ao_fx.convert(model), self.mode, self.example_shape)
+            self.compressed = _ao_fx.mark(_ao_fx.convert(model), self.mode, self.example_shape, self.keep_float)
             self.float_layers = _ao_fx.float_layers(self.compressed)
         elif self.mode == "dynamic":
             self.compressed = self._torchao_dynamic(model)
         else:
             self.compressed = Cast(copy.deepcopy(model), torch.float16 if self.mode == "fp16" else torch.bfloat16)
-        if self.float_layers:
+        if self.float_layers and not self.keep_float:
             log.warning("quantization (%s): these layers stay float: %s", self.mode, ", ".join(self.float_layers))
 
     def _torchao_dynamic(self, model: nn.Module) -> nn.Module:
@@ -126,4 +136,4 @@ class Quantization(L.Callback):
 
     def summary(self) -> dict:
         return {"mode": self.mode, "backend": self.backend, "calibration_batches": self.calibration_batches,
-                "float_layers": self.float_layers}
+                "float_layers": self.float_layers, "keep_float": self.keep_float}
