@@ -8,17 +8,16 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from compressor import artifact, cache, checkpoint, console, ddp, export, measure, validate
+from compressor import artifact, budget, cache, checkpoint, console, ddp, export, measure, validate
+from compressor.train import fit, optim_args
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
 from compressor.errors import ConfigError
@@ -45,47 +44,6 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float))
     os.replace(tmp, path)
-
-
-class History(L.Callback):
-    """Validation accuracy at the end of every epoch (sanity checks excluded)."""
-
-    def __init__(self):
-        self.val_acc = []
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if not trainer.sanity_checking and "val/acc" in trainer.callback_metrics:
-            self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
-
-
-# -- building blocks ------------------------------------------------------------------------
-def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None) -> dict:
-    history = History()
-    cbs = [history, *callbacks]
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val/acc", mode="max",
-                               save_top_k=1, enable_version_counter=False)
-        cbs.append(ckpt)
-    logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") else False
-    module.train()  # cached models load in eval mode; the distiller keeps its teacher in eval
-    with validate.torch_flags_kept():  # `trainer.deterministic` holds for this fit only
-        trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
-                              enable_checkpointing=ckpt is not None, default_root_dir=str(run_dir))
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=dm)
-        seconds = time.perf_counter() - start
-    if ckpt is not None and ckpt.best_model_path:  # continue from the best validation epoch
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    return {"val/acc_per_epoch": history.val_acc, "val/acc_best": max(history.val_acc, default=None),
-            "train/time_s": seconds, "epochs": epochs}
-
-
-def optim_args(cfg, lr=None) -> dict:
-    t = cfg.train
-    return dict(optimizer=t.optimizer, lr=float(lr or t.lr), weight_decay=t.weight_decay, momentum=t.momentum,
-                scheduler=t.scheduler)
 
 
 def build_net(net_cfg: DictConfig, key: str) -> torch.nn.Module:
@@ -215,27 +173,30 @@ def _main(cfg: DictConfig):
         reference_metrics.update({k: reference_record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
 
     records, float_model = [], None
+    spend = budget.Budget(cfg, plan, reference, dm, shape, run_dir)
     for stage, obj in zip(plan, objects):
         epochs = stage.epochs if getattr(obj, "fine_tunes", True) else 0
+        spend.before(stage, obj, model)  # with budget.max_drop: search this stage's recipe into `obj`
         log.info("stage %s (%d epochs)", stage.kind, epochs)
         L.seed_everything(cfg.seed, workers=True)
         if "distiller" in stage:
             pair = example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2)
             module = obj(student=model, teacher=reference, example=pair, num_classes=dm.num_classes,
-                         **optim_args(cfg, stage.lr))
+                         **optim_args(cfg, stage.get("lr")))
             record = fit(cfg, module, dm, run_dir, stage.kind, epochs)
             model = module.model
             record["weights"] = dict(module.weights)
         else:
             if stage.kind == "quant":
                 float_model = copy.deepcopy(model)
-            module = Classifier(model, dm.num_classes, **optim_args(cfg, stage.lr))
+            module = Classifier(model, dm.num_classes, **optim_args(cfg, stage.get("lr")))
             record = fit(cfg, module, dm, run_dir, stage.kind, epochs, [obj])
             record.update(obj.summary())
             model = obj.compressed if getattr(obj, "compressed", None) is not None else module.model
             if stage.kind == "prune":
                 record["layer_sparsity"] = measure.layer_sparsity(model)
-        records.append({"stage": stage.kind, **record})
+        spend.after(model)
+        records.append({"stage": stage.kind, **record})  # the recipe (amounts, keep_float) is in record
 
     if not is_rank_zero():
         return None
@@ -268,6 +229,9 @@ def _main(cfg: DictConfig):
                      "trained_now": reference_record.get("trained_now")},
         "stages": records,
     }
+    if spend.active:
+        results["budget"] = spend.report(metrics, reference_metrics)
+        results["run"]["label"] += "" if results["budget"]["held/val"] else " [over budget]"
     if distilling:
         results["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
                          "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
@@ -303,13 +267,19 @@ def name_models(cfg: DictConfig) -> None:
 def label(cfg, plan) -> str:
     """What tells this run apart from other runs of its technique in a report row."""
     parts = []
+    within = f" within {cfg.budget.max_drop:g} pts" if cfg.budget.max_drop is not None else ""
     for stage in plan:
-        if stage.kind == "prune":
+        searched = within if validate.budgeted(stage) else ""
+        if stage.kind == "prune" and (searched or stage.amounts):
+            parts.append(f"prune {stage.method} per-layer" + searched)
+        elif stage.kind == "prune":
             parts.append(f"prune {stage.method} {stage.scope} {stage.schedule} {stage.amount:g}")
         elif stage.kind == "quant":
-            parts.append(f"quant {stage.mode} {stage.backend}")
+            parts.append(f"quant {stage.mode} {stage.backend}" + (searched or (" keep float" if stage.keep_float else "")))
         elif stage.kind == "kd":
             parts.append(f"kd {stage.loss} from {cfg.teacher.name}")
+        elif stage.kind == "sensitivity":
+            parts.append("sensitivity scan")
     return " + ".join(parts) if parts else "baseline"
 
 
@@ -330,7 +300,8 @@ def check_taps(stage, student, teacher) -> None:
 def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:
     if isinstance(model, export.OnnxModel):
         return model.path
-    return artifact.save(model, run_dir / artifact.FILENAME, plain(cfg.model.net), records, float_model)
+    history = [{k: v for k, v in r.items() if k != "rows"} for r in records]  # scan rows: results.json only
+    return artifact.save(model, run_dir / artifact.FILENAME, plain(cfg.model.net), history, float_model)
 
 
 def log_to_tensorboard(cfg, run_dir: Path, results: dict) -> None:

@@ -57,6 +57,12 @@ def choice(options):
     return (lambda v: v in options), "one of " + ", ".join(map(str, options))
 
 
+def subset(options):
+    options = list(options)
+    return (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(x in options for x in v)), \
+        "a non-empty list of " + ", ".join(options)
+
+
 def strings():
     return (lambda v: isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)), "a list of strings"
 
@@ -64,6 +70,17 @@ def strings():
 def numbers(positive=False):
     return (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_num(x) and (not positive or x > 0) for x in v),
             "a non-empty list of " + ("positive " if positive else "") + "numbers")
+
+
+def fractions():
+    return (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_num(a) and 0 < a < 1 for a in v),
+            "a non-empty list of amounts in (0, 1)")
+
+
+def amounts():
+    return (lambda v: v is None or (isinstance(v, dict) and len(v) > 0 and all(
+        _num(a) and 0 <= a < 1 for a in v.values())),
+        "null or a mapping {layer name: amount in [0, 1)}")
 
 
 _ABSENT, _MISSING = object(), object()
@@ -99,6 +116,7 @@ TOP = {
     "train.weight_decay": number(ge=0), "train.momentum": number(ge=0, le=1),
     "train.scheduler": choice(choices.SCHEDULERS),
     "latency.threads": integer(1), "latency.reps": integer(1), "latency.rounds": integer(1),
+    "budget.max_drop": number(ge=0, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0),
     "export.onnx": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),
     "model.name": text(), "model.checkpoint": text(optional=True),
     "teacher.name": text(), "teacher.checkpoint": text(optional=True),
@@ -117,10 +135,13 @@ STAGE = {"epochs": integer(0), "lr": number(gt=0)}
 KINDS = {
     "prune": {"amount": number(ge=0, lt=1), "method": choice(choices.PRUNE_METHODS),
               "scope": choice(choices.PRUNE_SCOPES), "schedule": choice(choices.PRUNE_SCHEDULES),
-              "ramp_epochs": integer(0, optional=True), "include": strings(), "exclude": strings()},
+              "ramp_epochs": integer(0, optional=True), "include": strings(), "exclude": strings(),
+              "amounts": amounts()},
     "quant": {"mode": choice(choices.QUANT_MODES), "backend": choice(choices.QUANT_BACKENDS),
-              "calibration_batches": integer(1)},
+              "calibration_batches": integer(1), "keep_float": strings()},
     "kd": {"temperature": number(gt=0), "dkd_alpha": number(ge=0), "dkd_beta": number(ge=0)},
+    "sensitivity": {"grid": fractions(), "methods": subset(choices.SCAN_METHODS), "quant": boolean(), "calibration_batches": integer(1),
+                    "include": strings(), "exclude": strings()},
 }
 
 
@@ -137,6 +158,16 @@ def stages(technique: DictConfig) -> list[tuple[str, DictConfig]]:
         return [(f"technique.{s}.", technique[s]) for s in technique.order]
     kind = technique.get("kind", "baseline")
     return [] if kind == "baseline" else [("technique.", technique)]
+
+
+def budgeted(stage: DictConfig) -> bool:
+    """Whether the accuracy budget searches this stage: pruning by L1 or channels with no per-layer
+    amounts given, static int8 on torch with no layers kept float by hand."""
+    if stage.get("kind") == "prune":
+        return stage.method in ("l1_unstructured", "channel") and not stage.get("amounts")
+    if stage.get("kind") == "quant":
+        return stage.mode == "static" and stage.backend == "torch" and not stage.get("keep_float")
+    return False
 
 
 def check_terms(weights: dict, temperature, key: str = "technique.weights") -> None:
@@ -157,7 +188,7 @@ def check_stage(prefix: str, stage: DictConfig) -> None:
     kind = stage.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{prefix}kind={kind!r}: choose one of {', '.join(KINDS)}")
-    apply(stage, {**STAGE, **KINDS[kind]}, prefix, required=tuple(STAGE))
+    apply(stage, {**STAGE, **KINDS[kind]}, prefix, required=tuple(STAGE) if kind != "sensitivity" else ())
     if kind == "kd":
         presets = list(stage.get("presets", {}))
         if "weights" not in stage or stage.loss not in presets:  # `weights` interpolates the preset

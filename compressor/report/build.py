@@ -3,6 +3,7 @@ files and nothing else, so partial sweeps and hand-collected folders work alike.
 import csv
 import json
 import logging
+import shutil
 import statistics
 import textwrap
 from collections import defaultdict
@@ -86,7 +87,7 @@ def rows(runs: list[dict]) -> list[dict]:
         base_key = (run["dataset"], r["baseline"]["model"], "baseline")
         groups[base_key].append((run["seed"], baseline_row(r)))
         curves.setdefault(base_key, r["baseline"].get("val/acc_per_epoch") or [])
-        if run["technique"] != "baseline":
+        if run["technique"] not in ("baseline", "sensitivity"):  # a scan compresses nothing: its plots, not a row
             key = (run["dataset"], run["model"], run.get("label", run["technique"]))
             groups[key].append((run["seed"], derived(r)))
             curves.setdefault(key, r.get("val/acc_per_epoch") or [])
@@ -216,4 +217,24 @@ def build(root, out=None) -> Path:
         with open(out / "summary.md", "a") as f:
             f.write("\n## Best trial (Optuna)\n\n```yaml\n" + best.read_text() + "```\n")
     plot(table, out)
+    sensitivity_plots(runs, out)
     return out / "summary.md"
+
+
+def sensitivity_plots(runs: list[dict], out: Path) -> list[Path]:
+    """The sensitivity scans' PNGs copied beside the sweep's plots, and linked from summary.md."""
+    files = []
+    for r in runs:
+        if r["run"]["technique"] != "sensitivity":
+            continue
+        folder = Path(r["_path"]).parent
+        for png in sorted(folder.glob("sensitivity_*.png")):
+            target = out / f"{png.stem}_{r['run']['dataset']}_{r['run']['model']}_seed{r['run'].get('seed')}.png"
+            if target.resolve() != png.resolve():
+                shutil.copyfile(png, target)
+            files.append(target)
+    if files:
+        with open(out / "summary.md", "a") as f:
+            f.write("\n## Per-layer sensitivity (technique=sensitivity; validation drop, no fine-tuning)\n\n"
+                    + "\n".join(f"![{p.stem}]({p.name})" for p in files) + "\n")
+    return files

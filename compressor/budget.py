@@ -1,0 +1,186 @@
+"""The accuracy budget: the most compression within `budget.max_drop` points of the baseline's
+validation accuracy. Searches use validation data only; the job then measures the final model
+on the test set, and results.json says whether the budget held on both.
+
+How a stage spends it (a stage is searched when validate.budgeted says so):
+- prune (l1_unstructured or channel, no `amounts` given): a sensitivity scan of the stage's
+  input (compressor.sensitivity: each layer alone at each amount of `budget.grid`, no
+  fine-tuning), then a threshold search. A threshold t gives every layer the largest grid amount
+  up to which pruning that layer alone costs at most t points. t is bisected over the scan's
+  distinct drops: each candidate is pruned and fine-tuned for `budget.probe_epochs` on a copy
+  and scored on validation; the largest t within the budget wins, and the stage then fine-tunes
+  with those per-layer amounts for its own epochs. The search assumes accuracy falls as t grows.
+- quant (static int8, torch): int8 everywhere; while validation accuracy is under the floor,
+  the layer whose return to float helps most (ranked by the int8-all-but-this-layer scan) goes
+  back to float, one at a time, re-measured after each (OpenVINO's AccuracyAware idea).
+- pipeline: one budget shared in order. A searched stage may use the unspent budget divided by
+  the number of searched stages still to come; what it leaves passes on. Other stages (kd,
+  other quant modes) spend what they cost.
+When nothing fits, the job says so in one line and keeps the best attempt, labelled over budget."""
+import copy
+import itertools
+import logging
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+
+from compressor import measure, sensitivity, validate
+from compressor.callbacks.prune import select_layers
+from compressor.modules import Classifier
+from compressor.train import fit, optim_args
+
+log = logging.getLogger("compressor")
+
+
+def amounts_at(rows: list[dict], threshold: float) -> dict:
+    """Per layer, the largest amount such that it and every smaller amount cost at most `threshold`."""
+    out = {}
+    for layer in dict.fromkeys(r["layer"] for r in rows):
+        out[layer] = 0.0
+        for r in sorted((r for r in rows if r["layer"] == layer), key=lambda r: r["amount"]):
+            if r["drop"] > threshold:
+                break
+            out[layer] = r["amount"]
+    return out
+
+
+def candidates(rows: list[dict]) -> list[tuple[float, dict]]:
+    """(threshold, amounts) from the least to the most pruned, one per distinct recipe."""
+    out, seen = [], set()
+    for t in sorted({max(0.0, r["drop"]) for r in rows}):
+        a = amounts_at(rows, t)
+        key = tuple(sorted(a.items()))
+        if key not in seen and any(a.values()):
+            seen.add(key)
+            out.append((t, a))
+    return out
+
+
+class Budget:
+    """One job's budget: `before` searches a stage's recipe into its callback, `after` books what
+    the stage cost, `report` is results.json's `budget` block."""
+
+    def __init__(self, cfg, plan, reference, dm, example_shape, run_dir):
+        self.cfg, self.dm, self.shape, self.run_dir = cfg, dm, list(example_shape), run_dir
+        self.max_drop = cfg.budget.max_drop
+        self.active = self.max_drop is not None and bool(plan)
+        self.searches_left = sum(validate.budgeted(s) for s in plan)
+        self.records, self.pending, self.spent = [], None, 0.0  # spent: points below the baseline so far
+        if not self.active:
+            return
+        if not self.searches_left:
+            log.warning("budget.max_drop=%g: no stage of technique=%s can be searched (prune l1_unstructured/channel, "
+                        "quant static torch); the budget is only checked", self.max_drop, cfg.technique.name)
+        self.reference = self.val_acc(reference)
+
+    def val_acc(self, model) -> float:
+        return sensitivity.accuracy(model, self.dm.val_dataloader())
+
+    # -- per stage --------------------------------------------------------------------------
+    def before(self, stage, obj, model) -> None:
+        """A searched stage may use max(0, unspent / searched stages left): once earlier stages have
+        spent the budget, it only takes what costs no validation accuracy."""
+        if not self.active:
+            return
+        record = {"stage": stage.kind, "searched": validate.budgeted(stage)}
+        if record["searched"]:
+            allowed = max(0.0, (self.max_drop - self.spent) / self.searches_left)
+            self.searches_left -= 1
+            floor = self.reference - (self.spent + allowed) / 100
+            record.update({"allowed_pts": allowed, "floor val/acc": floor})
+            search = self.prune if stage.kind == "prune" else self.quant
+            record.update(search(stage, obj, model, floor))
+        self.pending = record
+
+    def after(self, model) -> None:
+        """Book the stage's cost: validation points lost since the stage before (or the baseline)."""
+        if not self.active:
+            return
+        record, self.pending = self.pending, None
+        record["val/acc"] = self.val_acc(model)
+        drop = 100 * (self.reference - record["val/acc"])
+        record["used_pts"], self.spent = drop - self.spent, drop
+        self.records.append(record)
+
+    # -- the searches ---------------------------------------------------------------------------
+    def prune(self, stage, obj, model, floor: float) -> dict:
+        cfg = self.cfg
+        layers = list(select_layers(model, stage.include, stage.exclude))
+        rows = sensitivity.prune_scan(model, self.dm.val_dataloader(), layers, cfg.budget.grid, [stage.method],
+                                      self.shape)
+        epochs = min(cfg.budget.probe_epochs, stage.epochs)
+        example = torch.randn(*self.shape)
+
+        def probe(amounts: dict) -> dict:
+            L.seed_everything(cfg.seed, workers=True)
+            callback = instantiate(stage.callback, example_shape=self.shape, amounts=amounts)
+            module = Classifier(copy.deepcopy(model), self.dm.num_classes, **optim_args(cfg, stage.lr))
+            fit(cfg, module, self.dm, self.run_dir, "probe", epochs, [callback], log=False)
+            acc = self.val_acc(module.model)
+            size = measure.macs(module.model, example) if stage.method == "channel" \
+                else measure.parameters(module.model)["compress/sparsity"]
+            return {"val/acc": acc, "compress/macs" if stage.method == "channel" else "compress/sparsity": size,
+                    "within": acc >= floor}
+
+        options = candidates(rows)
+        probes, lo, hi = {}, -1, len(options)
+        while hi - lo > 1:  # the largest index whose recipe keeps validation accuracy >= floor
+            mid = (lo + hi) // 2
+            probes[mid] = {"threshold_pts": options[mid][0], **probe(options[mid][1])}
+            lo, hi = (mid, hi) if probes[mid]["within"] else (lo, mid)
+        over = lo < 0
+        if over:
+            if not options:
+                options, probes = [(0.0, {layer: 0.0 for layer in layers})], {0: {"within": False}}
+            lo = max(probes, key=lambda i: probes[i].get("val/acc", 0))
+            log.warning("budget: no per-layer pruning keeps validation accuracy >= %.4f (budget %g pts); keeping "
+                        "the best attempt, over budget", floor, self.max_drop)
+        obj.set_amounts(options[lo][1])
+        return {"amounts": options[lo][1], "threshold_pts": options[lo][0], "over_budget": over,
+                "probe_epochs": epochs, "probes": [probes[i] for i in sorted(probes)],
+                "sensitivity": rows}
+
+    def quant(self, stage, obj, model, floor: float) -> dict:
+        calibration = [x for x, _ in itertools.islice(self.dm.train_dataloader(), stage.calibration_batches)]
+        val = self.dm.val_dataloader()
+        full = sensitivity.accuracy(sensitivity.int8(model, self.shape, calibration), val)
+        steps, rows, why = [{"keep_float": [], "val/acc": full}], [], {}
+        if full < floor:
+            layers = sensitivity.quant_layers(model, [n for n, _ in model.named_modules()])
+            rows = sensitivity.quant_scan(model, val, calibration, layers, self.shape)
+            gain = {r["layer"]: r["val/acc"] - full for r in rows if r["method"] == "int8_all_but"}
+            alone = {r["layer"]: r["drop"] for r in rows if r["method"] == "int8_only"}
+            # most harmful first: float helps most when all else is int8; ties: costs most when int8 alone
+            for rank, name in enumerate(sorted(layers, key=lambda n: (-gain[n], -alone[n])), 1):
+                kept = steps[-1]["keep_float"] + [name]
+                steps.append({"keep_float": kept, "val/acc": sensitivity.accuracy(
+                    sensitivity.int8(model, self.shape, calibration, kept), val)})
+                why[name] = (f"int8 everywhere scored {full:.4f} on validation, under the floor {floor:.4f}; harm rank "
+                             f"{rank}: float alone gains {100 * gain[name]:.2f} pts, int8 alone costs {alone[name]:.2f}")
+                if steps[-1]["val/acc"] >= floor:
+                    break
+        within = [s for s in steps if s["val/acc"] >= floor]
+        best = within[0] if within else max(steps, key=lambda s: s["val/acc"])
+        if not within:
+            log.warning("budget: static int8 stays under validation accuracy %.4f (budget %g pts) even with layers "
+                        "kept float; keeping the best attempt, over budget", floor, self.max_drop)
+        obj.keep_float = list(best["keep_float"])
+        return {"keep_float": obj.keep_float, "why": {n: why[n] for n in obj.keep_float}, "over_budget": not within,
+                "steps": steps, "sensitivity": rows}
+
+    # -- the verdict ------------------------------------------------------------------------------
+    def report(self, metrics: dict, reference_metrics: dict) -> dict | None:
+        if not self.active:
+            return None
+        val = 100 * (reference_metrics["val/acc"] - metrics["val/acc"])
+        test = 100 * (reference_metrics["test/acc"] - metrics["test/acc"])
+        out = {"max_drop": self.max_drop, "val/drop": val, "test/drop": test,
+               "held/val": val <= self.max_drop + 1e-9, "held/test": test <= self.max_drop + 1e-9,
+               "stages": self.records}
+        if not out["held/val"]:
+            log.warning("over budget: validation accuracy %.2f pts below the baseline, budget.max_drop=%g", val,
+                        self.max_drop)
+        elif not out["held/test"]:
+            log.warning("budget held on validation (%.2f pts) but not on test (%.2f pts > %g)", val, test, self.max_drop)
+        return out

@@ -1,0 +1,218 @@
+"""Per-layer sensitivity of a trained model, with no fine-tuning (Distiller's and NNI's analysis).
+
+Pruning: for every prunable layer and every amount of a grid, the validation accuracy when only
+that layer is pruned (L1 within the layer, and its channels where the layer allows it).
+Quantization: for every Conv2d/Linear, the accuracy when only that layer is int8, and when every
+layer but that one is int8 (torch.ao FX static, per-channel, calibrated like the quant stage).
+
+Drops are in accuracy points against the unmodified model on the same data (positive = worse).
+`technique=sensitivity` runs the scans as a zero-epoch stage and writes sensitivity.csv, two PNG
+plots, TensorBoard figures and scalars, and the rows in results.json; compressor.budget reads the
+same rows to choose per-layer amounts and the layers that stay float."""
+import copy
+import csv
+import itertools
+import logging
+import statistics
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from compressor import measure
+from compressor.callbacks.prune import Pruning, make_permanent, select_layers
+from compressor.choices import SCAN_METHODS
+from compressor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+FIELDS = ["kind", "method", "layer", "amount", "val/acc", "drop", "compress/macs"]
+
+
+def accuracy(model, loader) -> float:
+    return measure.accuracy(*measure.predict(model, loader))
+
+
+def channel_layers(model: nn.Module, layers: dict) -> dict:
+    """Layers whose output channels can go: all chosen ones but the classifier (its outputs are the classes)."""
+    classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+    return {n: m for n, m in layers.items() if m not in classifier}
+
+
+def pruned(model: nn.Module, method: str, amounts: dict, example_shape) -> nn.Module:
+    """A pruned copy: each layer of `amounts` by its amount, nothing else touched."""
+    out = copy.deepcopy(model).cpu()
+    Pruning(method=method, amounts=amounts, example_shape=example_shape).apply(out, 1.0)
+    make_permanent(out)
+    return out
+
+
+def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -> list[dict]:
+    base = accuracy(model, loader)
+    example = torch.randn(*example_shape)
+    rows = []
+    for method in methods:
+        names = list(channel_layers(model, {n: dict(model.named_modules())[n] for n in layers})) \
+            if method == "channel" else layers
+        for name, amount in itertools.product(names, grid):
+            m = pruned(model, method, {name: amount}, example_shape)
+            acc = accuracy(m, loader)
+            rows.append({"kind": "prune", "method": method, "layer": name, "amount": float(amount), "val/acc": acc,
+                         "drop": 100 * (base - acc), "compress/macs": measure.macs(m, example)})
+    return rows
+
+
+def int8(model, example_shape, calibration, keep_float=(), only=None) -> nn.Module:
+    """Static int8 of a copy (torch.ao FX), calibrated on the given input batches."""
+    from compressor.callbacks import _ao_fx
+
+    prepared = _ao_fx.prepare_static(copy.deepcopy(model).cpu(), torch.randn(*example_shape), keep_float, only)
+    with torch.no_grad():
+        for x in calibration:
+            prepared(x.cpu())
+    return _ao_fx.convert(prepared)
+
+
+def quant_scan(model, loader, calibration, layers: list[str], example_shape) -> list[dict]:
+    base = accuracy(model, loader)
+    full = accuracy(int8(model, example_shape, calibration), loader)
+    rows = [{"kind": "quant", "method": "int8_all", "layer": "*", "amount": None, "val/acc": full,
+             "drop": 100 * (base - full)}]
+    for name in layers:
+        only = accuracy(int8(model, example_shape, calibration, only=name), loader)
+        but = accuracy(int8(model, example_shape, calibration, keep_float=[name]), loader)
+        rows += [{"kind": "quant", "method": "int8_only", "layer": name, "amount": None, "val/acc": only,
+                  "drop": 100 * (base - only)},
+                 {"kind": "quant", "method": "int8_all_but", "layer": name, "amount": None, "val/acc": but,
+                  "drop": 100 * (base - but)}]
+    return rows
+
+
+def quant_layers(model: nn.Module, layers) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in layers]
+
+
+# -- outputs ----------------------------------------------------------------------------------
+def write_csv(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def figures(rows: list[dict], title: str) -> dict:
+    """{file stem: matplotlib figure}: drop against amount per layer (one panel per method), and
+    the per-layer int8 drops as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    methods = [m for m in SCAN_METHODS if any(r["method"] == m for r in rows)]
+    if methods:
+        fig, axes = plt.subplots(1, len(methods), figsize=(7 * len(methods), 5), squeeze=False)
+        for ax, method in zip(axes[0], methods):
+            mine = [r for r in rows if r["method"] == method]
+            for i, layer in enumerate(dict.fromkeys(r["layer"] for r in mine)):
+                pts = [(r["amount"], r["drop"]) for r in mine if r["layer"] == layer]
+                ax.plot(*zip(*pts), marker="o", markersize=3, label=layer, color=f"C{i % 10}",
+                        linestyle="-" if i < 10 else "--")
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xlabel("amount pruned in this layer alone")
+            ax.set_ylabel("validation accuracy drop (points)")
+            ax.set_title(f"{title}: {method}")
+            ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        out["sensitivity_prune"] = fig
+    only = [r for r in rows if r["method"] == "int8_only"]
+    if only:
+        but = {r["layer"]: r["drop"] for r in rows if r["method"] == "int8_all_but"}
+        full = next(r["drop"] for r in rows if r["method"] == "int8_all")
+        fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(only) + 2), 5))
+        x = range(len(only))
+        ax.bar([i - 0.2 for i in x], [r["drop"] for r in only], 0.4, label="only this layer int8")
+        ax.bar([i + 0.2 for i in x], [but[r["layer"]] for r in only], 0.4, label="all layers but this one int8")
+        ax.axhline(full, color="tab:red", linestyle="--", label=f"every layer int8 ({full:.2f})")
+        ax.set_xticks(list(x), [r["layer"] for r in only], rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("validation accuracy drop (points)")
+        ax.set_title(f"{title}: static int8, per layer")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        out["sensitivity_quant"] = fig
+    return out
+
+
+def write(rows: list[dict], folder: Path, title: str, logger=None) -> list[str]:
+    """sensitivity.csv, PNGs, and (with a TensorBoard logger) the same figures and curves."""
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [str(write_csv(rows, folder / "sensitivity.csv"))]
+    experiment = getattr(logger, "experiment", None) if logger else None
+    for stem, fig in figures(rows, title).items():
+        fig.savefig(folder / f"{stem}.png", dpi=110)
+        files.append(str(folder / f"{stem}.png"))
+        if hasattr(experiment, "add_figure"):
+            experiment.add_figure(f"sensitivity/{stem.split('_')[1]}", fig)
+        plt.close(fig)
+    if hasattr(experiment, "add_scalar"):
+        for r in rows:
+            if r["kind"] == "prune":
+                experiment.add_scalar(f"sensitivity/{r['method']}/{r['layer']}", r["drop"], round(100 * r["amount"]))
+            elif r["method"] != "int8_all":
+                experiment.add_scalar(f"sensitivity/{r['method']}/{r['layer']}", r["drop"], 0)
+    return files
+
+
+class Sensitivity(L.Callback):
+    """The scans as a zero-epoch stage: the model is measured, never changed."""
+
+    fine_tunes = False
+
+    def __init__(self, grid=GRID, methods=SCAN_METHODS, quant: bool = True, include=("*",), exclude=(),
+                 calibration_batches: int = 32, example_shape=None, workdir: str = "."):
+        if not grid or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1 for a in grid):
+            raise ConfigError(f"technique.grid={list(grid)}: must be a non-empty list of amounts in (0, 1)")
+        bad = [m for m in methods if m not in SCAN_METHODS]
+        if bad:
+            raise ConfigError(f"technique.methods has {bad}: choose from {', '.join(SCAN_METHODS)}")
+        self.grid, self.methods, self.quant = sorted(float(a) for a in grid), list(methods), quant
+        self.include, self.exclude = list(include), list(exclude)
+        self.calibration_batches, self.example_shape, self.workdir = calibration_batches, example_shape, workdir
+        self.rows, self.files = [], []
+
+    def check(self, model: nn.Module) -> None:
+        select_layers(model, self.include, self.exclude)
+
+    def on_fit_start(self, trainer, pl_module):
+        model, dm = copy.deepcopy(pl_module.model).cpu().eval(), trainer.datamodule
+        layers = list(select_layers(model, self.include, self.exclude))
+        loader = dm.val_dataloader()
+        self.rows = prune_scan(model, loader, layers, self.grid, self.methods, self.example_shape)
+        if self.quant:
+            calibration = [x for x, _ in itertools.islice(dm.train_dataloader(), self.calibration_batches)]
+            flags = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+            torch.use_deterministic_algorithms(False)  # int8 kernels have no deterministic twin to warn about
+            try:
+                self.rows += quant_scan(model, loader, calibration, quant_layers(model, layers), self.example_shape)
+            finally:
+                torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        if trainer.global_rank == 0:
+            title = f"{type(model).__name__}, {len(loader.dataset)} validation images"
+            self.files = write(self.rows, Path(self.workdir), title, trainer.logger)
+        means = {(r["method"], r["layer"]): statistics.mean(q["drop"] for q in self.rows if q["kind"] == "prune" and
+                                                            (q["method"], q["layer"]) == (r["method"], r["layer"]))
+                 for r in self.rows if r["kind"] == "prune"}
+        for method in self.methods:
+            mine = {layer: d for (m, layer), d in means.items() if m == method}
+            if mine:
+                worst = max(mine, key=mine.get)
+                log.info("sensitivity (%s): most sensitive %s (mean drop %.2f pts over the grid), least %s (%.2f)",
+                         method, worst, mine[worst], min(mine, key=mine.get), min(mine.values()))
+
+    def summary(self) -> dict:
+        return {"grid": self.grid, "methods": self.methods, "rows": self.rows,
+                "files": [Path(f).name for f in self.files]}

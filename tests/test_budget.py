@@ -1,0 +1,185 @@
+"""Accuracy budgets on digits: the sensitivity scan against a direct re-measurement, a budgeted
+prune within its budget, a budgeted quant that must keep layers float, replay of a saved recipe,
+and a pipeline sharing one budget."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.utils.prune as tprune
+from torch import nn
+from torch.ao.quantization import QConfigMapping, get_default_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+from compressor import artifact, budget, measure
+from compressor.data import user
+from tests.conftest import make_cfg, run_job
+
+DIGITS = []
+
+
+def baseline(outputs: Path) -> nn.Module:
+    return artifact.load(next((outputs / "cache").rglob(artifact.FILENAME)))
+
+
+def loaders(tmp_path):
+    cfg = make_cfg(tmp_path)
+    dm = user.build(cfg.dataset)
+    dm.setup()
+    return dm
+
+
+def acc(model, loader):
+    return measure.accuracy(*measure.predict(model, loader))
+
+
+def zeros(model):
+    return {n: (m.weight == 0) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sensitivity")
+    r = run_job(root, ["technique=sensitivity", "budget.grid=[0.3,0.6,0.9]", *DIGITS])
+    return root, r
+
+
+def test_scan_matches_a_direct_re_measurement(scan):
+    root, r = scan
+    rows = r["stages"][0]["rows"]
+    model, dm = baseline(root / "outputs"), loaders(root)
+    val = dm.val_dataloader()
+    base = acc(model, val)
+    # unstructured: torch's own L1 pruning of one layer
+    row = next(x for x in rows if (x["method"], x["layer"], x["amount"]) == ("l1_unstructured", "features.4", 0.6))
+    direct = copy.deepcopy(model)
+    tprune.l1_unstructured(dict(direct.named_modules())["features.4"], "weight", amount=0.6)
+    assert row["val/acc"] == pytest.approx(acc(direct, val), abs=1e-6)
+    assert row["drop"] == pytest.approx(100 * (base - acc(direct, val)), abs=1e-4)
+    # int8 for one layer alone: torch.ao FX with a mapping written here
+    row = next(x for x in rows if (x["method"], x["layer"]) == ("int8_only", "classifier.3"))
+    calibration = [x for x, _ in list(dm.train_dataloader())[:32]]
+    torch.backends.quantized.engine = "x86"
+    mapping = QConfigMapping().set_module_name("classifier.3", get_default_qconfig_mapping("x86").global_qconfig)
+    prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, (calibration[0],))
+    with torch.no_grad():
+        for x in calibration:
+            prepared(x)
+    assert row["val/acc"] == pytest.approx(acc(convert_fx(prepared), val), abs=1e-6)
+    # every layer, amount and method is there; channel skips the classifier
+    layers = {x["layer"] for x in rows if x["method"] == "l1_unstructured"}
+    assert layers == {"features.0", "features.4", "features.8", "classifier.0", "classifier.3"}
+    assert {x["layer"] for x in rows if x["method"] == "channel"} == layers - {"classifier.3"}
+    assert len([x for x in rows if x["method"] == "int8_all_but"]) == 5
+
+
+def test_scan_writes_csv_plots_tensorboard_and_the_report_shows_them(scan):
+    from compressor.report.build import build
+
+    root, r = scan
+    run_dir = Path(r["run"]["run_dir"])
+    lines = (run_dir / "sensitivity.csv").read_text().splitlines()
+    assert lines[0].startswith("kind,method,layer,amount") and len(lines) == 1 + len(r["stages"][0]["rows"])
+    for png in ("sensitivity_prune.png", "sensitivity_quant.png"):
+        assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {"scalars": [], "images": []}
+    for folder in {p.parent for p in run_dir.rglob("events.*")}:
+        found = EventAccumulator(str(folder)).Reload().Tags()
+        for kind in tags:
+            tags[kind] += found.get(kind, [])
+    assert "sensitivity/channel/features.0" in tags["scalars"]
+    assert any(t.startswith("sensitivity/") for t in tags["images"])
+    summary = build(root / "outputs").read_text()
+    assert "sensitivity_prune_digits_simple_cnn_seed0.png" in summary
+    assert "sensitivity scan" not in summary  # a scan is not a compressed row
+    assert (root / "outputs" / "sensitivity_prune_digits_simple_cnn_seed0.png").is_file()
+
+
+def test_candidates_follow_the_threshold():
+    rows = [{"layer": "a", "amount": a, "drop": d} for a, d in ((0.3, 0.0), (0.6, 2.0), (0.9, 9.0))] + \
+           [{"layer": "b", "amount": a, "drop": d} for a, d in ((0.3, 1.0), (0.6, 0.5), (0.9, 3.0))]
+    assert budget.amounts_at(rows, 0.0) == {"a": 0.3, "b": 0.0}
+    assert budget.amounts_at(rows, 1.0) == {"a": 0.3, "b": 0.6}  # b's 0.6 only counts once 0.3 fits
+    assert [t for t, _ in budget.candidates(rows)] == [0.0, 1.0, 2.0, 3.0, 9.0]
+
+
+@pytest.fixture(scope="module")
+def budgeted_prune(tmp_path_factory):
+    root = tmp_path_factory.mktemp("budget_prune")
+    return root, run_job(root, ["technique=prune", "budget.max_drop=1.0", "budget.grid=[0.3,0.6,0.9]", *DIGITS])
+
+
+def test_budgeted_prune_meets_its_budget_on_validation(budgeted_prune):
+    root, r = budgeted_prune
+    b = r["budget"]
+    assert b["held/val"] and b["val/drop"] <= 1.0
+    assert b["val/drop"] == pytest.approx(100 * (r["baseline"]["val/acc"] - r["val/acc"]), abs=1e-6)
+    assert isinstance(b["held/test"], bool) and "test/drop" in b
+    search = b["stages"][0]
+    assert search["searched"] and not search["over_budget"] and len(search["probes"]) >= 1
+    amounts = r["stages"][0]["amounts"]
+    assert amounts == search["amounts"] and any(a > 0 for a in amounts.values())
+    assert r["compress/sparsity"] > 0.3
+    model = artifact.load(Path(r["run"]["run_dir"]) / artifact.FILENAME)
+    assert artifact.read(Path(r["run"]["run_dir"]) / artifact.FILENAME)[0]["history"][-1]["amounts"] == amounts
+    for name, sparsity in measure.layer_sparsity(model).items():
+        assert sparsity == pytest.approx(amounts[name], abs=0.01), name
+    assert "per-layer within 1 pts" in r["run"]["label"]
+
+
+def test_replaying_a_saved_recipe_reproduces_the_masks(budgeted_prune, tmp_path):
+    root, r = budgeted_prune
+    amounts = r["stages"][0]["amounts"]
+    override = "technique.amounts={" + ", ".join(f"{k}: {v}" for k, v in amounts.items()) + "}"
+    replay = run_job(root, ["technique=prune", override, "budget.grid=[0.3,0.6,0.9]", *DIGITS], "replay")
+    assert "budget" not in replay
+    first = zeros(artifact.load(Path(r["run"]["run_dir"]) / artifact.FILENAME))
+    again = zeros(artifact.load(Path(replay["run"]["run_dir"]) / artifact.FILENAME))
+    assert first.keys() == again.keys()
+    for name in first:
+        assert torch.equal(first[name], again[name]), name
+    assert replay["test/acc"] == r["test/acc"]  # same masks, same seed, same fine-tune
+
+
+def crafted(outputs: Path, path: Path) -> Path:
+    """The digits baseline with four hidden units of classifier.0 scaled by 1000 and classifier.3
+    scaled back: the same float function, but per-tensor int8 activations after classifier.0
+    lose every other unit, so int8 everywhere collapses."""
+    model = baseline(outputs)
+    with torch.no_grad():
+        fc1, fc2 = model.classifier[0], model.classifier[3]
+        fc1.weight[:4] *= 1000
+        fc1.bias[:4] *= 1000
+        fc2.weight[:, :4] /= 1000
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_budgeted_quant_keeps_the_harmful_layers_float(budgeted_prune, tmp_path):
+    root, _ = budgeted_prune
+    ckpt = crafted(root / "outputs", tmp_path / "crafted.pt")
+    full = run_job(root, ["technique=quant", f"model.checkpoint={ckpt}"], "full_int8")
+    assert full["val/acc"] < full["baseline"]["val/acc"] - 0.3  # the case: int8 everywhere fails
+    r = run_job(root, ["technique=quant", f"model.checkpoint={ckpt}", "budget.max_drop=1.0"], "budgeted_int8")
+    kept = r["stages"][0]["keep_float"]
+    assert kept and len(kept) < 5, kept
+    assert set(kept) <= {"classifier.0", "classifier.3"}
+    assert r["budget"]["held/val"] and set(r["budget"]["stages"][0]["why"]) == set(kept)
+    int8_layers = [n for n in ("features.0", "features.4", "features.8")]
+    assert not set(int8_layers) & set(r["stages"][0]["float_layers"])  # the rest really is int8
+    path = Path(r["run"]["run_dir"]) / artifact.FILENAME
+    assert artifact.read(path)[0]["kind"] == "ao_fx"
+    dm = loaders(tmp_path)
+    assert acc(artifact.load(path), dm.test_dataloader()) == pytest.approx(r["test/acc"], abs=1e-6)
+
+
+def test_a_pipeline_shares_one_budget(tmp_path):
+    r = run_job(tmp_path, ["technique=pipeline", "technique.order=[prune,quant]", "model=simple_cnn",
+                           "technique.prune.epochs=1", "budget.max_drop=2.0", "budget.grid=[0.5,0.9]", *DIGITS])
+    b = r["budget"]
+    first, second = b["stages"]
+    assert first["allowed_pts"] == pytest.approx(1.0)  # half for the first of two searched stages
+    assert second["allowed_pts"] == pytest.approx(2.0 - first["used_pts"])  # what prune left
+    assert first["used_pts"] + second["used_pts"] == pytest.approx(b["val/drop"], abs=1e-6)
