@@ -27,7 +27,7 @@ from compressor.errors import ConfigError
 
 log = logging.getLogger(__name__)
 GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-FIELDS = ["kind", "method", "layer", "amount", "val/acc", "drop", "compress/macs"]
+FIELDS = ["kind", "method", "layer", "amount", "val/acc", "drop", "compress/macs", "saved"]
 
 
 def accuracy(model, loader) -> float:
@@ -48,18 +48,26 @@ def pruned(model: nn.Module, method: str, amounts: dict, example_shape) -> nn.Mo
     return out
 
 
+def zeros(model: nn.Module) -> int:
+    return sum(int((p == 0).sum()) for p in model.parameters())
+
+
 def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -> list[dict]:
+    """Rows per (method, layer, amount): validation accuracy, drop, MACs, and `saved`: weights
+    zeroed (unstructured) or MACs removed (channel) against the unpruned model."""
     base = accuracy(model, loader)
     example = torch.randn(*example_shape)
+    base_macs, base_zeros = measure.macs(model, example), zeros(model)
     rows = []
     for method in methods:
         names = list(channel_layers(model, {n: dict(model.named_modules())[n] for n in layers})) \
             if method == "channel" else layers
         for name, amount in itertools.product(names, grid):
             m = pruned(model, method, {name: amount}, example_shape)
-            acc = accuracy(m, loader)
+            acc, macs = accuracy(m, loader), measure.macs(m, example)
             rows.append({"kind": "prune", "method": method, "layer": name, "amount": float(amount), "val/acc": acc,
-                         "drop": 100 * (base - acc), "compress/macs": measure.macs(m, example)})
+                         "drop": 100 * (base - acc), "compress/macs": macs,
+                         "saved": base_macs - macs if method == "channel" else zeros(m) - base_zeros})
     return rows
 
 

@@ -116,7 +116,7 @@ TOP = {
     "train.weight_decay": number(ge=0), "train.momentum": number(ge=0, le=1),
     "train.scheduler": choice(choices.SCHEDULERS),
     "latency.threads": integer(1), "latency.reps": integer(1), "latency.rounds": integer(1),
-    "budget.max_drop": number(ge=0, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0),
+    "budget.max_drop": number(ge=0, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0, optional=True),
     "export.onnx": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),
     "model.name": text(), "model.checkpoint": text(optional=True),
     "teacher.name": text(), "teacher.checkpoint": text(optional=True),

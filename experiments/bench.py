@@ -114,20 +114,66 @@ def quantization(models) -> list[dict]:
     return rows
 
 
+# -- accuracy budgets: the per-layer search against the best single amount ------------------------
+UNIFORM = {"l1_unstructured": (0.5, 0.7, 0.8, 0.9, 0.95, 0.98), "channel": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}
+
+
+BUDGET_DATA = {"resnet18": "digits"}  # ResNet-18 trains ~3 min/epoch on mnist5k here: digits keeps the sweep ~10 min
+
+
+def budgets(models, max_drop: float = 1.0) -> tuple[list, list]:
+    """Per model and method: every uniform `amount` of UNIFORM (one number for the whole model,
+    global ranking, default fine-tune), the largest within `max_drop` test points, against one
+    budgeted run (budget.max_drop on validation). Unstructured compares sparsity and non-zero
+    weights; channel compares MACs. Then full static int8 against budgeted static int8."""
+    prune_rows, quant_rows = [], []
+    for model in models:
+        data = f"dataset={BUDGET_DATA.get(model, 'mnist5k')}"
+        for method, amounts in UNIFORM.items():
+            base = [data, f"model={model}", "technique=prune", f"technique.method={method}"]
+            uniform = {a: job(base + [f"technique.amount={a}"], f"uniform_{method}_{model}_{a}") for a in amounts}
+            fits = [a for a, r in uniform.items() if derived(r)["delta"] >= -max_drop]
+            u = uniform[max(fits)] if fits else None
+            b = job(base + [f"budget.max_drop={max_drop}"], f"budget_{method}_{model}")
+            row = {"model": model, data.split("=")[0]: data.split("=")[1], "method": method, "best uniform amount": max(fits) if fits else "none fits",
+                   "uniform Δ test (pts)": derived(u)["delta"] if u else None,
+                   "budgeted Δ test (pts)": derived(b)["delta"], "budgeted Δ val (pts)": -b["budget"]["val/drop"],
+                   "held on test": b["budget"]["held/test"]}
+            if method == "channel":
+                row.update({"uniform MACs": u["compress/macs"] if u else None, "budgeted MACs": b["compress/macs"],
+                            "fewer MACs ×": u["compress/macs"] / b["compress/macs"] if u else None})
+            else:
+                row.update({"uniform sparsity": u["compress/sparsity"] if u else None,
+                            "budgeted sparsity": b["compress/sparsity"],
+                            "sparsity ×": b["compress/sparsity"] / u["compress/sparsity"] if u else None,
+                            "fewer non-zeros ×": u["compress/nonzero_params"] / b["compress/nonzero_params"] if u else None})
+            row["budgeted amounts"] = " ".join(f"{k}:{v:g}" for k, v in b["stages"][0]["amounts"].items())
+            prune_rows.append(row)
+        full = job([data, f"model={model}", "technique=quant"], f"quant_full_{model}")
+        kept = job([data, f"model={model}", "technique=quant", f"budget.max_drop={max_drop}"], f"quant_budget_{model}")
+        for name, r in (("full int8", full), (f"int8 within {max_drop:g} pt", kept)):
+            d = derived(r)
+            quant_rows.append({"model": model, "dataset": data.split("=")[1], "run": name, "Δ test (pts)": d["delta"],
+                               "kept float": ", ".join(r["stages"][0]["keep_float"]) or "none",
+                               "size ×": d["ratio"], "b1 speed-up ×": d["speedup_b1"], "b64 speed-up ×": d["speedup_b64"]})
+    return prune_rows, quant_rows
+
+
 def table(rows) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else "–" if v is None else str(v)
+                                       for v in r.values()) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--only", choices=["throughput", "prune", "quant"], action="append")
+    parser.add_argument("--only", choices=["throughput", "prune", "quant", "budget"], action="append")
     parser.add_argument("--models", default="simple_cnn,resnet18")
     args = parser.parse_args(argv)
-    parts = args.only or ["throughput", "prune", "quant"]
+    parts = args.only or ["throughput", "prune", "quant", "budget"]
     models = args.models.split(",")
     report = []
     if "throughput" in parts:
@@ -141,6 +187,11 @@ def main(argv=None):
         print(report[-1], flush=True)
     if "quant" in parts:
         report.append("## Quantization on mnist5k (latency at 1 thread; QAT 1 epoch)\n\n" + table(quantization(models)) + "\n")
+        print(report[-1], flush=True)
+    if "budget" in parts:
+        prune_rows, quant_rows = budgets(models)
+        report.append("## Accuracy budget 1 point: per-layer search against the best single amount\n\n"
+                      + table(prune_rows) + "\n\n" + table(quant_rows) + "\n")
         print(report[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench.md").write_text("\n".join(report))

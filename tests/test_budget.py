@@ -97,12 +97,14 @@ def test_scan_writes_csv_plots_tensorboard_and_the_report_shows_them(scan):
     assert (root / "outputs" / "sensitivity_prune_digits_simple_cnn_seed0.png").is_file()
 
 
-def test_candidates_follow_the_threshold():
-    rows = [{"layer": "a", "amount": a, "drop": d} for a, d in ((0.3, 0.0), (0.6, 2.0), (0.9, 9.0))] + \
-           [{"layer": "b", "amount": a, "drop": d} for a, d in ((0.3, 1.0), (0.6, 0.5), (0.9, 3.0))]
-    assert budget.amounts_at(rows, 0.0) == {"a": 0.3, "b": 0.0}
-    assert budget.amounts_at(rows, 1.0) == {"a": 0.3, "b": 0.6}  # b's 0.6 only counts once 0.3 fits
-    assert [t for t, _ in budget.candidates(rows)] == [0.0, 1.0, 2.0, 3.0, 9.0]
+def test_steps_take_the_most_saved_per_point_first():
+    rows = [{"layer": "big", "amount": a, "drop": d, "saved": int(a * 1000)} for a, d in ((0.5, 0.0), (0.9, 2.0))] + \
+           [{"layer": "small", "amount": a, "drop": d, "saved": int(a * 10)} for a, d in ((0.5, 1.0), (0.9, 0.5))]
+    out = budget.steps(rows)
+    assert [a for _, a in out] == [{"big": 0.5, "small": 0.0}, {"big": 0.9, "small": 0.0}, {"big": 0.9, "small": 0.5},
+                                   {"big": 0.9, "small": 0.9}]
+    # a drop counts as the worst seen at or below the amount: small's 0.9 costs nothing beyond its 0.5
+    assert [c for c, _ in out] == [0.0, 2.0, 3.0, 3.0]
 
 
 @pytest.fixture(scope="module")
