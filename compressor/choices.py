@@ -9,3 +9,5 @@ QUANT_MODES = ("dynamic", "static", "qat", "fp16", "bf16")
 QUANT_BACKENDS = ("torch", "onnxruntime")
 LOSS_TERMS = ("ce", "kl", "cosine", "feature_mse", "dkd")
 SCAN_METHODS = ("l1_unstructured", "channel")  # sensitivity scans and budget searches: random has no ranking
+PRUNE_IMPORTANCES = ("l1", "group_norm", "taylor")  # channel pruning: Torch-Pruning importance criteria
+RECOVERY = ("none", "kd")  # what a prune or QAT stage fine-tunes against

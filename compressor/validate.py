@@ -132,11 +132,14 @@ DATASET = {
 
 
 STAGE = {"epochs": integer(0), "lr": number(gt=0)}
+RECOVER = {"recover": choice(choices.RECOVERY), "recover_temperature": number(gt=0),
+           "recover_weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight")}
 KINDS = {
     "prune": {"amount": number(ge=0, lt=1), "method": choice(choices.PRUNE_METHODS),
               "scope": choice(choices.PRUNE_SCOPES), "schedule": choice(choices.PRUNE_SCHEDULES),
               "ramp_epochs": integer(0, optional=True), "include": strings(), "exclude": strings(),
-              "amounts": amounts()},
+              "amounts": amounts(), "importance": choice(choices.PRUNE_IMPORTANCES), "steps": integer(1),
+              "regularize_epochs": integer(0), "reg": number(ge=0)},
     "quant": {"mode": choice(choices.QUANT_MODES), "backend": choice(choices.QUANT_BACKENDS),
               "calibration_batches": integer(1), "keep_float": strings()},
     "kd": {"temperature": number(gt=0), "dkd_alpha": number(ge=0), "dkd_beta": number(ge=0)},
@@ -189,6 +192,18 @@ def check_stage(prefix: str, stage: DictConfig) -> None:
     if kind not in KINDS:
         raise ConfigError(f"{prefix}kind={kind!r}: choose one of {', '.join(KINDS)}")
     apply(stage, {**STAGE, **KINDS[kind]}, prefix, required=tuple(STAGE) if kind != "sensitivity" else ())
+    if kind in ("prune", "quant"):
+        apply(stage, RECOVER, prefix)
+        if stage.get("recover", "none") == "kd":
+            if kind == "quant" and stage.mode != "qat":
+                raise ConfigError(f"{prefix}recover=kd with {prefix}mode={stage.mode}: only stages that fine-tune "
+                                  "recover; choose mode=qat, or recover=none")
+            check_terms(_value(stage, "recover_weights"), stage.recover_temperature, f"{prefix}recover_weights")
+    if kind == "prune" and stage.method == "channel":
+        need = stage.get("steps", 1) + stage.get("regularize_epochs", 0)
+        if need > 1 and stage.epochs < need:
+            raise ConfigError(f"{prefix}steps={stage.steps} after {prefix}regularize_epochs={stage.regularize_epochs}: "
+                              f"needs {prefix}epochs >= {need} (one epoch per step)")
     if kind == "kd":
         presets = list(stage.get("presets", {}))
         if "weights" not in stage or stage.loss not in presets:  # `weights` interpolates the preset

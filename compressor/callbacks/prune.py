@@ -11,11 +11,15 @@ import fnmatch
 import logging
 from collections.abc import Mapping
 
+import itertools
+
 import lightning as L
 import torch
+import torch.nn.functional as F
 import torch.nn.utils.prune as tprune
 from torch import nn
 
+from compressor.choices import PRUNE_IMPORTANCES as IMPORTANCES
 from compressor.choices import PRUNE_METHODS as METHODS
 from compressor.choices import PRUNE_SCHEDULES as SCHEDULES
 from compressor.choices import PRUNE_SCOPES as SCOPES
@@ -57,7 +61,8 @@ def make_permanent(model: nn.Module) -> None:
 class Pruning(L.Callback):
     def __init__(self, amount: float = 0.5, method: str = "l1_unstructured", scope: str = "global",
                  schedule: str = "oneshot", ramp_epochs: int | None = None, include=("*",), exclude=(),
-                 example_shape=None, seed: int = 0, amounts: dict | None = None):
+                 example_shape=None, seed: int = 0, amounts: dict | None = None, importance: str = "l1",
+                 steps: int = 1, regularize_epochs: int = 0, reg: float = 5e-4, taylor_batches: int = 8):
         if not (isinstance(amount, (int, float)) and 0 <= amount < 1):
             raise ConfigError(f"technique.amount={amount}: must lie in [0, 1)")
         for key, value, allowed in (("method", method, METHODS), ("scope", scope, SCOPES),
@@ -65,8 +70,23 @@ class Pruning(L.Callback):
             if value not in allowed:
                 raise ConfigError(f"technique.{key}={value!r}: choose one of {', '.join(allowed)}")
         if method == "channel" and schedule != "oneshot":
-            raise ConfigError("technique.schedule=cubic with technique.method=channel: channel pruning changes shapes "
-                              "under a live optimizer; choose schedule=oneshot for channel, or an unstructured method")
+            raise ConfigError("technique.schedule=cubic with technique.method=channel: for channels in several steps "
+                              "set technique.steps; choose schedule=oneshot for channel, or an unstructured method")
+        if importance not in IMPORTANCES:
+            raise ConfigError(f"technique.importance={importance!r}: choose one of {', '.join(IMPORTANCES)}")
+        for key, value, lo in (("steps", steps, 1), ("regularize_epochs", regularize_epochs, 0),
+                               ("taylor_batches", taylor_batches, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise ConfigError(f"technique.{key}={value!r}: must be an integer >= {lo}")
+        structural = {"importance": importance != "l1", "steps": steps > 1, "regularize_epochs": regularize_epochs > 0}
+        for key, used in structural.items():
+            if used and method != "channel":
+                raise ConfigError(f"technique.{key} applies to technique.method=channel (unstructured methods have "
+                                  "technique.schedule=cubic)")
+        self.importance, self.steps, self.regularize_epochs = importance, steps, regularize_epochs
+        self.reg, self.taylor_batches = float(reg), taylor_batches
+        self._regularizer = None   # a Torch-Pruning GroupNormPruner while regularize_epochs run
+        self._batches = None       # training batches for taylor importance, set in setup
         self.amount, self.method, self.scope, self.schedule = float(amount), method, scope, schedule
         self.ramp_epochs, self.seed = ramp_epochs, seed
         self.include, self.exclude = list(include), list(exclude)
@@ -105,10 +125,22 @@ class Pruning(L.Callback):
     def target(self, epoch: int, max_epochs: int) -> float:
         if self.amounts is not None:
             return 1.0  # the per-layer recipe, in one shot
+        if self.method == "channel":
+            return self.channel_target(epoch, max_epochs)
         if self.schedule == "oneshot":
             return self.amount
         ramp = self.ramp_epochs if self.ramp_epochs is not None else max(max_epochs - 1, 0)
         return cubic(epoch, self.amount, ramp)
+
+    def channel_target(self, epoch: int, max_epochs: int) -> float:
+        """Channels: nothing during the regularize_epochs, then `amount` in `steps` equal steps
+        spread over the remaining epochs (step k at the start of its share). A pure function of
+        the epoch, like the cubic schedule."""
+        if epoch < self.regularize_epochs:
+            return 0.0
+        span = max(max_epochs - self.regularize_epochs, 1)
+        k = min(self.steps, 1 + (epoch - self.regularize_epochs) * self.steps // span)
+        return self.amount * k / self.steps
 
     # -- unstructured ---------------------------------------------------------------
     def _unstructured(self, model: nn.Module, amount: float) -> None:
@@ -127,22 +159,51 @@ class Pruning(L.Callback):
         self.current = amount
 
     # -- structural ----------------------------------------------------------------
+    def _criterion(self):
+        """Torch-Pruning's importance: per-layer L1 of each filter, DepGraph's group L2 norm over
+        every coupled layer, or first-order Taylor (|weight x gradient|, summed over the group)."""
+        import torch_pruning as tp
+
+        if self.importance == "group_norm":
+            return tp.importance.GroupMagnitudeImportance(p=2)
+        if self.importance == "taylor":
+            return tp.importance.GroupTaylorImportance()
+        return tp.importance.MagnitudeImportance(p=1)
+
+    def _gradients(self, model: nn.Module, device) -> None:
+        """Taylor importance reads gradients: the loss gradient over `taylor_batches` training batches,
+        in eval mode so batch-norm statistics are not moved."""
+        if self._batches is None:
+            raise ConfigError("technique.importance=taylor needs training batches: it runs inside a fit")
+        was_training = model.training
+        model.eval().zero_grad()
+        with torch.enable_grad():
+            for x, y in self._batches():
+                F.cross_entropy(model(x.to(device)), y.to(device)).backward()
+        model.train(was_training)
+
+    def _ignored(self, model: nn.Module) -> list:
+        layers = select_layers(model, self.include, self.exclude)
+        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+        ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in layers.values()]
+        return list({id(m): m for m in ignored + classifier}.values())
+
     def _channels(self, model: nn.Module, amount: float, device) -> None:
-        """Remove whole filters by L1 norm through Torch-Pruning's dependency graph (batch norm,
-        residual additions and concatenations follow). `amount` is the fraction of channels gone."""
+        """Remove whole filters through Torch-Pruning's dependency graph (batch norm, residual
+        additions and concatenations follow). `amount` is the fraction of channels gone."""
         import torch_pruning as tp
 
         if amount <= self.current:
             return
-        layers = select_layers(model, self.include, self.exclude)
-        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
-        ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in layers.values()]
+        if self.importance == "taylor":
+            self._gradients(model, device)
         example = torch.randn(*self.example_shape, device=device)
         step_ratio = 1 - (1 - amount) / (1 - self.current)  # remove this share of what is left
-        pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
-                                      pruning_ratio=step_ratio, global_pruning=self.scope == "global",
-                                      ignored_layers=list({id(m): m for m in ignored + classifier}.values()))
-        pruner.step()
+        with torch.enable_grad():
+            pruner = tp.pruner.MetaPruner(model, example, importance=self._criterion(), pruning_ratio=step_ratio,
+                                          global_pruning=self.scope == "global", ignored_layers=self._ignored(model))
+            pruner.step()
+        model.zero_grad(set_to_none=True)
         self.current = amount
 
     def _per_layer(self, model: nn.Module, device) -> None:
@@ -159,12 +220,15 @@ class Pruning(L.Callback):
 
         classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
         others = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in chosen]
+        if self.importance == "taylor":
+            self._gradients(model, device)
         with torch.enable_grad():  # the dependency graph is traced through autograd
             pruner = tp.pruner.MetaPruner(model, torch.randn(*self.example_shape, device=device),
-                                          importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.0,
+                                          importance=self._criterion(), pruning_ratio=0.0,
                                           pruning_ratio_dict=chosen,
                                           ignored_layers=list({id(m): m for m in others + classifier}.values()))
             pruner.step()
+        model.zero_grad(set_to_none=True)
 
     def apply(self, model: nn.Module, amount: float, device="cpu") -> None:
         if self.amounts is not None:
@@ -183,6 +247,21 @@ class Pruning(L.Callback):
         if stage != "fit":
             return
         self.check(pl_module.model)
+        need = self.regularize_epochs + self.steps
+        if self.method == "channel" and need > 1 and (trainer.max_epochs or 0) < need:
+            raise ConfigError(f"technique.regularize_epochs={self.regularize_epochs} + technique.steps={self.steps}: "
+                              f"needs technique.epochs >= {need} (one epoch per step)")
+        dm = trainer.datamodule
+        if dm is not None:
+            self._batches = lambda: itertools.islice(dm.train_dataloader(), self.taylor_batches)
+        if self.regularize_epochs > 0:  # DepGraph's sparsity-inducing group-norm regulariser
+            import torch_pruning as tp
+
+            with torch.enable_grad():
+                self._regularizer = tp.pruner.GroupNormPruner(
+                    pl_module.model, torch.randn(*self.example_shape, device=pl_module.device),
+                    importance=tp.importance.GroupMagnitudeImportance(p=2), reg=self.reg,
+                    ignored_layers=self._ignored(pl_module.model))
         first = self.target(0, trainer.max_epochs or 0)
         if first > 0:
             self.apply(pl_module.model, first, pl_module.device)
@@ -191,6 +270,12 @@ class Pruning(L.Callback):
         amount = self.target(trainer.current_epoch, trainer.max_epochs)
         if amount > self.current:
             self.apply(pl_module.model, amount, pl_module.device)
+            if self.method == "channel":  # new shapes: a fresh optimizer (and schedule: a warm restart)
+                trainer.strategy.setup_optimizers(trainer)
+
+    def on_after_backward(self, trainer, pl_module):
+        if self._regularizer is not None and trainer.current_epoch < self.regularize_epochs:
+            self._regularizer.regularize(pl_module.model)
 
     def on_fit_end(self, trainer, pl_module):
         if self.method != "channel":
@@ -200,6 +285,8 @@ class Pruning(L.Callback):
 
     def summary(self) -> dict:
         out = {"method": self.method, "scope": self.scope, "schedule": self.schedule, "amount": self.amount}
+        if self.method == "channel":
+            out.update(importance=self.importance, steps=self.steps, regularize_epochs=self.regularize_epochs)
         if self.amounts is not None:
             out.update(scope="per-layer", amount=None, amounts=dict(self.amounts))
         return out
