@@ -16,7 +16,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from compressor import artifact, budget, cache, checkpoint, console, ddp, export, measure, validate
+from compressor import artifact, budget, cache, checkpoint, console, ddp, export, measure, recover, validate
 from compressor.train import fit, optim_args
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
@@ -179,8 +179,8 @@ def _main(cfg: DictConfig):
         spend.before(stage, obj, model)  # with budget.max_drop: search this stage's recipe into `obj`
         log.info("stage %s (%d epochs)", stage.kind, epochs)
         L.seed_everything(cfg.seed, workers=True)
+        pair = example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2)
         if "distiller" in stage:
-            pair = example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2)
             module = obj(student=model, teacher=reference, example=pair, num_classes=dm.num_classes,
                          **optim_args(cfg, stage.get("lr")))
             record = fit(cfg, module, dm, run_dir, stage.kind, epochs)
@@ -189,9 +189,9 @@ def _main(cfg: DictConfig):
         else:
             if stage.kind == "quant":
                 float_model = copy.deepcopy(model)
-            module = Classifier(model, dm.num_classes, **optim_args(cfg, stage.get("lr")))
+            module = recover.module(stage, model, dm.num_classes, pair, optim_args(cfg, stage.get("lr")))
             record = fit(cfg, module, dm, run_dir, stage.kind, epochs, [obj])
-            record.update(obj.summary())
+            record.update(obj.summary(), recover=stage.get("recover", "none"))
             model = obj.compressed if getattr(obj, "compressed", None) is not None else module.model
             if stage.kind == "prune":
                 record["layer_sparsity"] = measure.layer_sparsity(model)

@@ -27,9 +27,8 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from compressor import measure, sensitivity, validate
+from compressor import measure, recover, sensitivity, validate
 from compressor.callbacks.prune import select_layers
-from compressor.modules import Classifier
 from compressor.train import fit, optim_args
 
 log = logging.getLogger("compressor")
@@ -121,7 +120,8 @@ class Budget:
         def probe(amounts: dict) -> dict:
             L.seed_everything(cfg.seed, workers=True)
             callback = instantiate(stage.callback, example_shape=self.shape, amounts=amounts)
-            module = Classifier(copy.deepcopy(model), self.dm.num_classes, **optim_args(cfg, stage.lr))
+            pair = torch.randn(2, *self.shape[1:])
+            module = recover.module(stage, copy.deepcopy(model), self.dm.num_classes, pair, optim_args(cfg, stage.lr))
             fit(cfg, module, self.dm, self.run_dir, "probe", epochs, [callback], log=False)
             acc = self.val_acc(module.model)
             size = measure.macs(module.model, example) if stage.method == "channel" \

@@ -1,0 +1,23 @@
+"""Recovery: what a compression stage fine-tunes against.
+
+`technique.recover=none` fine-tunes on the labels (cross-entropy). `technique.recover=kd`
+fine-tunes against the model as it was before the stage, frozen: the reference in a single
+stage, the stage's input in a pipeline. It reuses the distillation module and its loss terms
+(`technique.recover_weights`, `technique.recover_temperature`)."""
+import copy
+
+from omegaconf import OmegaConf
+
+from compressor.modules import Classifier
+
+
+def module(stage, model, num_classes: int, example, optim: dict):
+    """The LightningModule that fine-tunes `model` in this stage."""
+    if stage.get("recover", "none") != "kd":
+        return Classifier(model, num_classes, **optim)
+    from compressor.modules import Distiller
+
+    teacher = copy.deepcopy(model).eval()  # before the stage's callback changes `model`
+    weights = OmegaConf.to_container(stage.recover_weights, resolve=True)
+    return Distiller(student=model, teacher=teacher, example=example, weights=weights,
+                     temperature=stage.recover_temperature, num_classes=num_classes, **optim)
