@@ -65,6 +65,8 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
         for name, amount in itertools.product(names, grid):
             m = pruned(model, method, {name: amount}, example_shape)
             acc, macs = accuracy(m, loader), measure.macs(m, example)
+            if method == "channel" and macs == base_macs:
+                continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
             rows.append({"kind": "prune", "method": method, "layer": name, "amount": float(amount), "val/acc": acc,
                          "drop": 100 * (base - acc), "compress/macs": macs,
                          "saved": base_macs - macs if method == "channel" else zeros(m) - base_zeros})
