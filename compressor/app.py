@@ -270,12 +270,12 @@ def label(cfg, plan) -> str:
     within = f" within {cfg.budget.max_drop:g} pts" if cfg.budget.max_drop is not None else ""
     for stage in plan:
         searched = within if validate.budgeted(stage) else ""
-        if stage.kind == "prune" and (searched or stage.amounts):
+        if stage.kind == "prune" and (searched or stage.get("amounts")):
             parts.append(f"prune {stage.method} per-layer" + searched)
         elif stage.kind == "prune":
             parts.append(f"prune {stage.method} {stage.scope} {stage.schedule} {stage.amount:g}")
         elif stage.kind == "quant":
-            parts.append(f"quant {stage.mode} {stage.backend}" + (searched or (" keep float" if stage.keep_float else "")))
+            parts.append(f"quant {stage.mode} {stage.backend}" + (searched or (" keep float" if stage.get("keep_float") else "")))
         elif stage.kind == "kd":
             parts.append(f"kd {stage.loss} from {cfg.teacher.name}")
         elif stage.kind == "sensitivity":

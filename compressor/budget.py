@@ -151,29 +151,29 @@ class Budget:
         calibration = [x for x, _ in itertools.islice(self.dm.train_dataloader(), stage.calibration_batches)]
         val = self.dm.val_dataloader()
         full = sensitivity.accuracy(sensitivity.int8(model, self.shape, calibration), val)
-        steps, rows, why = [{"keep_float": [], "val/acc": full}], [], {}
-        if full < floor:
+        tried, rows, why = [{"keep_float": [], "val/acc": full}], [], {}
+        if full < floor - TOLERANCE:
             layers = sensitivity.quant_layers(model, [n for n, _ in model.named_modules()])
             rows = sensitivity.quant_scan(model, val, calibration, layers, self.shape)
             gain = {r["layer"]: r["val/acc"] - full for r in rows if r["method"] == "int8_all_but"}
             alone = {r["layer"]: r["drop"] for r in rows if r["method"] == "int8_only"}
             # most harmful first: float helps most when all else is int8; ties: costs most when int8 alone
             for rank, name in enumerate(sorted(layers, key=lambda n: (-gain[n], -alone[n])), 1):
-                kept = steps[-1]["keep_float"] + [name]
-                steps.append({"keep_float": kept, "val/acc": sensitivity.accuracy(
+                kept = tried[-1]["keep_float"] + [name]
+                tried.append({"keep_float": kept, "val/acc": sensitivity.accuracy(
                     sensitivity.int8(model, self.shape, calibration, kept), val)})
                 why[name] = (f"int8 everywhere scored {full:.4f} on validation, under the floor {floor:.4f}; harm rank "
                              f"{rank}: float alone gains {100 * gain[name]:.2f} pts, int8 alone costs {alone[name]:.2f}")
-                if steps[-1]["val/acc"] >= floor - TOLERANCE:
+                if tried[-1]["val/acc"] >= floor - TOLERANCE:
                     break
-        within = [s for s in steps if s["val/acc"] >= floor - TOLERANCE]
-        best = within[0] if within else max(steps, key=lambda s: s["val/acc"])
+        within = [s for s in tried if s["val/acc"] >= floor - TOLERANCE]
+        best = within[0] if within else max(tried, key=lambda s: s["val/acc"])
         if not within:
             log.warning("budget: static int8 stays under validation accuracy %.4f (budget %g pts) even with layers "
                         "kept float; keeping the best attempt, over budget", floor, self.max_drop)
         obj.keep_float = list(best["keep_float"])
         return {"keep_float": obj.keep_float, "why": {n: why[n] for n in obj.keep_float}, "over_budget": not within,
-                "steps": steps, "sensitivity": rows}
+                "steps": tried, "sensitivity": rows}
 
     # -- the verdict ------------------------------------------------------------------------------
     def report(self, metrics: dict, reference_metrics: dict) -> dict | None:
