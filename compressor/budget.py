@@ -20,7 +20,6 @@ How a stage spends it (a stage is searched when validate.budgeted says so):
   other quant modes) spend what they cost.
 When nothing fits, the job says so in one line and keeps the best attempt, labelled over budget."""
 import copy
-import itertools
 import logging
 
 import lightning as L
@@ -29,6 +28,7 @@ from hydra.utils import instantiate
 
 from compressor import measure, recover, sensitivity, validate
 from compressor.callbacks.prune import select_layers
+from compressor.callbacks.quant import calibration_inputs
 from compressor.train import fit, optim_args
 
 log = logging.getLogger("compressor")
@@ -148,7 +148,7 @@ class Budget:
                 "sensitivity": rows}
 
     def quant(self, stage, obj, model, floor: float) -> dict:
-        calibration = [x for x, _ in itertools.islice(self.dm.train_dataloader(), stage.calibration_batches)]
+        calibration = list(calibration_inputs(self.dm.train_dataloader(), stage.calibration_batches))
         val = self.dm.val_dataloader()
         full = sensitivity.accuracy(sensitivity.int8(model, self.shape, calibration), val)
         tried, rows, why = [{"keep_float": [], "val/acc": full}], [], {}

@@ -20,8 +20,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from compressor import measure
+from compressor import measure, validate
 from compressor.callbacks.prune import Pruning, make_permanent, select_layers
+from compressor.callbacks.quant import calibration_inputs
 from compressor.choices import SCAN_METHODS
 from compressor.errors import ConfigError
 
@@ -203,13 +204,10 @@ class Sensitivity(L.Callback):
         loader = dm.val_dataloader()
         self.rows = prune_scan(model, loader, layers, self.grid, self.methods, self.example_shape)
         if self.quant:
-            calibration = [x for x, _ in itertools.islice(dm.train_dataloader(), self.calibration_batches)]
-            flags = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-            torch.use_deterministic_algorithms(False)  # int8 kernels have no deterministic twin to warn about
-            try:
+            calibration = list(calibration_inputs(dm.train_dataloader(), self.calibration_batches))
+            with validate.torch_flags_kept():  # restored after: int8 kernels have no deterministic twin to warn about
+                torch.use_deterministic_algorithms(False)
                 self.rows += quant_scan(model, loader, calibration, quant_layers(model, layers), self.example_shape)
-            finally:
-                torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
         if trainer.global_rank == 0:
             title = f"{type(model).__name__}, {len(loader.dataset)} validation images"
             self.files = write(self.rows, Path(self.workdir), title, trainer.logger)
