@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from compressor import measure, validate
-from compressor.callbacks.prune import Pruning, make_permanent, select_layers
+from compressor.callbacks.prune import Pruning, classifier, make_permanent, select_layers
 from compressor.callbacks.quant import calibration_inputs
 from compressor.choices import SCAN_METHODS
 from compressor.errors import ConfigError
@@ -37,8 +37,8 @@ def accuracy(model, loader) -> float:
 
 def channel_layers(model: nn.Module, layers: dict) -> dict:
     """Layers whose output channels can go: all chosen ones but the classifier (its outputs are the classes)."""
-    classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
-    return {n: m for n, m in layers.items() if m not in classifier}
+    last = classifier(model)
+    return {n: m for n, m in layers.items() if m not in last}
 
 
 def pruned(model: nn.Module, method: str, amounts: dict, example_shape) -> nn.Module:
@@ -49,28 +49,26 @@ def pruned(model: nn.Module, method: str, amounts: dict, example_shape) -> nn.Mo
     return out
 
 
-def zeros(model: nn.Module) -> int:
-    return sum(int((p == 0).sum()) for p in model.parameters())
-
-
 def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -> list[dict]:
     """Rows per (method, layer, amount): validation accuracy, drop, MACs, and `saved`: weights
     zeroed (unstructured) or MACs removed (channel) against the unpruned model."""
     base = accuracy(model, loader)
     example = torch.randn(*example_shape)
-    base_macs, base_zeros = measure.macs(model, example), zeros(model)
+    base_macs, base_nonzero = measure.macs(model, example), measure.parameters(model)["compress/nonzero_params"]
     rows = []
     for method in methods:
         names = list(channel_layers(model, {n: dict(model.named_modules())[n] for n in layers})) \
             if method == "channel" else layers
         for name, amount in itertools.product(names, grid):
             m = pruned(model, method, {name: amount}, example_shape)
-            acc, macs = accuracy(m, loader), measure.macs(m, example)
+            macs = measure.macs(m, example)
             if method == "channel" and macs == base_macs:
                 continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
+            acc = accuracy(m, loader)
             rows.append({"kind": "prune", "method": method, "layer": name, "amount": float(amount), "val/acc": acc,
                          "drop": 100 * (base - acc), "compress/macs": macs,
-                         "saved": base_macs - macs if method == "channel" else zeros(m) - base_zeros})
+                         "saved": base_macs - macs if method == "channel" else
+                         base_nonzero - measure.parameters(m)["compress/nonzero_params"]})
     return rows
 
 

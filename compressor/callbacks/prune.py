@@ -51,6 +51,11 @@ def select_layers(model: nn.Module, include, exclude, key="technique.include") -
     return chosen
 
 
+def classifier(model: nn.Module) -> list:
+    """The last Linear (as a list, empty if none): its outputs are the classes, so no channel of it goes."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+
+
 def make_permanent(model: nn.Module) -> None:
     """Fold masks into the weights: no weight_orig/weight_mask or forward pre-hooks remain."""
     for m in model.modules():
@@ -184,9 +189,8 @@ class Pruning(L.Callback):
 
     def _ignored(self, model: nn.Module) -> list:
         layers = select_layers(model, self.include, self.exclude)
-        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
         ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in layers.values()]
-        return list({id(m): m for m in ignored + classifier}.values())
+        return list({id(m): m for m in ignored + classifier(model)}.values())
 
     def _channels(self, model: nn.Module, amount: float, device) -> None:
         """Remove whole filters through Torch-Pruning's dependency graph (batch norm, residual
@@ -218,7 +222,6 @@ class Pruning(L.Callback):
             return
         import torch_pruning as tp
 
-        classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
         others = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in chosen]
         if self.importance == "taylor":
             self._gradients(model, device)
@@ -226,7 +229,7 @@ class Pruning(L.Callback):
             pruner = tp.pruner.MetaPruner(model, torch.randn(*self.example_shape, device=device),
                                           importance=self._criterion(), pruning_ratio=0.0,
                                           pruning_ratio_dict=chosen,
-                                          ignored_layers=list({id(m): m for m in others + classifier}.values()))
+                                          ignored_layers=list({id(m): m for m in others + classifier(model)}.values()))
             pruner.step()
         model.zero_grad(set_to_none=True)
 
