@@ -1,6 +1,7 @@
 """Scale-out paths on CPU: DDP with gloo, joblib and submitit launchers, the Optuna search."""
 import json
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -58,6 +59,7 @@ def test_slurm_preset_composes():
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.timeout_min) == ("gpu", 4, 4, 240)
 
 
+@pytest.mark.slow  # 18 s: the submitit plugin; make test-all runs it (CI keeps joblib, DDP and the SLURM preset)
 def test_one_job_through_submitit_local_executor(cli, tmp_path):
     proc = cli("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "technique=baseline", *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -65,6 +67,7 @@ def test_one_job_through_submitit_local_executor(cli, tmp_path):
     assert list((tmp_path / "outputs" / "multirun").rglob(".submitit"))
 
 
+@pytest.mark.slow  # 24 s: three Optuna trials; make test-all runs it
 def test_optuna_search_reports_best_trial(cli, tmp_path):
     proc = cli("-m", "hparams_search=kd_prune_optuna", "hydra.sweeper.n_trials=3", "dataset=digits", "train.epochs=1",
                "technique.kd.epochs=1", "technique.prune.epochs=1", "latency.reps=2", "latency.rounds=1", "size_budget_mb=1",
