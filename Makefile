@@ -10,7 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,timm]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,timm,openvino]'
 	touch $(STAMP)
 
 run: $(STAMP)

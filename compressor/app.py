@@ -16,11 +16,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from compressor import artifact, budget, cache, checkpoint, console, ddp, export, measure, recover, validate
+from compressor import artifact, budget, cache, checkpoint, console, ddp, export, measure, recover, runtimes, validate
 from compressor.train import fit, optim_args
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
 from compressor.errors import ConfigError
+from compressor.openvino_export import OpenVinoModel
 from compressor.modules import Classifier
 
 log = logging.getLogger("compressor")
@@ -235,10 +236,10 @@ def _main(cfg: DictConfig):
     if distilling:
         results["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
                          "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
-    if cfg.export.onnx:
+    if cfg.export.onnx or cfg.export.openvino:  # every runtime's file, checked and timed: which one to ship
         quant = [stage for stage in plan if stage.kind == "quant"]  # a pipeline keeps its knobs per stage
-        results["export"] = export.checked_onnx(model, float_model, dm, example, run_dir, cfg.latency,
-                                                quant[0].calibration_batches if quant else 8)
+        results.update(runtimes.measured(model, model_path, float_model, dm, example, run_dir, cfg,
+                                         quant[0].calibration_batches if quant else 8))
     write_json(run_dir / "results.json", results)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     Path(cfg.paths.index_dir).mkdir(parents=True, exist_ok=True)
@@ -298,7 +299,7 @@ def check_taps(stage, student, teacher) -> None:
 
 
 def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:
-    if isinstance(model, export.OnnxModel):
+    if isinstance(model, (export.OnnxModel, OpenVinoModel)):
         return model.path
     history = [{k: v for k, v in r.items() if k != "rows"} for r in records]  # scan rows: results.json only
     return artifact.save(model, run_dir / artifact.FILENAME, plain(cfg.model.net), history, float_model)

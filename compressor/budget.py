@@ -15,6 +15,8 @@ How a stage spends it (a stage is searched when validate.budgeted says so):
 - quant (static int8, torch): int8 everywhere; while validation accuracy is under the floor,
   the layer whose return to float helps most (ranked by the int8-all-but-this-layer scan) goes
   back to float, one at a time, re-measured after each (OpenVINO's AccuracyAware idea).
+- quant (static, openvino): the same idea, done by NNCF's quantize_with_accuracy_control with
+  max_drop in the same points (absolute), measured on the same validation loader.
 - pipeline: one budget shared in order. A searched stage may use the unspent budget divided by
   the number of searched stages still to come; what it leaves passes on. Other stages (kd,
   other quant modes) spend what they cost.
@@ -76,7 +78,7 @@ class Budget:
             return
         if not self.searches_left:
             log.warning("budget.max_drop=%g: no stage of technique=%s can be searched (prune l1_unstructured/channel, "
-                        "quant static torch); the budget is only checked", self.max_drop, cfg.technique.name)
+                        "quant static on torch or openvino); the budget is only checked", self.max_drop, cfg.technique.name)
         self.reference = self.val_acc(reference)
 
     def val_acc(self, model) -> float:
@@ -94,7 +96,7 @@ class Budget:
             self.searches_left -= 1
             floor = self.reference - (self.spent + allowed) / 100
             record.update({"allowed_pts": allowed, "floor val/acc": floor})
-            search = self.prune if stage.kind == "prune" else self.quant
+            search = self.prune if stage.kind == "prune" else self.openvino if stage.backend == "openvino" else self.quant
             record.update(search(stage, obj, model, floor))
         self.pending = record
 
@@ -174,6 +176,14 @@ class Budget:
         obj.keep_float = list(best["keep_float"])
         return {"keep_float": obj.keep_float, "why": {n: why[n] for n in obj.keep_float}, "over_budget": not within,
                 "steps": tried, "sensitivity": rows}
+
+    def openvino(self, stage, obj, model, floor: float) -> dict:
+        """NNCF's accuracy control does the same search inside nncf.quantize_with_accuracy_control:
+        int8 everywhere, then the layers that cost most back to float until the validation drop
+        from this stage's input is within what the stage may use."""
+        allowed = 100 * (self.val_acc(model) - floor)
+        obj.accuracy_control = (self.dm.val_dataloader(), max(0.0, allowed))
+        return {"accuracy_control": "nncf.quantize_with_accuracy_control", "max_drop_pts": max(0.0, allowed)}
 
     # -- the verdict ------------------------------------------------------------------------------
     def report(self, metrics: dict, reference_metrics: dict) -> dict | None:

@@ -1,5 +1,5 @@
-"""ONNX export (torch.onnx, dynamo exporter), ONNX Runtime int8 quantization and sessions, and the
-export a run writes with `export=onnx`, checked against the PyTorch model."""
+"""ONNX export (torch.onnx, dynamo exporter), ONNX Runtime int8 quantization and sessions.
+What a run exports, and how each file is checked and timed: compressor.runtimes."""
 import logging
 import os
 from pathlib import Path
@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compressor import measure
-from compressor.callbacks.quant import calibration_inputs
 
 log = logging.getLogger(__name__)
 
@@ -86,36 +84,3 @@ class OnnxModel:
 
     def __getstate__(self):
         return {"path": self.path, "threads": self.threads, "_session": None}
-
-
-def checked_onnx(model, float_model, dm, example, run_dir: Path, latency, calibration_batches: int) -> dict:
-    """model.onnx from the float model (and model.int8.onnx where the run quantized), each checked
-    against the PyTorch model's top-1 on the test set."""
-    reference = float_model if float_model is not None else model  # an ONNX-backend run always has one
-    ref_logits, _ = measure.predict(reference, dm.test_dataloader())
-    fp32_path = run_dir / "model.onnx"
-    if not fp32_path.is_file():
-        to_onnx(reference, example, fp32_path)
-    out = {}
-    paths = {"fp32": fp32_path}
-    if float_model is not None:
-        int8 = run_dir / "model.int8.onnx"
-        if not int8.is_file():
-            calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches))
-            quantize_onnx(fp32_path, int8, "static", calibration)
-        paths["int8"] = int8
-    sessions = {name: OnnxModel(path, threads=latency.threads) for name, path in paths.items()}
-    for name, onnx_model in sessions.items():
-        logits, labels = measure.predict(onnx_model, dm.test_dataloader())
-        agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
-        needed = 0.995 if name == "fp32" else 0.98
-        if agreement < needed:
-            log.warning("ONNX %s agrees with PyTorch on only %.2f%% of test images (needed %.1f%%)", name,
-                        100 * agreement, 100 * needed)
-        out[name] = {"path": str(paths[name]), "size_mb": measure.size_mb(paths[name]),
-                     "test/acc": measure.accuracy(logits, labels), "agreement": agreement,
-                     "agreement_ok": agreement >= needed}
-    speeds = measure.latencies(sessions, example, latency.threads, latency.reps, latency.rounds)  # side by side
-    for name, speed in speeds.items():
-        out[name].update(speed)
-    return out

@@ -38,7 +38,10 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def size_mb(path) -> float:
-    return os.path.getsize(path) / 2**20
+    """Bytes on disk; an OpenVINO IR counts its graph (.xml) and its weights (.bin)."""
+    path = str(path)
+    extra = os.path.getsize(path[:-4] + ".bin") if path.endswith(".xml") else 0
+    return (os.path.getsize(path) + extra) / 2**20
 
 
 def parameters(model: nn.Module) -> dict:

@@ -1,8 +1,9 @@
 """python -m compressor.predict RUN_DIR IMAGE_FOLDER: class and probabilities for every image.
 
 Works for every artifact a run leaves: fp32, pruned, quantized (model.safetensors, or the
-model.pt of earlier releases) and ONNX (`--onnx` picks model.onnx, or model.int8.onnx with
---onnx int8). Nothing in the run folder can run code: the model loads without pickle, its
+model.pt of earlier releases), ONNX (`--onnx` picks model.onnx, or model.int8.onnx with
+--onnx int8) and OpenVINO IR (`--runtime openvino` picks model.int8.xml where the run has one,
+else model.xml; `--runtime openvino --precision fp32` the float IR). Nothing in the run folder can run code: the model loads without pickle, its
 architecture may only name model factories (`--allow-target PREFIX` adds one), and the image
 transform is built from the numbers in config.yaml, never from a `_target_` there.
 An unreadable image is reported by name and the rest are still predicted."""
@@ -20,9 +21,22 @@ from compressor.errors import ConfigError
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=()):
+def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(), runtime: str = "torch",
+               precision: str | None = None):
     from compressor import artifact, checkpoint, export
 
+    if runtime == "onnxruntime":
+        onnx = precision or ("int8" if (run_dir / "model.int8.onnx").is_file() else "fp32")
+    if runtime == "openvino":
+        from compressor.openvino_export import OpenVinoModel, require
+
+        precision = precision or ("int8" if (run_dir / "model.int8.xml").is_file() else "fp32")
+        path = run_dir / ("model.int8.xml" if precision == "int8" else "model.xml")
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such OpenVINO IR (run with export=openvino or export=all, or "
+                              "technique.backend=openvino)")
+        require()
+        return OpenVinoModel(path)
     if onnx:
         path = run_dir / ("model.int8.onnx" if onnx == "int8" else "model.onnx")
         if not path.is_file():
@@ -44,7 +58,7 @@ def transform_of(config: Path):
         raise ConfigError(f"{config}: no usable dataset.in_channels/image_size/mean/std ({type(exc).__name__})") from None
 
 
-def predict_folder(run_dir, folder, onnx=None, trust=False, targets=()) -> list[dict]:
+def predict_folder(run_dir, folder, onnx=None, trust=False, targets=(), runtime="torch", precision=None) -> list[dict]:
     run_dir, folder = Path(run_dir), Path(folder)
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -52,7 +66,7 @@ def predict_folder(run_dir, folder, onnx=None, trust=False, targets=()) -> list[
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such image folder")
     transform = transform_of(config)
-    model = load_model(run_dir, onnx, trust, targets)
+    model = load_model(run_dir, onnx, trust, targets, runtime, precision)
     results = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS):
         try:
@@ -76,6 +90,10 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("folder")
     parser.add_argument("--onnx", choices=["fp32", "int8"], help="use the run's ONNX export instead of the model")
+    parser.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                        help="run the run's file for this runtime (results.json's deploy block names the fastest)")
+    parser.add_argument("--precision", choices=["fp32", "int8"],
+                        help="with --runtime onnxruntime|openvino: which export (default: int8 where there is one)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a pickled model file that names classes or functions (only one you vouch for)")
     parser.add_argument("--allow-target", action="append", default=[], metavar="PREFIX",
@@ -83,7 +101,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     console.quiet()
     try:
-        results = predict_folder(args.run_dir, args.folder, args.onnx, args.trust_checkpoint, args.allow_target)
+        results = predict_folder(args.run_dir, args.folder, args.onnx, args.trust_checkpoint, args.allow_target,
+                                 args.runtime, args.precision)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -117,7 +117,7 @@ TOP = {
     "train.scheduler": choice(choices.SCHEDULERS),
     "latency.threads": integer(1), "latency.reps": integer(1), "latency.rounds": integer(1),
     "budget.max_drop": number(ge=0, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0, optional=True),
-    "export.onnx": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),
+    "export.onnx": boolean(), "export.openvino": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),
     "model.name": text(), "model.checkpoint": text(optional=True),
     "teacher.name": text(), "teacher.checkpoint": text(optional=True),
 }
@@ -165,11 +165,12 @@ def stages(technique: DictConfig) -> list[tuple[str, DictConfig]]:
 
 def budgeted(stage: DictConfig) -> bool:
     """Whether the accuracy budget searches this stage: pruning by L1 or channels with no per-layer
-    amounts given, static int8 on torch with no layers kept float by hand."""
+    amounts given, static int8 on torch with no layers kept float by hand, or on openvino (NNCF's
+    accuracy control)."""
     if stage.get("kind") == "prune":
         return stage.method in ("l1_unstructured", "channel") and not stage.get("amounts")
     if stage.get("kind") == "quant":
-        return stage.mode == "static" and stage.backend == "torch" and not stage.get("keep_float")
+        return stage.mode == "static" and stage.backend in ("torch", "openvino") and not stage.get("keep_float")
     return False
 
 

@@ -7,7 +7,7 @@ from tests.conftest import run_job
 
 
 def test_predict_folder_with_a_corrupt_image(tmp_path):
-    run_job(tmp_path, ["technique=quant", "export=onnx", "technique.calibration_batches=2"])
+    run_job(tmp_path, ["technique=quant", "export=all", "technique.calibration_batches=2"])
     run = tmp_path / "outputs" / "run"
     from omegaconf import OmegaConf
 
@@ -17,8 +17,9 @@ def test_predict_folder_with_a_corrupt_image(tmp_path):
     for i in range(3):
         Image.fromarray(np.full((32, 32), 80 * i, np.uint8)).save(images / f"digit{i}.png")
     (images / "broken.png").write_bytes(b"not an image")
-    for onnx in (None, "fp32", "int8"):
-        results = predict_folder(run, images, onnx)
+    for onnx, runtime, precision in ((None, "torch", None), ("fp32", "torch", None), ("int8", "torch", None),
+                                     (None, "openvino", None), (None, "openvino", "fp32"), (None, "onnxruntime", None)):
+        results = predict_folder(run, images, onnx, runtime=runtime, precision=precision)
         assert [r["image"] for r in results] == ["broken.png", "digit0.png", "digit1.png", "digit2.png"]
         assert "error" in results[0] and "broken" not in results[0]["error"]
         for r in results[1:]:

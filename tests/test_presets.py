@@ -45,4 +45,4 @@ def test_seed002_sweeps_the_three_losses(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")]
     assert sorted(r["run"]["label"] for r in found) == ["kd ce from deep_nn", "kd cosine from deep_nn"]
-    assert all(r["export"]["fp32"]["agreement"] >= 0.995 for r in found)
+    assert all(r["export"]["onnxruntime"]["fp32"]["agreement"] >= 0.995 for r in found)

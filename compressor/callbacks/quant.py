@@ -4,12 +4,13 @@
 calibrates static PTQ on `calibration_batches` training batches, `on_fit_end` converts. PTQ
 modes run with 0 fine-tune epochs; QAT fine-tunes with fake quantization in the loop.
 
-mode      backend=torch                                   backend=onnxruntime
-dynamic   torchao Int8DynamicActivationInt8Weight (Linear)  onnxruntime quantize_dynamic
-static    torch.ao FX int8, per-channel, fused (see _ao_fx)  onnxruntime quantize_static (QOperator)
-qat       torch.ao FX QAT, then int8 convert                 -
-fp16/bf16 cast of weights and inputs                         -
-The converted model is left in `self.compressed`."""
+mode      backend=torch                                   backend=onnxruntime                 backend=openvino
+dynamic   torchao Int8DynamicActivationInt8Weight (Linear)  onnxruntime quantize_dynamic        -
+static    torch.ao FX int8, per-channel, fused (see _ao_fx)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
+qat       torch.ao FX QAT, then int8 convert                 -                                   -
+fp16/bf16 cast of weights and inputs                         -                                   -
+The converted model is left in `self.compressed`. The onnxruntime and openvino backends write
+model.onnx/model.int8.onnx or model.xml/model.int8.xml (+ .bin) into the run directory."""
 import copy
 import itertools
 import logging
@@ -58,6 +59,12 @@ class Quantization(L.Callback):
             raise ConfigError(f"technique.backend={backend!r}: choose one of {', '.join(BACKENDS)}")
         if backend == "onnxruntime" and mode not in ("dynamic", "static"):
             raise ConfigError(f"technique.mode={mode!r} with technique.backend=onnxruntime: choose dynamic or static")
+        if backend == "openvino":
+            if mode != "static":
+                raise ConfigError(f"technique.mode={mode!r} with technique.backend=openvino: choose static (NNCF PTQ)")
+            from compressor.openvino_export import require
+
+            require()  # a missing extra is one line before any training
         if not (isinstance(calibration_batches, int) and calibration_batches >= 1):
             raise ConfigError(f"technique.calibration_batches={calibration_batches}: must be an integer >= 1")
         self.mode, self.backend, self.calibration_batches = mode, backend, calibration_batches
@@ -66,6 +73,8 @@ class Quantization(L.Callback):
         if self.keep_float and (backend, mode) not in (("torch", "static"), ("torch", "qat")):
             raise ConfigError(f"technique.keep_float with mode={mode} backend={backend}: layers can be kept float "
                               "for mode=static or qat with backend=torch")
+        # backend=openvino under an accuracy budget: (validation loader, max_drop points), set by budget.Budget
+        self.accuracy_control = None
         self.compressed = None
         self.float_layers: list[str] = []
 
@@ -106,10 +115,11 @@ class Quantization(L.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         model = pl_module.model.cpu().eval()
-        if self.backend == "onnxruntime":
-            if trainer.global_rank != 0:  # DDP: one rank writes the ONNX files into the shared run dir
+        if self.backend in ("onnxruntime", "openvino"):
+            if trainer.global_rank != 0:  # DDP: one rank writes the files into the shared run dir
                 return
-            self.compressed = self._onnxruntime(model, trainer)
+            runtime = self._onnxruntime if self.backend == "onnxruntime" else self._openvino
+            self.compressed = runtime(model, trainer)
         elif self.mode in ("static", "qat"):
             from compressor.callbacks import _ao_fx
 
@@ -133,6 +143,15 @@ class Quantization(L.Callback):
         path = export.to_onnx(model, self._example(), f"{self.workdir}/model.onnx")
         qpath = export.quantize_onnx(path, f"{self.workdir}/model.int8.onnx", self.mode, calib)
         return export.OnnxModel(qpath)
+
+    def _openvino(self, model: nn.Module, trainer):
+        from compressor import openvino_export as ovx
+
+        ov_model = ovx.convert(model, self._example())
+        ovx.save(ov_model, f"{self.workdir}/model.xml")
+        control = self.accuracy_control or ()
+        quantized = ovx.int8(ov_model, self._calibration(trainer), *control)
+        return ovx.OpenVinoModel(ovx.save(quantized, f"{self.workdir}/model.int8.xml"))
 
     def summary(self) -> dict:
         return {"mode": self.mode, "backend": self.backend, "calibration_batches": self.calibration_batches,

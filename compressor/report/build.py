@@ -20,7 +20,9 @@ COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("co
            ("ratio", "compression ×"), ("latency/b1_ms", "latency b1 ms/img"), ("latency/b64_ms", "latency b64 ms/img"),
            ("speedup_b1", "speed-up b1 ×"), ("speedup_b64", "speed-up b64 ×"), ("compress/params", "params"),
            ("compress/nonzero_params", "non-zero params"), ("compress/macs", "MACs"), ("compress/sparsity", "sparsity"),
-           ("kd/agreement", "agreement with teacher")]
+           ("kd/agreement", "agreement with teacher"), ("deploy/b1", "best runtime b1"),
+           ("deploy/b64", "best runtime b64")]
+TEXT = ("deploy/b1", "deploy/b64")  # which file on which runtime: with export=onnx|openvino|all (compressor/runtimes.py)
 
 
 METRICS = ("test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")
@@ -67,6 +69,10 @@ def derived(r: dict) -> dict:
     out["speedup_b64"] = b["latency/b64_ms"] / r["latency/b64_ms"]
     out["val/acc"] = r.get("val/acc")
     out["kd/agreement"] = r.get("kd", {}).get("test/agreement")
+    for batch in ("b1", "b64"):
+        best = r.get("deploy", {}).get(batch)
+        if isinstance(best, dict):
+            out[f"deploy/{batch}"] = f"{best.get('runtime')} {best.get('file')} ({best.get(f'latency/{batch}_ms', 0):.4f} ms)"
     return out
 
 
@@ -100,6 +106,9 @@ def rows(runs: list[dict]) -> list[dict]:
                "val_curve": curves.get((dataset, model, label), [])}
         for key, _ in COLUMNS + [("val/acc", "")]:
             values = [v[key] for v in by_seed.values() if v.get(key) is not None]
+            if key in TEXT:  # the winner of most seeds
+                row[key], row[key + "_std"] = (statistics.mode(values) if values else None), 0.0
+                continue
             row[key] = statistics.mean(values) if values else None
             row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         out.append(row)
@@ -112,6 +121,8 @@ def fmt(row: dict, key: str) -> str:
     if v is None:
         return "–"
     std = row.get(key + "_std") or 0.0
+    if key in TEXT:
+        return str(v)
     if key in ("compress/params", "compress/nonzero_params", "compress/macs"):
         return f"{v:,.0f}"
     text = f"{v:.4f}" if key in ("test/acc", "kd/agreement", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb") else f"{v:.2f}"

@@ -1,0 +1,115 @@
+"""OpenVINO: IR export (openvino.convert_model), NNCF post-training int8 (nncf.quantize, or
+nncf.quantize_with_accuracy_control under an accuracy budget) and a compiled model that behaves
+like a torch model. openvino and nncf are optional extras, imported only here and only when used.
+
+An IR is two files, model.xml (the graph, plain XML) and model.bin (raw weights); loading one
+runs no code. Weights are saved in float32 (compress_to_fp16=False), so an fp32 IR computes what
+the PyTorch model computes; an NNCF IR holds int8 weights with their scales."""
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compressor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def require():
+    """openvino and nncf, or a one-line error naming the missing extra."""
+    try:
+        import nncf
+        import openvino
+    except ImportError as exc:
+        raise ConfigError(f"OpenVINO needs the optional extra that provides {exc.name!r}: "
+                          "pip install 'compressor[openvino]' (make install installs it)") from None
+    nncf.set_log_level(logging.ERROR)
+    return openvino, nncf
+
+
+def files(xml) -> list[Path]:
+    xml = Path(xml)
+    return [xml, xml.with_suffix(".bin")]
+
+
+def save(ov_model, xml) -> Path:
+    """Write model.xml/model.bin through temporary names, so a failed write leaves no half IR."""
+    ov, _ = require()
+    xml = Path(xml)
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp = xml.with_name(f".tmp.{xml.name}")
+    ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
+    for src, dst in zip(files(tmp), files(xml)):
+        os.replace(src, dst)
+    return xml
+
+
+def convert(model: torch.nn.Module, example: torch.Tensor):
+    """An in-memory ov.Model of a float torch model, batch axis dynamic."""
+    ov, _ = require()
+    ov_model = ov.convert_model(model.cpu().eval(), example_input=example[:1].cpu())
+    shape = ov.PartialShape([-1, *example.shape[1:]])
+    ov_model.reshape({ov_model.inputs[0]: shape})
+    return ov_model
+
+
+def _dataset(batches):
+    _, nncf = require()
+    return nncf.Dataset([b.cpu().numpy().astype(np.float32) for b in batches])
+
+
+def int8(ov_model, calibration, validation=None, max_drop: float | None = None):
+    """NNCF post-training int8 of an ov.Model on `calibration` input batches (all of them).
+
+    With `validation` (a loader of (x, y)) and `max_drop` (accuracy points), NNCF's accuracy
+    control quantizes, then returns the layers that cost most to float until the validation
+    drop is within `max_drop`: the same budget as budget.max_drop."""
+    _, nncf = require()
+    calibration = list(calibration)
+    data = _dataset(calibration)
+    if max_drop is None:
+        return nncf.quantize(ov_model, data, subset_size=len(calibration))
+    pairs = [(x.cpu().numpy().astype(np.float32), y.numpy()) for x, y in validation]
+    val = nncf.Dataset(pairs, lambda item: item[0])
+
+    def validate(compiled, items) -> float:
+        right = total = 0
+        for x, y in items:
+            logits = compiled(x)[0]
+            right += int((np.argmax(logits, axis=1) == y).sum())
+            total += len(y)
+        return right / total
+
+    return nncf.quantize_with_accuracy_control(ov_model, data, val, validate, max_drop=max_drop / 100,
+                                               drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration))
+
+
+class OpenVinoModel:
+    """A compiled IR on the CPU plugin that behaves like a model: float tensor in, logits out.
+    Threads are pinned like torch's when timing (one stream, latency hint); float ops run in
+    float32 (no bf16 down-cast on CPUs that have it), int8 ops in int8."""
+
+    def __init__(self, path, threads: int = 1):
+        self.path = Path(path)
+        self.threads = threads
+        self._compiled = None
+
+    def compiled(self):
+        if self._compiled is None:
+            ov, _ = require()
+            config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                      "INFERENCE_PRECISION_HINT": "f32"}
+            self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        return self._compiled
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.compiled()(x.detach().cpu().numpy().astype(np.float32))[0]
+        return torch.from_numpy(np.array(out))
+
+    def eval(self):
+        return self
+
+    def __getstate__(self):
+        return {"path": self.path, "threads": self.threads, "_compiled": None}

@@ -1,0 +1,109 @@
+"""Which file to ship, on which runtime, per batch size: the run's model exported to every runtime
+`export` names, each export checked against PyTorch and all of them timed side by side.
+
+export=onnx      model.onnx (+ model.int8.onnx, ONNX Runtime static int8)          onnxruntime
+export=openvino  model.xml/.bin (+ model.int8.xml/.bin, NNCF int8 PTQ)             openvino
+export=all       both
+The fp32 exports are of the run's float model; the int8 ones exist where the run quantized, and
+quantize that same float model (before the run's quant stage) with the runtime's own PTQ. The
+candidates to ship are the run's model as it is (torch, or its backend's file) and the exports in
+the run's own precision (int8 for a quantized run, fp32 otherwise) that agree with PyTorch's top-1
+on >= 98% of test images (fp32: 99.5%). results.json: `export` (every file's figures) and
+`deploy` (every candidate, and the fastest at batch 1 and at batch 64)."""
+import logging
+from pathlib import Path
+
+from torch import nn
+
+from compressor import export, measure
+from compressor.callbacks.quant import calibration_inputs
+
+log = logging.getLogger(__name__)
+NEEDED = {"fp32": 0.995, "int8": 0.98}  # agreement with PyTorch's top-1 an export must reach to be shipped
+
+
+def _onnx(reference, example, run_dir: Path, calibration, threads, written: bool) -> dict:
+    """written: this run's quant backend wrote the files already (technique.backend=onnxruntime)."""
+    paths = {"fp32": run_dir / "model.onnx"}
+    if not written:
+        export.to_onnx(reference, example, paths["fp32"])
+    if calibration is not None:
+        paths["int8"] = run_dir / "model.int8.onnx"
+        if not written:
+            export.quantize_onnx(paths["fp32"], paths["int8"], "static", calibration)
+    return {name: export.OnnxModel(path, threads=threads) for name, path in paths.items()}
+
+
+def _openvino(reference, example, run_dir: Path, calibration, threads, written: bool) -> dict:
+    from compressor import openvino_export as ovx
+
+    paths = {"fp32": run_dir / "model.xml"}
+    if not written:
+        ov_model = ovx.convert(reference, example)
+        ovx.save(ov_model, paths["fp32"])
+    if calibration is not None:
+        paths["int8"] = run_dir / "model.int8.xml"
+        if not written:
+            ovx.save(ovx.int8(ov_model, calibration), paths["int8"])
+    return {name: ovx.OpenVinoModel(path, threads=threads) for name, path in paths.items()}
+
+
+EXPORTERS = {"onnxruntime": ("onnx", _onnx), "openvino": ("openvino", _openvino)}
+
+
+def own_runtime(model) -> str:
+    if isinstance(model, nn.Module):
+        return "torch"
+    return "onnxruntime" if isinstance(model, export.OnnxModel) else "openvino"
+
+
+def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, calibration_batches: int) -> dict:
+    """results.json's `export` and `deploy` blocks. An export that fails is one warning line and an
+    `error` entry; the run keeps everything else."""
+    reference = float_model if float_model is not None else model  # an int8-backend run always has one
+    ref_logits, _ = measure.predict(reference, dm.test_dataloader())
+    calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) if float_model is not None else None
+    precision = "int8" if float_model is not None else "fp32"
+    own = f"{own_runtime(model)} (the run's model)"
+    files = {own: (own_runtime(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
+    shippable, out = [own], {}
+    for name, (key, exporter) in EXPORTERS.items():
+        if not cfg.export.get(key):
+            continue
+        try:
+            sessions = exporter(reference, example, run_dir, calibration, cfg.latency.threads, name == own_runtime(model))
+        except Exception as exc:  # one runtime failing to take a model must not lose the run
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            log.warning("export to %s failed (%s: %s); the run keeps its other files", name, type(exc).__name__, first)
+            out[name] = {"error": f"{type(exc).__name__}: {first}"[:500]}
+            continue
+        out[name] = {}
+        for kind, session in sessions.items():
+            logits, labels = measure.predict(session, dm.test_dataloader())
+            agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
+            if agreement < NEEDED[kind]:
+                log.warning("%s %s agrees with PyTorch on only %.2f%% of test images (needed %.1f%%)", name, kind,
+                            100 * agreement, 100 * NEEDED[kind])
+            out[name][kind] = {"path": str(session.path), "size_mb": measure.size_mb(session.path),
+                               "test/acc": measure.accuracy(logits, labels), "agreement": agreement,
+                               "agreement_ok": agreement >= NEEDED[kind]}
+            if kind != precision:
+                out[name][kind]["note"] = f"the float model before quantization, not this run's {precision} model"
+            if Path(session.path) == Path(model_path):  # the run's own backend file: already timed as the run's model
+                out[name][kind]["same_as"] = own
+                continue
+            files[f"{name} {kind}"] = (name, session, Path(session.path))
+            if kind == precision and agreement >= NEEDED[kind]:
+                shippable.append(f"{name} {kind}")
+    # every file side by side in one process, threads pinned (measure.latencies alternates them)
+    speeds = measure.latencies({label: f[1] for label, f in files.items()}, example, cfg.latency.threads,
+                               cfg.latency.reps, cfg.latency.rounds)
+    for name, kinds in out.items():
+        for kind, entry in kinds.items() if "error" not in kinds else ():
+            entry.update(speeds[entry.get("same_as", f"{name} {kind}")])
+    deploy = {"candidates": [{"label": label, "runtime": files[label][0], "file": files[label][2].name,
+                              "size_mb": measure.size_mb(files[label][2]), **speeds[label]} for label in shippable]}
+    for batch in ("b1", "b64"):
+        best = min(deploy["candidates"], key=lambda c: c[f"latency/{batch}_ms"])
+        deploy[batch] = {"runtime": best["runtime"], "file": best["file"], f"latency/{batch}_ms": best[f"latency/{batch}_ms"]}
+    return {"export": out, "deploy": deploy}
