@@ -236,10 +236,10 @@ def _main(cfg: DictConfig):
     if distilling:
         results["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
                          "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
-    if cfg.export.onnx or cfg.export.openvino:  # every runtime's file, checked and timed: which one to ship
+    if runtimes.wanted(cfg, model):  # every runtime's file, checked and timed: which one to ship
         quant = [stage for stage in plan if stage.kind == "quant"]  # a pipeline keeps its knobs per stage
         results.update(runtimes.measured(model, model_path, float_model, dm, example, run_dir, cfg,
-                                         quant[0].calibration_batches if quant else 8))
+                                         quant[0] if quant else None))
     write_json(run_dir / "results.json", results)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     Path(cfg.paths.index_dir).mkdir(parents=True, exist_ok=True)
@@ -277,8 +277,11 @@ def label(cfg, plan) -> str:
             parts.append(f"prune {stage.method} {stage.scope} {stage.schedule} {stage.amount:g}")
         elif stage.kind == "quant":
             parts.append(f"quant {stage.mode} {stage.backend}" + (searched or (" keep float" if stage.get("keep_float") else "")))
-        elif stage.kind == "kd":
-            parts.append(f"kd {stage.loss} from {cfg.teacher.name}")
+        elif stage.kind == "kd":  # the preset's name, or the weights when they were set by hand
+            weights = plain(stage.weights)
+            loss = stage.loss if weights == plain(stage.presets.get(stage.loss, {})) else \
+                " + ".join(f"{w:g} {term}" for term, w in weights.items())
+            parts.append(f"kd {loss} from {cfg.teacher.name}")
         elif stage.kind == "sensitivity":
             parts.append("sensitivity scan")
     return " + ".join(parts) if parts else "baseline"

@@ -57,18 +57,24 @@ def own_runtime(model) -> str:
     return "onnxruntime" if isinstance(model, export.OnnxModel) else "openvino"
 
 
-def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, calibration_batches: int) -> dict:
+def wanted(cfg, model) -> bool:
+    return bool(cfg.export.onnx or cfg.export.openvino) or own_runtime(model) != "torch"
+
+
+def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, quant=None) -> dict:
     """results.json's `export` and `deploy` blocks. An export that fails is one warning line and an
     `error` entry; the run keeps everything else."""
     reference = float_model if float_model is not None else model  # an int8-backend run always has one
     ref_logits, _ = measure.predict(reference, dm.test_dataloader())
-    calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) if float_model is not None else None
-    precision = "int8" if float_model is not None else "fp32"
+    # the run's precision: int8 where its quant stage made int8 (then the int8 exports are made too)
+    precision = "fp32" if quant is None else quant.mode if quant.mode in ("fp16", "bf16") else "int8"
+    calibration = list(calibration_inputs(dm.train_dataloader(), quant.calibration_batches)) \
+        if precision == "int8" else None
     own = f"{own_runtime(model)} (the run's model)"
     files = {own: (own_runtime(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
     shippable, out = [own], {}
     for name, (key, exporter) in EXPORTERS.items():
-        if not cfg.export.get(key):
+        if not cfg.export.get(key) and name != own_runtime(model):  # a backend run always checks its own files
             continue
         try:
             sessions = exporter(reference, example, run_dir, calibration, cfg.latency.threads, name == own_runtime(model))
@@ -95,6 +101,9 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
             files[f"{name} {kind}"] = (name, session, Path(session.path))
             if kind == precision and agreement >= NEEDED[kind]:
                 shippable.append(f"{name} {kind}")
+    if float_model is not None:  # the float PyTorch model the int8 files came from, timed with them
+        files["torch fp32"] = ("torch", float_model, None)
+        out["torch"] = {"fp32": {"note": f"the float model before quantization, not this run's {precision} model"}}
     # every file side by side in one process, threads pinned (measure.latencies alternates them)
     speeds = measure.latencies({label: f[1] for label, f in files.items()}, example, cfg.latency.threads,
                                cfg.latency.reps, cfg.latency.rounds)

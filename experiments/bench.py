@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from compressor import app
 from compressor.config import compose
+from compressor import measure
 from compressor.measure import pinned_threads
 from compressor.report.build import derived
 
@@ -25,7 +26,9 @@ DATA = {"resnet18": "digits"}
 
 
 def job(overrides, name) -> dict:
-    cfg = compose(["trainer.enable_progress_bar=false", "logger=none", "rerun=true", *overrides], OUT, name)
+    """One job in-process; no ONNX/OpenVINO files unless the overrides ask (deployment() does)."""
+    exports = [] if any(o.startswith("export=") for o in overrides) else ["export=none"]
+    cfg = compose(["trainer.enable_progress_bar=false", "logger=none", "rerun=true", *exports, *overrides], OUT, name)
     app._main(cfg)
     return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
 
@@ -144,6 +147,58 @@ def quantization(models) -> list[dict]:
     return rows
 
 
+# -- deploy runtimes: every runtime's file of one int8 run, then our best compressed model --------
+def deployment(models) -> list[dict]:
+    """Per model: static int8 with export=all times torch fp32, our torch int8, ONNX Runtime int8,
+    OpenVINO fp32 and NNCF + OpenVINO int8 (its defaults, our calibration batches) side by side in
+    one call. Then channel pruning 0.5 + static int8 (a pipeline, export=all) on its fastest runtime
+    per batch size, re-timed beside the NNCF + OpenVINO int8 file of the unpruned model."""
+    from compressor import artifact
+    from compressor.export import OnnxModel
+    from compressor.openvino_export import OpenVinoModel
+
+    rows = []
+    for model in models:
+        data = DATA.get(model, "mnist5k")
+        r = job([f"dataset={data}", f"model={model}", "technique=quant", "export=all"], f"deploy_int8_{model}")
+        e = r["export"]
+        own = r["deploy"]["candidates"][0]
+        paths = [("torch fp32", e["torch"]["fp32"], r["baseline"]["test/acc"]),
+                 ("compressor torch int8 (FX)", own, r["test/acc"]),
+                 ("compressor ONNX Runtime int8", e["onnxruntime"]["int8"], e["onnxruntime"]["int8"]["test/acc"]),
+                 ("OpenVINO fp32", e["openvino"]["fp32"], e["openvino"]["fp32"]["test/acc"]),
+                 ("NNCF PTQ + OpenVINO int8", e["openvino"]["int8"], e["openvino"]["int8"]["test/acc"])]
+        for name, m, acc in paths:
+            rows.append({"model": model, "dataset": data, "path": name, "test/acc": acc,
+                         "b1 ms": m["latency/b1_ms"], "b64 ms/img": m["latency/b64_ms"]})
+        p = job([f"dataset={data}", f"model={model}", "technique=pipeline", "technique.order=[prune,quant]",
+                 "technique.prune.method=channel", "technique.prune.amount=0.5", "technique.prune.epochs=4",
+                 "export=all"], f"deploy_channel_int8_{model}")
+        run = Path(p["run"]["run_dir"])
+        loaders = {"torch": lambda f: artifact.load(f), "onnxruntime": OnnxModel, "openvino": OpenVinoModel}
+        best = {b: p["deploy"][b] for b in ("b1", "b64")}
+        timed = {"nncf": OpenVinoModel(e["openvino"]["int8"]["path"]),
+                 **{b: loaders[best[b]["runtime"]](run / best[b]["file"]) for b in best}}
+        speeds = measure.latencies(timed, _example(run), threads=1, reps=20, rounds=3)  # side by side
+        for b in ("b1", "b64"):
+            rows.append({"model": model, "dataset": data,
+                         "path": f"compressor channel 0.5 + int8, best at {b}: {best[b]['runtime']} {best[b]['file']}",
+                         "test/acc": p["test/acc"], "b1 ms": speeds[b]["latency/b1_ms"],
+                         "b64 ms/img": speeds[b]["latency/b64_ms"],
+                         f"× vs NNCF+OpenVINO int8 at {b}": speeds["nncf"][f"latency/{b}_ms"] / speeds[b][f"latency/{b}_ms"],
+                         "Δ test vs baseline (pts)": derived(p)["delta"]})
+    return rows
+
+
+def _example(run: Path) -> torch.Tensor:
+    from omegaconf import OmegaConf
+
+    from compressor.data.base import example_input
+
+    d = OmegaConf.load(run / "config.yaml").dataset
+    return example_input(d.in_channels, d.image_size, 1)
+
+
 # -- accuracy budgets: the per-layer search against the best single amount ------------------------
 UNIFORM = {"l1_unstructured": (0.5, 0.7, 0.8, 0.9, 0.95, 0.98), "channel": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}
 
@@ -200,10 +255,10 @@ def table(rows) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--only", choices=["throughput", "prune", "kd", "quant", "budget"], action="append")
+    parser.add_argument("--only", choices=["throughput", "prune", "kd", "quant", "deploy", "budget"], action="append")
     parser.add_argument("--models", default="simple_cnn,resnet18")
     args = parser.parse_args(argv)
-    parts = args.only or ["throughput", "prune", "kd", "quant", "budget"]
+    parts = args.only or ["throughput", "prune", "kd", "quant", "deploy", "budget"]
     models = args.models.split(",")
     report = []
     if "throughput" in parts:
@@ -222,6 +277,10 @@ def main(argv=None):
         print(report[-1], flush=True)
     if "quant" in parts:
         report.append("## Quantization on mnist5k (latency at 1 thread; QAT 1 epoch)\n\n" + table(quantization(models)) + "\n")
+        print(report[-1], flush=True)
+    if "deploy" in parts:
+        report.append("## Deploy runtimes, 1 thread: which file to ship (ResNet-18 on digits)\n\n"
+                      + table(deployment(models)) + "\n")
         print(report[-1], flush=True)
     if "budget" in parts:
         prune_rows, quant_rows = budgets(models)

@@ -18,15 +18,15 @@ def mean_std(values) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0:.4f}"
 
 
-def study(dataset, lrs, temperatures, seeds, epochs) -> list[dict]:
+def study(dataset, lrs, temperatures, seeds, epochs, losses=tuple(LOSSES)) -> list[dict]:
     rows = []
     for lr in lrs:
-        for loss, weights in LOSSES.items():
+        for loss, weights in ((k, LOSSES[k]) for k in losses):
             for t in temperatures if loss != "ce" else temperatures[:1]:
                 runs = [job([f"dataset={dataset}", "technique=kd", f"technique.weights={weights}",
                              f"technique.temperature={t}", f"technique.lr={lr}", f"technique.epochs={epochs}",
                              f"seed={seed}", "latency.reps=2", "latency.rounds=1"],
-                            f"kd_{dataset}_{loss}_T{t}_{lr}_s{seed}") for seed in seeds]
+                            f"kd_{dataset}_{loss}_T{t}_{lr}_e{epochs}_s{seed}") for seed in seeds]
                 rows.append({"dataset": dataset, "loss": loss, "T": t if loss != "ce" else "–", "lr": lr,
                              "student test acc": mean_std([r["test/acc"] for r in runs]),
                              "agreement with teacher": mean_std([r["kd"]["test/agreement"] for r in runs]),
@@ -43,14 +43,16 @@ def main(argv=None):
     parser.add_argument("--temperatures", default="1,2,4")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--losses", default=",".join(LOSSES))
     args = parser.parse_args(argv)
     rows = [r for d in args.datasets.split(",") for r in study(d, args.lrs.split(","), args.temperatures.split(","),
-                                                              [int(s) for s in args.seeds.split(",")], args.epochs)]
+                                                              [int(s) for s in args.seeds.split(",")], args.epochs,
+                                                              args.losses.split(","))]
     for r in rows:
         r.pop("mean")
     text = f"## Distillation: SimpleCNN -> SmallCNN, {args.epochs} epochs, seeds {args.seeds}\n\n" + table(rows) + "\n"
     Path(OUT).mkdir(parents=True, exist_ok=True)
-    (OUT / "kd.md").write_text(text)
+    (OUT / f"kd_{args.epochs}ep.md").write_text(text)
     print(text)
 
 

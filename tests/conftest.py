@@ -16,8 +16,16 @@ CONF = ROOT / "conf"
 FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
 
 
+def no_exports(args) -> list:
+    """export=none unless the test names an export or a preset (the default export=all writes and
+    times ONNX and OpenVINO files in every run: tests/test_openvino.py and test_quant.py cover it)."""
+    args = list(args)
+    chosen = any(a.startswith(("export=", "+experiment=", "hparams_search=")) for a in args)
+    return args if chosen else [*args, "export=none"]
+
+
 def make_cfg(tmp_path: Path, overrides=(), run_name="run"):
-    return compose([*FAST, *overrides], tmp_path / "outputs", run_name)
+    return compose(no_exports([*FAST, *overrides]), tmp_path / "outputs", run_name)
 
 
 def run_job(tmp_path: Path, overrides=(), run_name="run") -> dict:
@@ -30,7 +38,7 @@ def run_job(tmp_path: Path, overrides=(), run_name="run") -> dict:
 
 def run_cli(args, cwd, timeout=600, env=None):
     full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
 
 

@@ -50,3 +50,26 @@ def test_pareto_front():
 def test_report_cli_on_empty_dir(tmp_path, capsys):
     assert report_main([str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_the_report_says_what_distillation_added(tmp_path):
+    def kd(i, seed, weights, acc):
+        r = result("kd", "kd ce from simple_cnn" if weights == {"ce": 1.0} else "kd ce_kl from simple_cnn", seed, acc,
+                   0.05, 0.3, 0.1)
+        r["stages"] = [{"stage": "kd", "weights": weights}]
+        write(tmp_path, i, r)
+
+    for seed, (alone, distilled) in enumerate([(0.950, 0.951), (0.960, 0.958), (0.955, 0.957)]):
+        kd(2 * seed, seed, {"ce": 1.0}, alone)
+        kd(2 * seed + 1, seed, {"ce": 0.5, "kl": 0.5}, distilled)
+    text = build(tmp_path).read_text()
+    note = text.split("## Distillation against the student trained alone")[1]
+    assert "kd ce_kl from simple_cnn: +0.03 pts" in note and "no clear gain" in note and "3 seeds" in note
+    assert "kd ce from simple_cnn:" not in note  # the student alone is the reference, not a row of its own
+
+
+def test_a_kd_run_without_a_student_alone_is_said_to_prove_nothing(tmp_path):
+    r = result("kd", "kd ce_kl from simple_cnn", 0, 0.95, 0.05, 0.3, 0.1)
+    r["stages"] = [{"stage": "kd", "weights": {"ce": 0.5, "kl": 0.5}}]
+    write(tmp_path, 0, r)
+    assert "cannot say what distillation added" in build(tmp_path).read_text()

@@ -229,7 +229,43 @@ def build(root, out=None) -> Path:
             f.write("\n## Best trial (Optuna)\n\n```yaml\n" + best.read_text() + "```\n")
     plot(table, out)
     sensitivity_plots(runs, out)
+    with open(out / "summary.md", "a") as f:
+        f.write(distillation_note(runs))
     return out / "summary.md"
+
+
+def distillation_note(runs: list[dict]) -> str:
+    """What distillation added: each KD student against the same student trained alone (a kd run
+    whose only loss term is ce) on the same dataset, seeds paired; or why the folder cannot say."""
+    kd = [r for r in runs if r["run"]["technique"] == "kd" and r.get("stages")]
+    if not kd:
+        return ""
+    alone = {(r["run"]["dataset"], r["run"]["model"], r["run"].get("seed")): r for r in kd
+             if set(r["stages"][0].get("weights", {})) == {"ce"}}
+    lines = []
+    by_label = defaultdict(list)
+    for r in kd:
+        if set(r["stages"][0].get("weights", {})) == {"ce"}:
+            continue
+        twin = alone.get((r["run"]["dataset"], r["run"]["model"], r["run"].get("seed")))
+        by_label[(r["run"]["dataset"], r["run"]["model"], r["run"]["label"])].append(
+            100 * (r["test/acc"] - twin["test/acc"]) if twin else None)
+    for (dataset, model, label), deltas in sorted(by_label.items()):
+        paired = [d for d in deltas if d is not None]
+        if not paired:
+            lines.append(f"- {dataset}, {model}, {label}: no student-alone run with the same seed in this folder "
+                         "(add technique=kd technique.loss=ce), so this table cannot say what distillation added.")
+            continue
+        mean = statistics.mean(paired)
+        if len(paired) > 1:
+            std = statistics.stdev(paired)
+            verdict = ("no clear gain: within the seeds' spread" if abs(mean) <= std else "better" if mean > 0
+                       else "worse") + f" (± {std:.2f} over {len(paired)} seeds)"
+        else:
+            verdict = ("better" if mean > 0 else "worse" if mean < 0 else "no gain") + " (one seed: noise not measured)"
+        lines.append(f"- {dataset}, {model}, {label}: {mean:+.2f} pts test accuracy against the same student "
+                     f"trained alone: **{verdict}**.")
+    return "\n## Distillation against the student trained alone\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def sensitivity_plots(runs: list[dict], out: Path) -> list[Path]:
