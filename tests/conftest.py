@@ -17,10 +17,10 @@ FAST = ["dataset=digits", "train.epochs=1", "latency.reps=2", "latency.rounds=1"
 
 
 def no_exports(args) -> list:
-    """export=none unless the test names an export or a preset (the default export=all writes and
-    times ONNX and OpenVINO files in every run: tests/test_openvino.py and test_quant.py cover it)."""
+    """export=none unless the test names one (the default export=all writes and times ONNX and
+    OpenVINO files in every run, seconds each: tests/test_openvino.py and test_quant.py cover it)."""
     args = list(args)
-    chosen = any(a.startswith(("export=", "+experiment=", "hparams_search=")) for a in args)
+    chosen = any(a.startswith("export=") for a in args)
     return args if chosen else [*args, "export=none"]
 
 

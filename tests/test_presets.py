@@ -41,7 +41,7 @@ def test_preset_at_smoke_scale(cli, tmp_path, preset):
 
 @pytest.mark.slow  # 35 s: the DeepNN preset again, swept over two losses
 def test_seed002_sweeps_the_three_losses(cli, tmp_path):
-    proc = cli("-m", "+experiment=seed002_cifar10_deepnn", "+smoke=tiny", "technique.loss=ce,cosine")
+    proc = cli("-m", "+experiment=seed002_cifar10_deepnn", "+smoke=tiny", "technique.loss=ce,cosine", "export=onnx")
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")]
     assert sorted(r["run"]["label"] for r in found) == ["kd ce from deep_nn", "kd cosine from deep_nn"]
