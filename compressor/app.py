@@ -239,7 +239,7 @@ def _main(cfg: DictConfig):
     if runtimes.wanted(cfg, model):  # every runtime's file, checked and timed: which one to ship
         quant = [stage for stage in plan if stage.kind == "quant"]  # a pipeline keeps its knobs per stage
         results.update(runtimes.measured(model, model_path, float_model, dm, example, run_dir, cfg,
-                                         quant[0] if quant else None))
+                                         quant[0] if quant else None, metrics["test/acc"]))
     write_json(run_dir / "results.json", results)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     Path(cfg.paths.index_dir).mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ quantize that same float model (before the run's quant stage) with the runtime's
 candidates to ship are the run's model as it is (torch, or its backend's file) and the exports in
 the run's own precision (int8 for a quantized run, fp32 otherwise) that agree with PyTorch's top-1
 on >= 98% of test images (fp32: 99.5%). results.json: `export` (every file's figures) and
-`deploy` (every candidate, and the fastest at batch 1 and at batch 64)."""
+`deploy` (every candidate with its own test accuracy, and the fastest at batch 1 and at batch 64)."""
 import logging
 from pathlib import Path
 
@@ -61,7 +61,8 @@ def wanted(cfg, model) -> bool:
     return bool(cfg.export.onnx or cfg.export.openvino) or own_runtime(model) != "torch"
 
 
-def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, quant=None) -> dict:
+def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, quant=None,
+             accuracy: float | None = None) -> dict:
     """results.json's `export` and `deploy` blocks. An export that fails is one warning line and an
     `error` entry; the run keeps everything else."""
     reference = float_model if float_model is not None else model  # an int8-backend run always has one
@@ -72,6 +73,7 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
         if precision == "int8" else None
     own = f"{own_runtime(model)} (the run's model)"
     files = {own: (own_runtime(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
+    accuracies = {own: accuracy}  # each shipped file's own test accuracy: an int8 export is not the run's model
     shippable, out = [own], {}
     for name, (key, exporter) in EXPORTERS.items():
         if not cfg.export.get(key) and name != own_runtime(model):  # a backend run always checks its own files
@@ -101,6 +103,7 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
             files[f"{name} {kind}"] = (name, session, Path(session.path))
             if kind == precision and agreement >= NEEDED[kind]:
                 shippable.append(f"{name} {kind}")
+                accuracies[f"{name} {kind}"] = out[name][kind]["test/acc"]
     if float_model is not None:  # the float PyTorch model the int8 files came from, timed with them
         files["torch fp32"] = ("torch", float_model, None)
         out["torch"] = {"fp32": {"note": f"the float model before quantization, not this run's {precision} model"}}
@@ -111,8 +114,10 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
         for kind, entry in kinds.items() if "error" not in kinds else ():
             entry.update(speeds[entry.get("same_as", f"{name} {kind}")])
     deploy = {"candidates": [{"label": label, "runtime": files[label][0], "file": files[label][2].name,
-                              "size_mb": measure.size_mb(files[label][2]), **speeds[label]} for label in shippable]}
+                              "size_mb": measure.size_mb(files[label][2]), "test/acc": accuracies.get(label),
+                              **speeds[label]} for label in shippable]}
     for batch in ("b1", "b64"):
         best = min(deploy["candidates"], key=lambda c: c[f"latency/{batch}_ms"])
-        deploy[batch] = {"runtime": best["runtime"], "file": best["file"], f"latency/{batch}_ms": best[f"latency/{batch}_ms"]}
+        deploy[batch] = {"runtime": best["runtime"], "file": best["file"], "test/acc": best["test/acc"],
+                         f"latency/{batch}_ms": best[f"latency/{batch}_ms"]}
     return {"export": out, "deploy": deploy}

@@ -49,6 +49,7 @@ def test_export_openvino_of_a_channel_pruned_model(tmp_path):
     assert fp32["agreement"] >= 0.995 and fp32["agreement_ok"]
     assert fp32["size_mb"] < 0.5 * r["baseline"]["compress/size_mb"]  # the IR has the fewer channels
     assert "int8" not in r["export"]["openvino"]  # a float run ships float files
+    assert all(isinstance(c["test/acc"], float) for c in r["deploy"]["candidates"])  # each shipped file's own accuracy
     labels = {c["label"] for c in r["deploy"]["candidates"]}
     assert labels == {"torch (the run's model)", "onnxruntime fp32", "openvino fp32"}
     for batch in ("b1", "b64"):

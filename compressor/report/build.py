@@ -72,7 +72,8 @@ def derived(r: dict) -> dict:
     for batch in ("b1", "b64"):
         best = r.get("deploy", {}).get(batch)
         if isinstance(best, dict):
-            out[f"deploy/{batch}"] = f"{best.get('runtime')} {best.get('file')} ({best.get(f'latency/{batch}_ms', 0):.4f} ms)"
+            acc = f", acc {best['test/acc']:.4f}" if isinstance(best.get("test/acc"), float) else ""
+            out[f"deploy/{batch}"] = f"{best.get('runtime')} {best.get('file')} ({best.get(f'latency/{batch}_ms', 0):.4f} ms{acc})"
     return out
 
 
