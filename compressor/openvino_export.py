@@ -14,8 +14,6 @@ import torch
 
 from compressor.errors import ConfigError
 
-log = logging.getLogger(__name__)
-
 
 def require():
     """openvino and nncf, or a one-line error naming the missing extra."""

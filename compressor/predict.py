@@ -1,9 +1,9 @@
 """python -m compressor.predict RUN_DIR IMAGE_FOLDER: class and probabilities for every image.
 
 Works for every artifact a run leaves: fp32, pruned, quantized (model.safetensors, or the
-model.pt of earlier releases), ONNX (`--onnx` picks model.onnx, or model.int8.onnx with
---onnx int8) and OpenVINO IR (`--runtime openvino` picks model.int8.xml where the run has one,
-else model.xml; `--runtime openvino --precision fp32` the float IR). Nothing in the run folder can run code: the model loads without pickle, its
+model.pt of earlier releases), ONNX (`--runtime onnxruntime`, or `--onnx fp32|int8`) and
+OpenVINO IR (`--runtime openvino`): the int8 file where the run has one, `--precision fp32` the
+float one. Nothing in the run folder can run code: the model loads without pickle, its
 architecture may only name model factories (`--allow-target PREFIX` adds one), and the image
 transform is built from the numbers in config.yaml, never from a `_target_` there.
 An unreadable image is reported by name and the rest are still predicted."""

@@ -241,14 +241,18 @@ def distillation_note(runs: list[dict]) -> str:
     kd = [r for r in runs if r["run"]["technique"] == "kd" and r.get("stages")]
     if not kd:
         return ""
-    alone = {(r["run"]["dataset"], r["run"]["model"], r["run"].get("seed")): r for r in kd
-             if set(r["stages"][0].get("weights", {})) == {"ce"}}
+
+    def key(r):
+        return r["run"]["dataset"], r["run"]["model"], r["run"].get("seed")
+
+    def is_alone(r):
+        return set(r["stages"][0].get("weights", {})) == {"ce"}
+
+    alone = {key(r): r for r in kd if is_alone(r)}
     lines = []
     by_label = defaultdict(list)
-    for r in kd:
-        if set(r["stages"][0].get("weights", {})) == {"ce"}:
-            continue
-        twin = alone.get((r["run"]["dataset"], r["run"]["model"], r["run"].get("seed")))
+    for r in (r for r in kd if not is_alone(r)):
+        twin = alone.get(key(r))
         by_label[(r["run"]["dataset"], r["run"]["model"], r["run"]["label"])].append(
             100 * (r["test/acc"] - twin["test/acc"]) if twin else None)
     for (dataset, model, label), deltas in sorted(by_label.items()):
