@@ -110,6 +110,10 @@ def fit_row(name, data, r) -> dict:
             "within 1 pt": derived(r)["delta"] >= -1.0}
 
 
+def mean_std(values) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0:.4f}"
+
+
 def distillation(seeds=(0, 1, 2)) -> list[dict]:
     """`make run`'s KD job (SimpleCNN -> SmallCNN on mnist5k, default loss) against the same student
     trained alone (technique.loss=ce), over seeds: mean ± std of test accuracy and agreement."""
@@ -117,10 +121,8 @@ def distillation(seeds=(0, 1, 2)) -> list[dict]:
     for name, extra in (("student alone (loss=ce)", ["technique.loss=ce"]), ("distilled (defaults)", [])):
         runs = [job(["technique=kd", f"seed={seed}", *extra], f"kd_{extra[0].split('=')[1] if extra else 'default'}_s{seed}")
                 for seed in seeds]
-        acc = [r["test/acc"] for r in runs]
-        agree = [r["kd"]["test/agreement"] for r in runs]
-        rows.append({"run": name, "seeds": len(runs), "test/acc": f"{statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f}",
-                     "agreement with teacher": f"{statistics.mean(agree):.4f} ± {statistics.stdev(agree):.4f}",
+        rows.append({"run": name, "seeds": len(runs), "test/acc": mean_std([r["test/acc"] for r in runs]),
+                     "agreement with teacher": mean_std([r["kd"]["test/agreement"] for r in runs]),
                      "teacher test/acc": f"{statistics.mean(r['kd']['teacher/test_acc'] for r in runs):.4f}",
                      "size ×": statistics.mean(derived(r)["ratio"] for r in runs),
                      "b64 speed-up ×": statistics.mean(derived(r)["speedup_b64"] for r in runs)})

@@ -9,13 +9,9 @@ import argparse
 import statistics
 from pathlib import Path
 
-from experiments.bench import OUT, job, table
+from experiments.bench import OUT, job, mean_std, table
 
 LOSSES = {"ce": "{ce:1.0}", "kl": "{kl:1.0}", "ce+kl": "{ce:0.5,kl:0.5}"}
-
-
-def mean_std(values) -> str:
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0:.4f}"
 
 
 def study(dataset, lrs, temperatures, seeds, epochs, losses=tuple(LOSSES)) -> list[dict]:
