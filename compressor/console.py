@@ -14,11 +14,15 @@ WARNINGS = (
     (r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", "see _ao_fx"),
     (r"Please use quant_min and quant_max to specify the range for observers", "torch.ao's own default qconfig"),
     (r".*does not have many workers", "in-memory data sets need no loader workers"),
+    (r"`torch\.jit\.trace(_method)?` is deprecated", "openvino.convert_model traces with TorchScript itself"),
 )
-# loggers whose INFO lines are boilerplate: device banners, a product tip, "Seed set to", font cache
-LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed", "matplotlib.font_manager")
-# torch's C++-side pytree notice about an Enum that torchao registers at import
-ERROR_ONLY = ("torch.utils._pytree",)
+# loggers whose INFO lines are boilerplate: device banners, a product tip, "Seed set to", font cache,
+# the ONNX exporter's graph passes, ONNX Runtime's shape inference and NNCF's statistics steps
+LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed", "matplotlib.font_manager",
+           "onnxruntime", "nncf", "onnx_ir", "onnxscript", "torch.onnx")
+# torch's C++-side pytree notice about an Enum that torchao registers at import; "No CUDA runtime is
+# found" when NNCF imports torch's extension builder on a CPU machine
+ERROR_ONLY = ("torch.utils._pytree", "torch.utils.cpp_extension")
 
 
 def quiet() -> None:
