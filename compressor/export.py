@@ -58,8 +58,9 @@ def quantize_onnx(src, dst, mode: str, calibration=None) -> Path:
     return dst
 
 
-class OnnxModel:
-    """An onnxruntime session that behaves like a model: float tensor in, logits tensor out."""
+class RuntimeModel:
+    """A deployed file that behaves like a model: float tensor in, logits tensor out. The runtime's
+    session opens on first use (`open`), with `threads` intra-op threads; it is not pickled."""
 
     def __init__(self, path, threads: int = 1):
         self.path = Path(path)
@@ -68,19 +69,28 @@ class OnnxModel:
 
     def session(self):
         if self._session is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads, opts.inter_op_num_threads = self.threads, 1
-            self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self._session = self.open()
         return self._session
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session().run(None, {"input": x.detach().cpu().numpy().astype(np.float32)})[0]
-        return torch.from_numpy(out)
+        return torch.from_numpy(np.array(self.run(x.detach().cpu().numpy().astype(np.float32))))
 
     def eval(self):
         return self
 
     def __getstate__(self):
         return {"path": self.path, "threads": self.threads, "_session": None}
+
+
+class OnnxModel(RuntimeModel):
+    """An onnxruntime session."""
+
+    def open(self):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = self.threads, 1
+        return ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+
+    def run(self, x: np.ndarray):
+        return self.session().run(None, {"input": x})[0]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from compressor.errors import ConfigError
+from compressor.export import RuntimeModel
 
 
 def require():
@@ -84,30 +85,15 @@ def int8(ov_model, calibration, validation=None, max_drop: float | None = None):
                                                drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration))
 
 
-class OpenVinoModel:
-    """A compiled IR on the CPU plugin that behaves like a model: float tensor in, logits out.
-    Threads are pinned like torch's when timing (one stream, latency hint); float ops run in
-    float32 (no bf16 down-cast on CPUs that have it), int8 ops in int8."""
+class OpenVinoModel(RuntimeModel):
+    """A compiled IR on the CPU plugin. Threads are pinned like torch's when timing (one stream,
+    latency hint); float ops run in float32 (no bf16 down-cast on CPUs that have it), int8 ops in int8."""
 
-    def __init__(self, path, threads: int = 1):
-        self.path = Path(path)
-        self.threads = threads
-        self._compiled = None
+    def open(self):
+        ov, _ = require()
+        config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32"}
+        return ov.Core().compile_model(str(self.path), "CPU", config)
 
-    def compiled(self):
-        if self._compiled is None:
-            ov, _ = require()
-            config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                      "INFERENCE_PRECISION_HINT": "f32"}
-            self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
-        return self._compiled
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.compiled()(x.detach().cpu().numpy().astype(np.float32))[0]
-        return torch.from_numpy(np.array(out))
-
-    def eval(self):
-        return self
-
-    def __getstate__(self):
-        return {"path": self.path, "threads": self.threads, "_compiled": None}
+    def run(self, x: np.ndarray):
+        return self.session()(x)[0]
