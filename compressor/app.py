@@ -21,7 +21,6 @@ from compressor.train import fit, optim_args
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
 from compressor.errors import ConfigError
-from compressor.openvino_export import OpenVinoModel
 from compressor.modules import Classifier
 
 log = logging.getLogger("compressor")
@@ -302,7 +301,7 @@ def check_taps(stage, student, teacher) -> None:
 
 
 def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:
-    if isinstance(model, (export.OnnxModel, OpenVinoModel)):
+    if isinstance(model, export.RuntimeModel):  # an onnxruntime/openvino backend's file is the artifact
         return model.path
     history = [{k: v for k, v in r.items() if k != "rows"} for r in records]  # scan rows: results.json only
     return artifact.save(model, run_dir / artifact.FILENAME, plain(cfg.model.net), history, float_model)
