@@ -14,9 +14,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from compressor import app
+from compressor import app, measure
 from compressor.config import compose
-from compressor import measure
 from compressor.measure import pinned_threads
 from compressor.report.build import derived
 
@@ -155,15 +154,19 @@ def quantization(models) -> list[dict]:
 AMOUNTS = ((0.5, 4), (0.6, 8))
 # and distillation into the seeds' student (experiments/README.md: at 12 epochs it reaches its teacher)
 KD_STUDENT, KD_EPOCHS = {"simple_cnn": "small_cnn"}, 12
+
+
 def deployment(models) -> list[dict]:
     """Per model: static int8 with export=all times torch fp32, our torch int8, ONNX Runtime int8,
     OpenVINO fp32 and NNCF + OpenVINO int8 (its defaults, our calibration batches) side by side in
-    one call. Then channel pruning (AMOUNTS) + static int8 (a pipeline, export=all) on its fastest runtime
-    per batch size, re-timed beside the NNCF + OpenVINO int8 file of the unpruned model."""
+    one call. Then channel pruning (AMOUNTS), or KD into the seeds' student (KD_STUDENT), + static
+    int8 (a pipeline, export=all), each on its fastest file per batch size, re-timed beside the
+    NNCF + OpenVINO int8 file of the unpruned model."""
     from compressor import artifact
     from compressor.export import OnnxModel
     from compressor.openvino_export import OpenVinoModel
 
+    loaders = {"torch": artifact.load, "onnxruntime": OnnxModel, "openvino": OpenVinoModel}  # a deploy file's runtime
     rows = []
     for model in models:
         data = DATA.get(model, "mnist5k")
@@ -185,12 +188,11 @@ def deployment(models) -> list[dict]:
                    for amount, epochs in AMOUNTS]
         if model in KD_STUDENT:  # distillation into the seeds' student, then int8
             recipes.append((f"KD into {KD_STUDENT[model]} ({KD_EPOCHS} epochs) + int8", f"deploy_kd_int8_{model}",
-                            ["technique.order=[kd,quant]", f"technique.kd.epochs={KD_EPOCHS}", f"teacher={model}",
+                            ["technique.order=[kd,quant]", f"technique.kd.epochs={KD_EPOCHS}",
                              f"model={KD_STUDENT[model]}"]))
         for what, name, overrides in recipes:
             p = job([f"dataset={data}", f"teacher={model}", "technique=pipeline", *overrides, "export=all"], name)
             run = Path(p["run"]["run_dir"])
-            loaders = {"torch": lambda f: artifact.load(f), "onnxruntime": OnnxModel, "openvino": OpenVinoModel}
             best = {b: p["deploy"][b] for b in ("b1", "b64")}
             timed = {"nncf": OpenVinoModel(e["openvino"]["int8"]["path"]),
                      **{b: loaders[best[b]["runtime"]](run / best[b]["file"]) for b in best}}
@@ -217,8 +219,6 @@ def _example(run: Path) -> torch.Tensor:
 
 # -- accuracy budgets: the per-layer search against the best single amount ------------------------
 UNIFORM = {"l1_unstructured": (0.5, 0.7, 0.8, 0.9, 0.95, 0.98), "channel": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}
-
-
 
 
 def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM)) -> tuple[list, list]:
