@@ -3,15 +3,22 @@ validation accuracy. Searches use validation data only; the job then measures th
 on the test set, and results.json says whether the budget held on both.
 
 How a stage spends it (a stage is searched when validate.budgeted says so):
-- prune (l1_unstructured or channel, no `amounts` given): a sensitivity scan of the stage's
-  input (compressor.sensitivity: each layer alone at each amount of `budget.grid`, no
-  fine-tuning), then a greedy knapsack over the scan (`steps`): from nothing pruned, each step
-  raises the one layer whose next amount removes the most weights (channel: MACs) per point of
-  drop, so big tolerant layers go first and small sensitive ones last. The steps are bisected on
-  validation: each candidate is pruned and fine-tuned on a copy (for the stage's epochs, or
-  `budget.probe_epochs` when set: faster, but more pessimistic); the
-  last step within the budget wins, and the stage then fine-tunes with those per-layer amounts
-  for its own epochs. The search assumes accuracy falls as steps are added.
+- prune (l1_unstructured or channel, no `amounts` given), in two phases, each bisected on
+  validation with probes: a candidate is pruned and fine-tuned on a copy (for the stage's epochs,
+  or `budget.probe_epochs` when set: faster, but more pessimistic) and kept if its validation
+  accuracy stays >= the floor.
+  1. The stage's single `amount` (its scope: global ranking by default), written as the per-layer
+     amounts it gives (`allocation`): bisected over `budget.grid`, then REFINE halvings between
+     the last amount within the floor and the next. So the search starts where the best single
+     amount ends and never ends below it on validation.
+  2. From that recipe, a greedy knapsack over a sensitivity scan of the stage's input
+     (compressor.sensitivity: each layer alone at each grid amount, no fine-tuning) orders the
+     next steps (`steps`): each raises the one layer whose next grid amount removes the most
+     weights (channel: MACs) per point of drop it costs alone, so big tolerant layers go first.
+     The last step within the floor wins; the stage then fine-tunes with those amounts for its
+     own epochs (the same seed and fit as its probe). The search assumes accuracy falls as
+     steps are added; on a small validation set (500 images: one point is five) that holds only
+     roughly, so a step can pass on validation and lose more on test.
 - quant (static int8, torch): int8 everywhere; while validation accuracy is under the floor,
   the layer whose return to float helps most (ranked by the int8-all-but-this-layer scan) goes
   back to float, one at a time, re-measured after each (OpenVINO's AccuracyAware idea).
@@ -23,31 +30,39 @@ How a stage spends it (a stage is searched when validate.budgeted says so):
 When nothing fits, the job says so in one line and keeps the best attempt, labelled over budget."""
 import copy
 import logging
+import math
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from torch import nn
 
 from compressor import measure, recover, sensitivity, validate
-from compressor.callbacks.prune import select_layers
+from compressor.callbacks.prune import Pruning, make_permanent, select_layers
 from compressor.callbacks.quant import calibration_inputs
 from compressor.train import fit, optim_args
 
 log = logging.getLogger("compressor")
 # accuracies are float32 means: 480/500 and a floor of 0.97 - 0.01 differ by ~5e-8, not by an image
 TOLERANCE = 1e-6
+REFINE = 2  # halvings of the single amount between two grid amounts (0.5 / 0.6 -> 0.525 ... 0.575)
 
 
-def steps(rows: list[dict]) -> list[tuple[float, dict]]:
+def steps(rows: list[dict], start: dict | None = None) -> list[tuple[float, dict]]:
     """Candidate recipes from the least to the most pruned, by greedy knapsack on the scan: start
-    with nothing pruned; each step raises the one layer whose next grid amount removes the most
-    (weights, or MACs for channels: the rows' `saved`) per point of validation drop it costs
-    alone, free steps first. A layer's drop counts as the worst seen at or below an amount.
-    Returns (summed drop of the chosen per-layer amounts, amounts) after every step."""
+    from `start` ({layer: amount}; nothing pruned when None); each step raises the one layer whose
+    next grid amount above where it stands removes the most (weights, or MACs for channels: the
+    rows' `saved`) per point of validation drop it costs alone, free steps first. A layer's drop
+    counts as the worst seen at or below an amount. Returns (summed scan drop beyond `start`,
+    amounts) after every step."""
+    start = start or {}
     curves = {}
     for r in sorted(rows, key=lambda r: r["amount"]):
         curve = curves.setdefault(r["layer"], [(0.0, 0.0, 0)])  # (amount, drop so far, saved)
         curve.append((r["amount"], max(curve[-1][1], r["drop"], 0.0), r["saved"]))
+    for layer, curve in curves.items():  # each layer starts at its start amount, costed as the grid point below
+        i = max(i for i, (a, _, _) in enumerate(curve) if a <= start.get(layer, 0.0) + 1e-9)
+        curves[layer] = [(start.get(layer, 0.0), *curve[i][1:])] + curve[i + 1:]
     at = {layer: 0 for layer in curves}
     out, cost = [], 0.0
     while True:
@@ -61,7 +76,28 @@ def steps(rows: list[dict]) -> list[tuple[float, dict]]:
         _, layer, extra = max(options)
         at[layer] += 1
         cost += extra
-        out.append((cost, {name: curves[name][i][0] for name, i in at.items()}))
+        out.append((cost, {**start, **{name: curves[name][i][0] for name, i in at.items()}}))
+
+
+def allocation(model: nn.Module, stage, amount: float, example_shape) -> dict:
+    """The per-layer amounts that the stage's one `amount` gives (its scope: global ranking, or the
+    same fraction in every layer), read off a pruned copy: zeroed weights per layer (unstructured)
+    or output channels gone per layer (channel; the classifier keeps its classes). Replayed as
+    `amounts`, this is the single-amount prune written as a per-layer recipe."""
+    layers = select_layers(model, stage.include, stage.exclude)
+    if stage.method == "channel":
+        layers = sensitivity.channel_layers(model, layers)
+    width = {n: m.weight.shape[0] for n, m in layers.items()}
+    out = copy.deepcopy(model).cpu()
+    importance = "l1" if stage.importance == "taylor" else stage.importance  # taylor needs a fit's gradients
+    Pruning(method=stage.method, amount=amount, scope=stage.scope, include=stage.include, exclude=stage.exclude,
+            example_shape=example_shape, importance=importance).apply(out, amount)
+    make_permanent(out)
+    modules = dict(out.named_modules())
+    if stage.method == "channel":  # 4 decimals, rounded down: per-layer pruning removes ceil(amount x channels)
+        return {n: math.floor((1 - modules[n].weight.shape[0] / width[n]) * 1e4 + 1e-6) / 1e4 for n in layers}
+    # exact: per-layer L1 removes round(amount x weights), so a rounded amount could move a big layer's count
+    return {n: 1 - int(torch.count_nonzero(modules[n].weight)) / modules[n].weight.numel() for n in layers}
 
 
 class Budget:
@@ -118,8 +154,10 @@ class Budget:
                                       self.shape)
         epochs = stage.epochs if cfg.budget.probe_epochs is None else min(cfg.budget.probe_epochs, stage.epochs)
         example = torch.randn(*self.shape)
+        probes, tried = [], []  # tried: (val/acc, recipe) of every probe
 
-        def probe(amounts: dict) -> dict:
+        def probe(amounts: dict, phase: str, **about) -> bool:
+            """Prune a copy with `amounts`, fine-tune it like the stage, and measure it on validation."""
             L.seed_everything(cfg.seed, workers=True)
             callback = instantiate(stage.callback, example_shape=self.shape, amounts=amounts)
             pair = torch.randn(2, *self.shape[1:])
@@ -128,26 +166,39 @@ class Budget:
             acc = self.val_acc(module.model)
             size = measure.macs(module.model, example) if stage.method == "channel" \
                 else measure.parameters(module.model)["compress/sparsity"]
-            return {"val/acc": acc, "compress/macs" if stage.method == "channel" else "compress/sparsity": size,
-                    "within": acc >= floor - TOLERANCE}
+            probes.append({"phase": phase, **about, "val/acc": acc, "within": acc >= floor - TOLERANCE,
+                           "compress/macs" if stage.method == "channel" else "compress/sparsity": size})
+            tried.append((acc, amounts))
+            return probes[-1]["within"]
 
-        options = steps(rows)
-        probes, lo, hi = {}, -1, len(options)
-        while hi - lo > 1:  # the last step whose recipe keeps validation accuracy >= floor
+        # 1. the stage's single amount (its scope), as a per-layer recipe: bisected over the grid, then
+        #    REFINE halvings between the last amount within the floor and the first one under it
+        grid, lo, hi = sorted(cfg.budget.grid), -1, len(cfg.budget.grid)
+        while hi - lo > 1:
             mid = (lo + hi) // 2
-            probes[mid] = {"step": mid + 1, "scan_drop_pts": options[mid][0], **probe(options[mid][1])}
-            lo, hi = (mid, hi) if probes[mid]["within"] else (lo, mid)
-        over = lo < 0
+            lo, hi = (mid, hi) if probe(allocation(model, stage, grid[mid], self.shape), "one amount",
+                                        amount=grid[mid]) else (lo, mid)
+        a, b = (grid[lo] if lo >= 0 else 0.0), (grid[hi] if hi < len(grid) else None)
+        for _ in range(REFINE if b is not None else 0):
+            mid = round((a + b) / 2, 4)
+            a, b = (mid, b) if probe(allocation(model, stage, mid, self.shape), "one amount", amount=mid) else (a, mid)
+        start = allocation(model, stage, a, self.shape) if a > 0 else None
+        # 2. from there, per-layer steps: the knapsack on the scan raises the layers that cost least per saving
+        options = steps(rows, start)
+        lo, hi = -1, len(options)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if probe(options[mid][1], "per layer", step=mid + 1, of=len(options),
+                                        scan_drop_pts=options[mid][0]) else (lo, mid)
+        chosen = options[lo][1] if lo >= 0 else start
+        over = chosen is None
         if over:
-            if not options:
-                options, probes = [(0.0, {layer: 0.0 for layer in layers})], {0: {"within": False}}
-            lo = max(probes, key=lambda i: probes[i].get("val/acc", 0))
+            chosen = max(tried, key=lambda t: t[0])[1] if tried else {layer: 0.0 for layer in layers}
             log.warning("budget: no per-layer pruning keeps validation accuracy >= %.4f (budget %g pts); keeping "
                         "the best attempt, over budget", floor, self.max_drop)
-        obj.set_amounts(options[lo][1])
-        return {"amounts": options[lo][1], "steps": len(options), "scan_drop_pts": options[lo][0], "over_budget": over,
-                "probe_epochs": epochs, "probes": [probes[i] for i in sorted(probes)],
-                "sensitivity": rows}
+        obj.set_amounts(chosen)
+        return {"amounts": chosen, "from_amount": a, "per_layer_steps": lo + 1, "steps": len(options),
+                "over_budget": over, "probe_epochs": epochs, "probes": probes, "sensitivity": rows}
 
     def quant(self, stage, obj, model, floor: float) -> dict:
         calibration = list(calibration_inputs(self.dm.train_dataloader(), stage.calibration_batches))

@@ -27,7 +27,7 @@ from compressor.choices import SCAN_METHODS
 from compressor.errors import ConfigError
 
 log = logging.getLogger(__name__)
-GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98]  # = conf budget.grid, for callers outside Hydra
+GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]  # = conf budget.grid, for callers outside Hydra
 FIELDS = ["kind", "method", "layer", "amount", "val/acc", "drop", "compress/macs", "saved"]
 
 

@@ -218,38 +218,43 @@ def _example(run: Path) -> torch.Tensor:
 
 
 # -- accuracy budgets: the per-layer search against the best single amount ------------------------
-UNIFORM = {"l1_unstructured": (0.5, 0.7, 0.8, 0.9, 0.95, 0.98), "channel": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}
+# single amounts tried (each a prune run with the default fine-tune); 0.05 apart where the edge lies
+UNIFORM = {"l1_unstructured": (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99),
+           "channel": (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)}
+SCOPES = {"global": "one amount, global ranking", "layer": "one amount in every layer"}
 
 
 def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM)) -> tuple[list, list]:
-    """Per model and method: every uniform `amount` of UNIFORM (one number for the whole model,
-    global ranking, default fine-tune), the largest within `max_drop` test points, against one
-    budgeted run (budget.max_drop on validation). Unstructured compares sparsity and non-zero
-    weights; channel compares MACs. Then full static int8 against budgeted static int8."""
+    """Per model and method: every single `amount` of UNIFORM in both scopes (global ranking, and
+    the same fraction in every layer), the largest within `max_drop` test points of each, against
+    one budgeted run (budget.max_drop on validation, then measured on test). Unstructured compares
+    non-zero weights (and sparsity); channel compares MACs. Then full static int8 against budgeted
+    static int8."""
     prune_rows, quant_rows = [], []
     for model in models:
         data = f"dataset={DATA.get(model, 'mnist5k')}"
         for method in methods:
-            amounts = UNIFORM[method]
             base = [data, f"model={model}", "technique=prune", f"technique.method={method}"]
-            uniform = {a: job(base + [f"technique.amount={a}"], f"uniform_{method}_{model}_{a}") for a in amounts}
-            fits = [a for a, r in uniform.items() if derived(r)["delta"] >= -max_drop]
-            u = uniform[max(fits)] if fits else None
             b = job(base + [f"budget.max_drop={max_drop}"], f"budget_{method}_{model}")
-            row = {"model": model, data.split("=")[0]: data.split("=")[1], "method": method, "best uniform amount": max(fits) if fits else "none fits",
-                   "uniform Δ test (pts)": derived(u)["delta"] if u else None,
-                   "budgeted Δ test (pts)": derived(b)["delta"], "budgeted Δ val (pts)": -b["budget"]["val/drop"],
-                   "held on test": b["budget"]["held/test"]}
-            if method == "channel":
-                row.update({"uniform MACs": u["compress/macs"] if u else None, "budgeted MACs": b["compress/macs"],
-                            "fewer MACs ×": u["compress/macs"] / b["compress/macs"] if u else None})
-            else:
-                row.update({"uniform sparsity": u["compress/sparsity"] if u else None,
-                            "budgeted sparsity": b["compress/sparsity"],
-                            "sparsity ×": b["compress/sparsity"] / u["compress/sparsity"] if u else None,
-                            "fewer non-zeros ×": u["compress/nonzero_params"] / b["compress/nonzero_params"] if u else None})
-            row["budgeted amounts"] = " ".join(f"{k}:{v:g}" for k, v in b["stages"][0]["amounts"].items())
-            prune_rows.append(row)
+            search = b["budget"]["stages"][0]
+            for scope, what in SCOPES.items():
+                uniform = {a: job(base + [f"technique.amount={a}", f"technique.scope={scope}"],
+                                  f"uniform_{method}_{scope}_{model}_{a}") for a in UNIFORM[method]}
+                fits = [a for a, r in uniform.items() if derived(r)["delta"] >= -max_drop]
+                u = uniform[max(fits)] if fits else None
+                row = {"model": model, "dataset": data.split("=")[1], "method": method, "against": what,
+                       "best single amount (Δ test)": f"{max(fits):g} ({derived(u)['delta']:+.1f})" if u else "none fits",
+                       "budgeted Δ test / Δ val (pts)": f"{derived(b)['delta']:+.1f} / {-b['budget']['val/drop']:+.1f}",
+                       "held on test": b["budget"]["held/test"]}
+                if method == "channel":
+                    row.update({"single MACs": u["compress/macs"] if u else None, "budgeted MACs": b["compress/macs"],
+                                "fewer MACs ×": u["compress/macs"] / b["compress/macs"] if u else None})
+                else:
+                    row.update({"single sparsity": u["compress/sparsity"] if u else None,
+                                "budgeted sparsity": b["compress/sparsity"],
+                                "fewer non-zeros ×": u["compress/nonzero_params"] / b["compress/nonzero_params"] if u else None})
+                row["search"] = f"from {search['from_amount']:g} + {search['per_layer_steps']} per-layer steps"
+                prune_rows.append(row)
         full = job([data, f"model={model}", "technique=quant"], f"quant_full_{model}")
         kept = job([data, f"model={model}", "technique=quant", f"budget.max_drop={max_drop}"], f"quant_budget_{model}")
         for name, r in (("full int8", full), (f"int8 within {max_drop:g} pt", kept)):

@@ -107,6 +107,57 @@ def test_steps_take_the_most_saved_per_point_first():
     assert [c for c, _ in out] == [0.0, 2.0, 3.0, 3.0]
 
 
+def test_steps_continue_from_a_start_recipe():
+    rows = [{"layer": "big", "amount": a, "drop": d, "saved": int(a * 1000)} for a, d in ((0.5, 0.0), (0.9, 2.0))] + \
+           [{"layer": "small", "amount": a, "drop": d, "saved": int(a * 10)} for a, d in ((0.5, 1.0), (0.9, 0.5))]
+    out = budget.steps(rows, {"big": 0.6, "small": 0.2})
+    # big stands between grid amounts: its next is 0.9; small's next is 0.5; the start counts as free
+    assert [a for _, a in out] == [{"big": 0.9, "small": 0.2}, {"big": 0.9, "small": 0.5}, {"big": 0.9, "small": 0.9}]
+    assert out[0][0] == pytest.approx(2.0)
+
+
+def single_amount_stage(method, scope="global"):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"method": method, "scope": scope, "include": ["*"], "exclude": [], "importance": "l1"})
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_a_single_amount_replays_as_its_per_layer_allocation(scope):
+    """The search's first phase: one amount written as per-layer amounts prunes the same weights."""
+    from compressor.callbacks.prune import Pruning, make_permanent
+    from compressor.models.cnn import SimpleCNN
+
+    torch.manual_seed(0)
+    model = SimpleCNN(1, 10, 28)
+    amounts = budget.allocation(model, single_amount_stage("l1_unstructured", scope), 0.7, [1, 1, 28, 28])
+    if scope == "global":  # global ranking leaves the layers at different amounts
+        assert len(set(amounts.values())) > 1
+    one, per_layer = copy.deepcopy(model), copy.deepcopy(model)
+    Pruning(amount=0.7, scope=scope).apply(one, 0.7)
+    Pruning(amounts=amounts).apply(per_layer, 1.0)
+    make_permanent(one), make_permanent(per_layer)
+    assert zeros(one).keys() == zeros(per_layer).keys()
+    for name in zeros(one):
+        assert torch.equal(zeros(one)[name], zeros(per_layer)[name]), name
+
+
+def test_a_single_channel_amount_replays_as_its_per_layer_channel_counts():
+    from compressor.callbacks.prune import Pruning
+    from compressor.models.cnn import SimpleCNN
+
+    torch.manual_seed(0)
+    model, shape = SimpleCNN(1, 10, 28), [1, 1, 28, 28]
+    amounts = budget.allocation(model, single_amount_stage("channel"), 0.5, shape)
+    assert "classifier.3" not in amounts and len(set(amounts.values())) > 1
+    one, per_layer = copy.deepcopy(model), copy.deepcopy(model)
+    Pruning(amount=0.5, method="channel", example_shape=shape).apply(one, 0.5)
+    Pruning(amounts=amounts, method="channel", example_shape=shape).apply(per_layer, 1.0)
+    width = lambda m: [x.weight.shape[0] for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]  # noqa: E731
+    assert width(per_layer) == width(one) != width(model)
+    assert measure.macs(per_layer, torch.randn(shape)) == measure.macs(one, torch.randn(shape))
+
+
 @pytest.fixture(scope="module")
 def budgeted_prune(tmp_path_factory):
     root = tmp_path_factory.mktemp("budget_prune")
@@ -124,6 +175,10 @@ def test_budgeted_prune_meets_its_budget_on_validation(budgeted_prune):
     amounts = r["stages"][0]["amounts"]
     assert amounts == search["amounts"] and any(a > 0 for a in amounts.values())
     assert r["compress/sparsity"] > 0.3
+    # the search starts from the best single amount on validation and never ends below it
+    singles = [p for p in search["probes"] if p["phase"] == "one amount"]
+    assert singles and search["from_amount"] == max([p["amount"] for p in singles if p["within"]], default=0.0)
+    assert r["compress/sparsity"] >= max([p["compress/sparsity"] for p in singles if p["within"]], default=0.0) - 1e-6
     model = artifact.load(Path(r["run"]["run_dir"]) / artifact.FILENAME)
     assert artifact.read(Path(r["run"]["run_dir"]) / artifact.FILENAME)[0]["history"][-1]["amounts"] == amounts
     for name, sparsity in measure.layer_sparsity(model).items():

@@ -222,6 +222,10 @@ class Pruning(L.Callback):
             return
         import torch_pruning as tp
 
+        # Torch-Pruning keeps int(n * (1 - a)) channels; a hair less than `a` keeps that exact in floating point,
+        # where n * (1 - 0.3) can read 6.9999: ceil(a * n) channels go
+        chosen = {m: a - 1e-9 for m, a in chosen.items()}
+
         others = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in chosen]
         if self.importance == "taylor":
             self._gradients(model, device)
