@@ -40,6 +40,7 @@ from torch import nn
 from compressor import measure, recover, sensitivity, validate
 from compressor.callbacks.prune import Pruning, make_permanent, select_layers
 from compressor.callbacks.quant import calibration_inputs
+from compressor.data.base import example_input
 from compressor.train import fit, optim_args
 
 log = logging.getLogger("compressor")
@@ -160,7 +161,7 @@ class Budget:
             """Prune a copy with `amounts`, fine-tune it like the stage, and measure it on validation."""
             L.seed_everything(cfg.seed, workers=True)
             callback = instantiate(stage.callback, example_shape=self.shape, amounts=amounts)
-            pair = torch.randn(2, *self.shape[1:])
+            pair = example_input(self.shape[1], self.shape[-1], 2)  # as the stage makes it: no draw from the seeded RNG
             module = recover.module(stage, copy.deepcopy(model), self.dm.num_classes, pair, optim_args(cfg, stage.lr))
             fit(cfg, module, self.dm, self.run_dir, "probe", epochs, [callback], log=False)
             acc = self.val_acc(module.model)

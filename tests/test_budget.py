@@ -200,6 +200,20 @@ def test_replaying_a_saved_recipe_reproduces_the_masks(budgeted_prune, tmp_path)
     assert replay["test/acc"] == r["test/acc"]  # same masks, same seed, same fine-tune
 
 
+def test_when_nothing_fits_the_run_says_so_and_keeps_the_best_attempt(tmp_path, caplog):
+    """A fine-tune that wrecks every candidate (Adam at lr 1): no recipe keeps validation accuracy,
+    so the search keeps the probe that scored best, labels the run over budget, and still writes it."""
+    with caplog.at_level("WARNING", logger="compressor"):
+        r = run_job(tmp_path, ["technique=prune", "technique.lr=1.0", "technique.epochs=1", "budget.max_drop=0.5",
+                               "budget.grid=[0.5]", *DIGITS])
+    search = r["budget"]["stages"][0]
+    assert search["over_budget"] and not any(p["within"] for p in search["probes"])
+    best = max(search["probes"], key=lambda p: p["val/acc"])
+    assert r["val/acc"] == pytest.approx(best["val/acc"], abs=1e-6)  # the best attempt, fine-tuned as its probe was
+    assert not r["budget"]["held/val"] and r["run"]["label"].endswith("[over budget]")
+    assert any("no per-layer pruning keeps validation accuracy" in m for m in caplog.messages)
+
+
 def crafted(outputs: Path, path: Path) -> Path:
     """The digits baseline with four hidden units of classifier.0 scaled by 1000 and classifier.3
     scaled back: the same float function, but per-tensor int8 activations after classifier.0
