@@ -116,10 +116,16 @@ class Budget:
         if not self.searches_left:
             log.warning("budget.max_drop=%g: no stage of technique=%s can be searched (prune l1_unstructured/channel, "
                         "quant static on torch or openvino); the budget is only checked", self.max_drop, cfg.technique.name)
-        self.reference = self.val_acc(reference)
+        self.right = self.correct(reference)
+        self.reference = self.right.mean().item()
 
     def val_acc(self, model) -> float:
         return sensitivity.accuracy(model, self.dm.val_dataloader())
+
+    def correct(self, model) -> torch.Tensor:
+        """1.0 for each validation image the model gets right, else 0.0."""
+        logits, labels = measure.predict(model, self.dm.val_dataloader())
+        return (logits.argmax(1) == labels).float()
 
     # -- per stage --------------------------------------------------------------------------
     def before(self, stage, obj, model) -> None:
@@ -142,9 +148,12 @@ class Budget:
         if not self.active:
             return
         record, self.pending = self.pending, None
-        record["val/acc"] = self.val_acc(model)
+        right = self.correct(model)
+        record["val/acc"] = right.mean().item()
         drop = 100 * (self.reference - record["val/acc"])
         record["used_pts"], self.spent = drop - self.spent, drop
+        # the drop's standard error, paired image by image: how finely this validation set resolves a budget
+        record["val/drop_se"] = 100 * (self.right - right).std().item() / math.sqrt(len(right))
         self.records.append(record)
 
     # -- the searches ---------------------------------------------------------------------------
@@ -245,7 +254,12 @@ class Budget:
         test = 100 * (reference_metrics["test/acc"] - metrics["test/acc"])
         out = {"max_drop": self.max_drop, "val/drop": val, "test/drop": test,
                "held/val": val <= self.max_drop + 100 * TOLERANCE, "held/test": test <= self.max_drop + 100 * TOLERANCE,
-               "stages": self.records}
+               "val/drop_se": self.records[-1]["val/drop_se"] if self.records else None, "stages": self.records}
+        se, n = out["val/drop_se"], len(self.right)
+        if se and self.max_drop < 2 * se:
+            log.warning("budget.max_drop=%g is under two standard errors of the validation drop (%.2f pts on %d images): "
+                        "the test drop may differ by as much; a larger validation split resolves a finer budget", self.max_drop,
+                        se, n)
         if not out["held/val"]:
             log.warning("over budget: validation accuracy %.2f pts below the baseline, budget.max_drop=%g", val,
                         self.max_drop)

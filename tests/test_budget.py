@@ -33,6 +33,11 @@ def acc(model, loader):
     return measure.accuracy(*measure.predict(model, loader))
 
 
+def correct(model, loader):
+    with torch.no_grad():
+        return torch.cat([(model.eval()(x).argmax(1) == y).float() for x, y in loader])
+
+
 def zeros(model):
     return {n: (m.weight == 0) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
@@ -181,6 +186,10 @@ def test_budgeted_prune_meets_its_budget_on_validation(budgeted_prune):
     assert r["compress/sparsity"] >= max([p["compress/sparsity"] for p in singles if p["within"]], default=0.0) - 1e-6
     model = artifact.load(Path(r["run"]["run_dir"]) / artifact.FILENAME)
     assert artifact.read(Path(r["run"]["run_dir"]) / artifact.FILENAME)[0]["history"][-1]["amounts"] == amounts
+    # the drop's paired standard error, image by image against the baseline
+    val = loaders(root).val_dataloader()
+    d = correct(baseline(root / "outputs"), val) - correct(model, val)
+    assert b["val/drop_se"] == pytest.approx(100 * d.std().item() / len(d) ** 0.5, abs=1e-6) and b["val/drop_se"] > 0
     for name, sparsity in measure.layer_sparsity(model).items():
         assert sparsity == pytest.approx(amounts[name], abs=0.01), name
     assert "per-layer within 1 pts" in r["run"]["label"]
