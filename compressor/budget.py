@@ -97,8 +97,10 @@ def allocation(model: nn.Module, stage, amount: float, example_shape) -> dict:
     modules = dict(out.named_modules())
     if stage.method == "channel":  # 4 decimals, rounded down: per-layer pruning removes ceil(amount x channels)
         return {n: math.floor((1 - modules[n].weight.shape[0] / width[n]) * 1e4 + 1e-6) / 1e4 for n in layers}
-    # exact: per-layer L1 removes round(amount x weights), so a rounded amount could move a big layer's count
-    return {n: 1 - int(torch.count_nonzero(modules[n].weight)) / modules[n].weight.numel() for n in layers}
+    # exact: per-layer L1 removes round(amount x weights), so a rounded amount could move a big layer's count;
+    # a layer the global ranking emptied (ResNet-18's fc at 0.99) keeps one weight: amounts lie in [0, 1)
+    return {n: min(1 - int(torch.count_nonzero(modules[n].weight)) / modules[n].weight.numel(),
+                   1 - 1 / modules[n].weight.numel()) for n in layers}
 
 
 class Budget:

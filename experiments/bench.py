@@ -22,12 +22,14 @@ from compressor.report.build import derived
 OUT = Path("outputs/bench")
 # ResNet-18 trains ~3 min/epoch on mnist5k here (8x8 digits: seconds); the other models use mnist5k
 DATA = {"resnet18": "digits"}
+REUSE = False  # --reuse: a job whose exact config already has results.json (any run folder) is read, not rerun
 
 
 def job(overrides, name) -> dict:
     """One job in-process; no ONNX/OpenVINO files unless the overrides ask (deployment() does)."""
     exports = [] if any(o.startswith("export=") for o in overrides) else ["export=none"]
-    cfg = compose(["trainer.enable_progress_bar=false", "logger=none", "rerun=true", *exports, *overrides], OUT, name)
+    cfg = compose(["trainer.enable_progress_bar=false", "logger=none", f"rerun={not REUSE}", *exports, *overrides], OUT,
+                  name)
     app._main(cfg)
     return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
 
@@ -292,7 +294,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--only", choices=["throughput", "prune", "kd", "quant", "deploy", "budget"], action="append")
     parser.add_argument("--models", default="simple_cnn,resnet18")
+    parser.add_argument("--reuse", action="store_true", help="read the results of jobs already run with the same "
+                        "config instead of running them again (after a part failed, or to rebuild the tables)")
     args = parser.parse_args(argv)
+    global REUSE
+    REUSE = args.reuse
     parts = args.only or ["throughput", "prune", "kd", "quant", "deploy", "budget"]
     models = args.models.split(",")
     report = []

@@ -147,6 +147,21 @@ def test_a_single_amount_replays_as_its_per_layer_allocation(scope):
         assert torch.equal(zeros(one)[name], zeros(per_layer)[name]), name
 
 
+def test_a_layer_the_global_ranking_empties_keeps_one_weight():
+    """Amounts lie in [0, 1): ResNet-18's fc, all small weights, was emptied by global 0.99 and crashed the search."""
+    from compressor.callbacks.prune import Pruning
+    from compressor.models.cnn import SimpleCNN
+
+    torch.manual_seed(0)
+    model = SimpleCNN(1, 10, 28)
+    with torch.no_grad():
+        model.classifier[3].weight *= 1e-6
+    amounts = budget.allocation(model, single_amount_stage("l1_unstructured"), 0.5, [1, 1, 28, 28])
+    assert amounts["classifier.3"] == pytest.approx(1 - 1 / 2560)
+    Pruning(amounts=amounts).apply(model, 1.0)  # a valid recipe
+    assert int(torch.count_nonzero(model.classifier[3].weight)) == 1
+
+
 def test_a_single_channel_amount_replays_as_its_per_layer_channel_counts():
     from compressor.callbacks.prune import Pruning
     from compressor.models.cnn import SimpleCNN
