@@ -221,48 +221,72 @@ def _example(run: Path) -> torch.Tensor:
 
 # -- accuracy budgets: the per-layer search against the best single amount ------------------------
 # single amounts tried (each a prune run with the default fine-tune); 0.05 apart where the edge lies
-UNIFORM = {"l1_unstructured": (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99),
+UNIFORM = {"l1_unstructured": (0.5, 0.7, 0.8, 0.9, 0.92, 0.93, 0.94, 0.95, 0.97, 0.98, 0.985, 0.99),
            "channel": (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)}
 SCOPES = {"global": "one amount, global ranking", "layer": "one amount in every layer"}
+
+
+# tighter budgets searched too when budget.max_drop's runs lose more than max_drop on test (mean over the
+# seeds): the search spends its budget to the edge of a small validation set, and the best single amount
+# is chosen knowing test, so the budgeted side gets its one knob chosen the same way
+TIGHTER = (0.75, 0.5)
 
 
 def mean(runs, key) -> float:
     return statistics.mean(r[key] for r in runs)
 
 
+def delta(runs, split: str = "test") -> float:
+    """Mean accuracy change against each run's baseline, in points (negative = worse)."""
+    return statistics.mean(100 * (r[f"{split}/acc"] - r["baseline"][f"{split}/acc"]) for r in runs)
+
+
 def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 2)) -> tuple[list, list]:
     """Per model and method, over `seeds` (each seed its own baseline; one point on these test
-    sets is 10 images for mnist5k, 3.6 for digits, so one seed decides little): one budgeted run
-    (budget.max_drop on validation, then measured on test) against every single `amount` of
-    UNIFORM in both scopes (global ranking, and the same fraction in every layer). The best single
-    amount is the largest whose mean test drop is within `max_drop`. Unstructured compares non-zero
-    weights (and sparsity), channel compares MACs, as means over the seeds. Then full static int8
-    against budgeted static int8 (seed 0)."""
+    sets is 10 images for mnist5k, 3.6 for digits, so one seed decides little), means over the
+    seeds throughout. Budgeted runs (budget.max_drop on validation, then measured on test) against
+    every single `amount` of UNIFORM in both scopes (global ranking, and the same fraction in every
+    layer). Two comparisons:
+    - at <= max_drop on test, as the issue asks: the best single amount is the largest whose test
+      drop is within max_drop, and the budgeted side is the first of max_drop, *TIGHTER whose test
+      drop is within it (each side's one knob chosen knowing test);
+    - on validation only, as a user without a test set would choose: the largest single amount
+      within max_drop on validation against the budget.max_drop=max_drop search.
+    Unstructured compares non-zero weights (and sparsity), channel compares MACs. Then full static
+    int8 against budgeted static int8 (seed 0)."""
     prune_rows, quant_rows = [], []
     quick = ["latency.reps=2", "latency.rounds=1"]  # the pruning rows compare MACs and weights, not time
     for model in models:
         data = f"dataset={DATA.get(model, 'mnist5k')}"
         for method in methods:
             size = "compress/macs" if method == "channel" else "compress/nonzero_params"
+            fewer = f"fewer {'MACs' if method == 'channel' else 'non-zeros'} ×"
             base = [data, f"model={model}", "technique=prune", f"technique.method={method}", *quick]
-            budgeted = [job(base + [f"budget.max_drop={max_drop}", f"seed={s}"], f"budget_{method}_{model}_s{s}")
-                        for s in seeds]
-            held = sum(r["budget"]["held/test"] for r in budgeted)
+            searched = {}
+            for limit in (max_drop, *TIGHTER):
+                searched[limit] = [job(base + [f"budget.max_drop={limit}", f"seed={s}"],
+                                       f"budget{limit:g}_{method}_{model}_s{s}") for s in seeds]
+                if delta(searched[limit]) >= -max_drop:
+                    break
+            limit, budgeted = list(searched.items())[-1]
             for scope, what in SCOPES.items():
                 single = {a: [job(base + [f"technique.amount={a}", f"technique.scope={scope}", f"seed={s}"],
                                   f"uniform_{method}_{scope}_{model}_{a}_s{s}") for s in seeds] for a in UNIFORM[method]}
-                fits = [a for a, runs in single.items() if statistics.mean(derived(r)["delta"] for r in runs) >= -max_drop]
-                u = single[max(fits)] if fits else None
+                fits = [a for a, runs in single.items() if delta(runs) >= -max_drop]
+                on_val = [a for a, runs in single.items() if delta(runs, "val") >= -max_drop]
+                u, v = (single[max(fits)] if fits else None), (single[max(on_val)] if on_val else None)
                 row = {"model": model, "dataset": data.split("=")[1], "method": method, "against": what,
-                       "best single amount": max(fits) if fits else "none fits",
-                       "its Δ test (pts)": mean_std([derived(r)["delta"] for r in u]) if u else None,
-                       "budgeted Δ test (pts)": mean_std([derived(r)["delta"] for r in budgeted]),
-                       "budgeted Δ val (pts)": mean_std([-r["budget"]["val/drop"] for r in budgeted]),
-                       "held on test": f"{held}/{len(seeds)}",
+                       "best single on test (Δ test)": f"{max(fits)} ({mean_std([derived(r)['delta'] for r in u])})"
+                       if u else "none fits",
+                       "budgeted (Δ test / Δ val)": f"max_drop={limit:g} ({mean_std([derived(r)['delta'] for r in budgeted])}"
+                       f" / {delta(budgeted, 'val'):+.2f})",
+                       "held on test": f"{sum(r['budget']['held/test'] for r in budgeted)}/{len(seeds)}",
                        f"single {size.split('/')[1]}": mean(u, size) if u else None,
                        f"budgeted {size.split('/')[1]}": mean(budgeted, size),
-                       f"fewer {'MACs' if method == 'channel' else 'non-zeros'} ×": mean(u, size) / mean(budgeted, size)
-                       if u else None}
+                       fewer: mean(u, size) / mean(budgeted, size) if u else None,
+                       f"on val only: best single (Δ test) vs max_drop={max_drop:g} (Δ test), {fewer}":
+                       f"{max(on_val)} ({delta(v):+.2f}) vs ({delta(searched[max_drop]):+.2f}): "
+                       f"{mean(v, size) / mean(searched[max_drop], size):.2f}" if v else "none fits"}
                 if method != "channel":
                     row["sparsity single / budgeted"] = f"{mean(u, 'compress/sparsity'):.4f} / " \
                         f"{mean(budgeted, 'compress/sparsity'):.4f}" if u else None
@@ -271,11 +295,16 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
                 search = r["budget"]["stages"][0]
                 print(f"{model} {method} seed {s}: from {search['from_amount']:g} + {search['per_layer_steps']} "
                       f"per-layer steps: {json.dumps(search['amounts'])}", flush=True)
-        full = job([data, f"model={model}", "technique=quant"], f"quant_full_{model}")
-        kept = job([data, f"model={model}", "technique=quant", f"budget.max_drop={max_drop}"], f"quant_budget_{model}")
-        for name, r in (("full int8", full), (f"int8 within {max_drop:g} pt", kept)):
+        # full int8 against the budget, and against no drop at all on validation: the tightest budget a
+        # user can set, where a real model's few sensitive layers show (the crafted case is in the tests)
+        quant = [("full int8", job([data, f"model={model}", "technique=quant"], f"quant_full_{model}"))]
+        for limit in (max_drop, 0.0):
+            quant.append((f"int8 within {limit:g} pt", job([data, f"model={model}", "technique=quant",
+                                                            f"budget.max_drop={limit}"], f"quant_budget{limit:g}_{model}")))
+        for name, r in quant:
             d = derived(r)
-            quant_rows.append({"model": model, "dataset": data.split("=")[1], "run": name, "Δ test (pts)": d["delta"],
+            quant_rows.append({"model": model, "dataset": data.split("=")[1], "run": name,
+                               "Δ val (pts)": 100 * (r["val/acc"] - r["baseline"]["val/acc"]), "Δ test (pts)": d["delta"],
                                "kept float": ", ".join(r["stages"][0]["keep_float"]) or "none",
                                "size ×": d["ratio"], "b1 speed-up ×": d["speedup_b1"], "b64 speed-up ×": d["speedup_b64"]})
     return prune_rows, quant_rows
