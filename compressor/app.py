@@ -41,6 +41,7 @@ def is_rank_zero() -> bool:
 
 
 def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # a reused job's run folder may not exist yet (jobs composed outside Hydra)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float))
     os.replace(tmp, path)

@@ -1,7 +1,7 @@
 """The command line as a user runs it, as a subprocess in a tmp dir."""
 import json
 
-from tests.conftest import FAST
+from tests.conftest import FAST, run_job
 
 
 def runs(tmp_path):
@@ -57,3 +57,11 @@ def test_sweep_reports_and_resume_skips_done_jobs(cli, tmp_path):
     assert log.count("skipping:") == 2 and "training simple_cnn" not in log
     sweeps = sorted((tmp_path / "outputs" / "multirun").glob("*"))
     assert len(sweeps) == 2 and (sweeps[1] / "summary.md").is_file()
+
+
+def test_a_reused_job_writes_its_results_into_a_new_run_folder(tmp_path):
+    """rerun=false in-process (make bench --reuse): the second job's folder does not exist yet."""
+    first = run_job(tmp_path, ["technique=baseline", "logger=none"], "first")
+    again = run_job(tmp_path, ["technique=baseline", "logger=none"], "again")
+    assert again["run"]["reused_from"].endswith("first/results.json")
+    assert again["test/acc"] == first["test/acc"]
