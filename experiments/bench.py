@@ -236,9 +236,13 @@ def mean(runs, key) -> float:
     return statistics.mean(r[key] for r in runs)
 
 
+def deltas(runs, split: str = "test") -> list[float]:
+    """Each run's accuracy change against its baseline, in points (negative = worse)."""
+    return [100 * (r[f"{split}/acc"] - r["baseline"][f"{split}/acc"]) for r in runs]
+
+
 def delta(runs, split: str = "test") -> float:
-    """Mean accuracy change against each run's baseline, in points (negative = worse)."""
-    return statistics.mean(100 * (r[f"{split}/acc"] - r["baseline"][f"{split}/acc"]) for r in runs)
+    return statistics.mean(deltas(runs, split))
 
 
 def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 2)) -> tuple[list, list]:
@@ -276,9 +280,9 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
                 on_val = [a for a, runs in single.items() if delta(runs, "val") >= -max_drop]
                 u, v = (single[max(fits)] if fits else None), (single[max(on_val)] if on_val else None)
                 row = {"model": model, "dataset": data.split("=")[1], "method": method, "against": what,
-                       "best single on test (Δ test)": f"{max(fits)} ({mean_std([derived(r)['delta'] for r in u])})"
+                       "best single on test (Δ test)": f"{max(fits)} ({mean_std(deltas(u))})"
                        if u else "none fits",
-                       "budgeted (Δ test / Δ val)": f"max_drop={limit:g} ({mean_std([derived(r)['delta'] for r in budgeted])}"
+                       "budgeted (Δ test / Δ val)": f"max_drop={limit:g} ({mean_std(deltas(budgeted))}"
                        f" / {delta(budgeted, 'val'):+.2f})",
                        "held on test": f"{sum(r['budget']['held/test'] for r in budgeted)}/{len(seeds)}",
                        f"single {size.split('/')[1]}": mean(u, size) if u else None,
@@ -304,7 +308,7 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
         for name, r in quant:
             d = derived(r)
             quant_rows.append({"model": model, "dataset": data.split("=")[1], "run": name,
-                               "Δ val (pts)": 100 * (r["val/acc"] - r["baseline"]["val/acc"]), "Δ test (pts)": d["delta"],
+                               "Δ val (pts)": delta([r], "val"), "Δ test (pts)": d["delta"],
                                "kept float": ", ".join(r["stages"][0]["keep_float"]) or "none",
                                "size ×": d["ratio"], "b1 speed-up ×": d["speedup_b1"], "b64 speed-up ×": d["speedup_b64"]})
     return prune_rows, quant_rows
