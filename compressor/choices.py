@@ -3,7 +3,7 @@ is refused before torch and Lightning load. The classes that act on a choice imp
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
 PRUNE_METHODS = ("l1_unstructured", "random_unstructured", "channel")
-PRUNE_SCOPES = ("global", "layer")
+PRUNE_SCOPES = ("global", "layer", "lamp")  # lamp: layer-adaptive magnitude scores (Lee et al. 2021), unstructured L1
 PRUNE_SCHEDULES = ("oneshot", "cubic")
 QUANT_MODES = ("dynamic", "static", "qat", "fp16", "bf16")
 QUANT_BACKENDS = ("torch", "onnxruntime", "openvino")

@@ -5,7 +5,7 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from compressor import artifact, measure
-from compressor.callbacks.prune import Pruning, cubic, make_permanent
+from compressor.callbacks.prune import Pruning, cubic, lamp_counts, make_permanent
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
 from compressor.models.torchvision_nets import resnet18
@@ -27,6 +27,38 @@ def test_global_l1_masks_equal_torch_global_unstructured():
     tprune.global_unstructured([(m, "weight") for m in weights(theirs).values()], tprune.L1Unstructured, amount=0.4)
     for name, m in weights(ours).items():
         assert torch.equal(m.weight_mask, weights(theirs)[name].weight_mask), name
+
+
+def test_lamp_prunes_the_lowest_scores_of_the_paper():
+    """LAMP (Lee et al. 2021): score(u) = w_u^2 / sum of w_v^2 over the weights v of u's layer with
+    |w_v| >= |w_u|, written here as a loop over weights; the lowest scores go, across layers."""
+    torch.manual_seed(0)
+    layers = {"small": torch.randn(6) * 0.01, "big": torch.randn(40)}
+    scored = []
+    for name, w in layers.items():
+        for u in w.tolist():
+            scored.append((u * u / sum(v * v for v in w.tolist() if abs(v) >= abs(u)), name))
+    for amount in (0.2, 0.5, 0.8):
+        k = round(amount * 46)
+        want = {n: sum(1 for _, m in sorted(scored)[:k] if m == n) for n in layers}
+        assert lamp_counts(layers, amount) == want
+    # a global magnitude ranking would empty the small layer first; LAMP keeps its largest weight
+    assert lamp_counts(layers, 0.8)["small"] < 6
+
+
+def test_lamp_scope_keeps_earlier_zeros_and_prunes_by_magnitude_within_a_layer():
+    model = net()
+    cb = Pruning(amount=0.9, scope="lamp", schedule="cubic")
+    cb.apply(model, 0.5)
+    make_permanent(model)
+    first = {n: (m.weight == 0).clone() for n, m in weights(model).items()}
+    cb.apply(model, 0.9)
+    make_permanent(model)
+    assert measure.parameters(model)["compress/sparsity"] == pytest.approx(0.9, abs=0.01)
+    for name, m in weights(model).items():
+        assert (m.weight[first[name]] == 0).all(), name
+        kept, gone = m.weight[m.weight != 0].abs(), net().get_submodule(name).weight[m.weight == 0].abs()
+        assert kept.numel() > 0 and (gone.numel() == 0 or gone.max() <= kept.min()), name
 
 
 @pytest.mark.parametrize("amount", [0.1, 0.3, 0.7])
@@ -92,6 +124,7 @@ def test_sparse_artifact_is_small_and_exact(tmp_path):
 
 @pytest.mark.parametrize("kw,key", [(dict(amount=1.0), "technique.amount"), (dict(amount=-0.1), "technique.amount"),
                                     (dict(method="magic"), "technique.method"), (dict(scope="all"), "technique.scope"),
+                                    (dict(scope="lamp", method="channel"), "technique.scope=lamp"),
                                     (dict(method="channel", schedule="cubic"), "technique.schedule")])
 def test_bad_arguments_are_one_line_errors(kw, key):
     with pytest.raises(ConfigError, match=key) as err:

@@ -56,6 +56,27 @@ def classifier(model: nn.Module) -> list:
     return [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
 
 
+def lamp_counts(weights: dict, amount: float) -> dict:
+    """How many weights of each layer LAMP prunes for a global `amount` (Lee et al., ICLR 2021,
+    "Layer-adaptive sparsity for the magnitude-based pruning"). A weight's score is its square
+    over the sum of the squares of the weights of its layer at least as large as it; the lowest
+    scores go, across all layers. Within a layer the order is plain magnitude, so an L1 prune of
+    each layer by its count removes exactly these weights. Unlike a global magnitude ranking, a
+    layer of small weights is not emptied for being small: every layer keeps its largest weight
+    (score 1), and a large layer gives up more of its tail."""
+    names, scores = [], []
+    for name, w in weights.items():
+        squares = torch.sort(w.detach().flatten().float() ** 2).values
+        tail = torch.flip(torch.cumsum(torch.flip(squares, [0]), 0), [0])  # sum of squares from here up
+        scores.append(squares / tail.clamp_min(torch.finfo(torch.float32).tiny))
+        names += [name] * len(squares)
+    order = torch.argsort(torch.cat(scores), stable=True)[:round(amount * len(names))]
+    counts = dict.fromkeys(weights, 0)
+    for i in order.tolist():
+        counts[names[i]] += 1
+    return counts
+
+
 def make_permanent(model: nn.Module) -> None:
     """Fold masks into the weights: no weight_orig/weight_mask or forward pre-hooks remain."""
     for m in model.modules():
@@ -74,6 +95,9 @@ class Pruning(L.Callback):
                                     ("schedule", schedule, SCHEDULES)):
             if value not in allowed:
                 raise ConfigError(f"technique.{key}={value!r}: choose one of {', '.join(allowed)}")
+        if scope == "lamp" and method != "l1_unstructured":
+            raise ConfigError(f"technique.scope=lamp with technique.method={method}: LAMP ranks weights by magnitude; "
+                              "choose method=l1_unstructured, or scope global or layer")
         if method == "channel" and schedule != "oneshot":
             raise ConfigError("technique.schedule=cubic with technique.method=channel: for channels in several steps "
                               "set technique.steps; choose schedule=oneshot for channel, or an unstructured method")
@@ -158,6 +182,10 @@ class Pruning(L.Callback):
         params = [(m, "weight") for m in layers.values()]
         if self.scope == "global":
             tprune.global_unstructured(params, pruning_method=method, amount=amount)
+        elif self.scope == "lamp":
+            counts = lamp_counts({n: m.weight for n, m in layers.items()}, amount)
+            for n, m in layers.items():
+                method.apply(m, "weight", amount=counts[n])
         else:
             for m, name in params:
                 method.apply(m, name, amount=amount)
