@@ -7,10 +7,11 @@ How a stage spends it (a stage is searched when validate.budgeted says so):
   validation with probes: a candidate is pruned and fine-tuned on a copy (for the stage's epochs,
   or `budget.probe_epochs` when set: faster, but more pessimistic) and kept if its validation
   accuracy stays >= the floor.
-  1. The stage's single `amount` (its scope: global ranking by default), written as the per-layer
-     amounts it gives (`allocation`): bisected over `budget.grid`, then REFINE halvings between
-     the last amount within the floor and the next. So the search starts where the best single
-     amount ends and never ends below it on validation.
+  1. The stage's single `amount` (its scope: global ranking by default; `lamp` ranks LAMP's
+     layer-adaptive scores, the better start for unstructured budgets near the edge), written as
+     the per-layer amounts it gives (`allocation`): bisected over `budget.grid`, then REFINE
+     halvings between the last amount within the floor and the next. So the search starts where
+     the best single amount ends and never ends below it on validation.
   2. From that recipe, a greedy knapsack over a sensitivity scan of the stage's input
      (compressor.sensitivity: each layer alone at each grid amount, no fine-tuning) orders the
      next steps (`steps`): each raises the one layer whose next grid amount removes the most

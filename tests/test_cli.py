@@ -1,4 +1,4 @@
-"""The command line as a user runs it, as a subprocess in a tmp dir."""
+"""The command line as a user runs it, as a subprocess in a tmp dir; the reuse of a finished job in-process."""
 import json
 
 from tests.conftest import FAST, run_job

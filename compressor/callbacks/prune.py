@@ -62,8 +62,7 @@ def lamp_counts(weights: dict, amount: float) -> dict:
     over the sum of the squares of the weights of its layer at least as large as it; the lowest
     scores go, across all layers. Within a layer the order is plain magnitude, so an L1 prune of
     each layer by its count removes exactly these weights. Unlike a global magnitude ranking, a
-    layer of small weights is not emptied for being small: every layer keeps its largest weight
-    (score 1), and a large layer gives up more of its tail."""
+    layer of small weights is not emptied for being small: every layer's largest weight scores 1."""
     names, scores = [], []
     for name, w in weights.items():
         squares = torch.sort(w.detach().flatten().float() ** 2).values
