@@ -8,7 +8,7 @@ How a stage spends it (a stage is searched when validate.budgeted says so):
   or `budget.probe_epochs` when set: faster, but more pessimistic) and kept if its validation
   accuracy stays >= the floor.
   1. The stage's single `amount` (its scope: global ranking by default; `lamp` ranks LAMP's
-     layer-adaptive scores, the better start for unstructured budgets near the edge), written as
+     layer-adaptive scores, the better single amount near the unstructured edge), written as
      the per-layer amounts it gives (`allocation`): bisected over `budget.grid`, then REFINE
      halvings between the last amount within the floor and the next. So the search starts where
      the best single amount ends and never ends below it on validation.
