@@ -63,17 +63,16 @@ def lamp_counts(weights: dict, amount: float) -> dict:
     scores go, across all layers. Within a layer the order is plain magnitude, so an L1 prune of
     each layer by its count removes exactly these weights. Unlike a global magnitude ranking, a
     layer of small weights is not emptied for being small: every layer's largest weight scores 1."""
-    names, scores = [], []
-    for name, w in weights.items():
+    owner, scores = [], []  # owner: the index of each score's layer
+    for i, w in enumerate(weights.values()):
         squares = torch.sort(w.detach().flatten().float() ** 2).values
         tail = torch.flip(torch.cumsum(torch.flip(squares, [0]), 0), [0])  # sum of squares from here up
         scores.append(squares / tail.clamp_min(torch.finfo(torch.float32).tiny))
-        names += [name] * len(squares)
-    order = torch.argsort(torch.cat(scores), stable=True)[:round(amount * len(names))]
-    counts = dict.fromkeys(weights, 0)
-    for i in order.tolist():
-        counts[names[i]] += 1
-    return counts
+        owner.append(torch.full_like(squares, i, dtype=torch.long))
+    owner = torch.cat(owner)
+    order = torch.argsort(torch.cat(scores), stable=True)[:round(amount * len(owner))]
+    counts = torch.bincount(owner[order], minlength=len(weights))
+    return dict(zip(weights, counts.tolist()))
 
 
 def make_permanent(model: nn.Module) -> None:
