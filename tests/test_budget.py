@@ -278,3 +278,17 @@ def test_a_pipeline_shares_one_budget(tmp_path):
     assert first["allowed_pts"] == pytest.approx(1.0)  # half for the first of two searched stages
     assert second["allowed_pts"] == pytest.approx(2.0 - first["used_pts"])  # what prune left
     assert first["used_pts"] + second["used_pts"] == pytest.approx(b["val/drop"], abs=1e-6)
+
+
+@pytest.mark.parametrize("images", [180, 500, 1797])
+def test_bench_counts_the_images_a_budget_allows_as_the_search_does(images):
+    """make bench skips a tighter budget that allows as many wrong validation images as the last:
+    its count must be the one the search's acceptance rule (acc >= floor - TOLERANCE) gives."""
+    from experiments.bench import images_allowed
+
+    reference = 0.97
+    for max_drop in (1.0, 0.75, 0.5, 0.3, 0.0):
+        floor = reference - max_drop / 100
+        passing = [k for k in range(images) if reference - k / images >= floor - budget.TOLERANCE]
+        assert images_allowed(max_drop, images) == max(passing)
+    assert [images_allowed(d, 180) for d in (1.0, 0.75, 0.5)] == [1, 1, 0]
