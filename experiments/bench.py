@@ -396,9 +396,10 @@ def main(argv=None):
                       + "\n\n".join(tables + [table(quant_rows)]) + "\n")
         print(report[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    # a partial bench (--only, --models) gets its own file: two run side by side do not overwrite each other
-    partial = args.only or args.models != parser.get_default("models")
-    name = "_".join(["bench", *parts, *models]) if partial else "bench"
+    # a partial bench (--only, --models, --methods, --scopes) gets its own file: two run side by side do not
+    # overwrite each other (the l1 and channel budget runs of one model did)
+    narrowed = [getattr(args, k) for k in ("models", "methods", "scopes") if getattr(args, k) != parser.get_default(k)]
+    name = "_".join(["bench", *parts, *(n for v in narrowed for n in v.split(","))]) if args.only or narrowed else "bench"
     (OUT / f"{name}.md").write_text("\n".join(report))
     print(f"written to {OUT / name}.md")
 
