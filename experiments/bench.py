@@ -231,6 +231,8 @@ LAYER = {"l1_unstructured": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93)}
 
 def amounts(method: str, scope: str) -> tuple:
     return LAYER.get(method, UNIFORM[method]) if scope == "layer" else UNIFORM[method]
+
+
 SCOPES = {"global": "one amount, global ranking", "layer": "one amount in every layer",
           "lamp": "one amount, LAMP ranking"}
 # the budgeted search's own first phase: LAMP for unstructured (3 seeds: its mean test drop is 0.2-1.2 points
@@ -253,6 +255,7 @@ def images_allowed(max_drop: float, val_images: int) -> int:
 
 
 def val_images(data: str) -> int:
+    """The validation set's size for `dataset=...`."""
     from hydra.utils import instantiate
 
     dm = instantiate(compose([data], OUT, "val_images").dataset)
@@ -290,11 +293,12 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
     quick = ["latency.reps=2", "latency.rounds=1"]  # the pruning rows compare MACs and weights, not time
     for model in models:
         data = f"dataset={DATA.get(model, 'mnist5k')}"
+        images = val_images(data)
         for method in methods:
             size = "compress/macs" if method == "channel" else "compress/nonzero_params"
             fewer = f"fewer {'MACs' if method == 'channel' else 'non-zeros'} ×"
             base = [data, f"model={model}", "technique=prune", f"technique.method={method}", *quick]
-            searched, images = {}, val_images(data)
+            searched = {}
             for limit in (max_drop, *TIGHTER):
                 if searched and images_allowed(limit, images) == images_allowed(list(searched)[-1], images):
                     continue
