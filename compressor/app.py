@@ -16,10 +16,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from compressor import artifact, budget, cache, checkpoint, console, ddp, export, measure, recover, runtimes, validate
-from compressor.train import fit, optim_args
+from compressor import (artifact, budget, cache, checkpoint, console, ddp, export, measure, preflight, recover, runtimes,
+                        validate)
+from compressor.train import at_chance, fit, optim_args
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
+from compressor.data.fingerprint import of as fingerprint_data
 from compressor.errors import ConfigError
 from compressor.modules import Classifier
 
@@ -30,10 +32,11 @@ def plain(node):
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def fingerprint(cfg: DictConfig) -> str:
-    """Hash of the resolved config minus where things are written: the identity of a job."""
+def fingerprint(cfg: DictConfig, data: dict) -> str:
+    """Hash of the resolved config minus where things are written, plus the data's fingerprint:
+    the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
     spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps({**spec, **data}, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def is_rank_zero() -> bool:
@@ -43,8 +46,12 @@ def is_rank_zero() -> bool:
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)  # a reused job's run folder may not exist yet (jobs composed outside Hydra)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no zero-byte .json.tmp behind
+        raise
 
 
 def build_net(net_cfg: DictConfig, key: str) -> torch.nn.Module:
@@ -65,7 +72,7 @@ def trust(cfg) -> dict:
     return {"trust": cfg.trust.checkpoint, "targets": tuple(targets)}
 
 
-def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
+def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
     """A trained model for `net_cfg` (model or teacher): a given checkpoint, or the cache (train if absent)."""
     if net_cfg.get("checkpoint"):
         model = checkpoint.load(net_cfg.checkpoint, f"{key}.checkpoint", plain(net_cfg.net), **trust(cfg))
@@ -76,8 +83,8 @@ def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
     dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "download")}
     limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
                                                 "gradient_clip_val") if k in cfg.trainer}
-    spec = {"dataset": dataset, "model": {"name": net_cfg.name, **plain(net_cfg.net)}, "train": plain(cfg.train),
-            "trainer": limits, "seed": cfg.seed}
+    spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},
+            "train": plain(cfg.train), "trainer": limits, "seed": cfg.seed}
 
     def build(folder: Path) -> dict:
         log.info("training %s on %s (%d epochs): nothing cached for this recipe", net_cfg.name, cfg.dataset.name,
@@ -85,16 +92,24 @@ def trained(cfg, net_cfg: DictConfig, dm, run_dir: Path, key: str):
         L.seed_everything(cfg.seed, workers=True)
         module = Classifier(instantiate(net_cfg.net), dm.num_classes, **optim_args(cfg))
         record = fit(cfg, module, dm, run_dir, f"train_{net_cfg.name}", cfg.train.epochs,
-                     checkpoint_dir=folder / "checkpoints")
+                     checkpoint_dir=folder / "checkpoints", keep_best=True, knob=f"train.lr={cfg.train.lr}")
+        record["at_chance"] = at_chance(record["val/acc_best"], len(dm.val_dataloader().dataset), dm.num_classes)
         artifact.save(module.model, folder / artifact.FILENAME, plain(net_cfg.net), [{"stage": "train", **record}])
         return record
 
-    entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build)
+    entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build,
+                                                keep=lambda r: not r.get("at_chance"))
     model = artifact.load(entry / artifact.FILENAME, trust(cfg)["targets"])
     if not is_rank_zero():  # a DDP rank's private copy of the fit; rank 0 stored the entry
         if built:
-            shutil.rmtree(entry, ignore_errors=True)
+            cache.discard(entry)
         return model, record, None
+    if record.get("at_chance"):  # never cached: kept in this run's folder only, and flagged
+        log.warning("%s trained to chance accuracy (best val/acc %.4f, %d classes): not cached; raise train.epochs "
+                    "or change train.lr", net_cfg.name, record["val/acc_best"], dm.num_classes)
+        path = Path(shutil.copy(entry / artifact.FILENAME, run_dir / f"{key}_at_chance.safetensors"))
+        cache.discard(entry)
+        return model, {**record, "trained_now": True}, path
     if not built:
         log.info("reused cached %s from %s (trained once, not retrained)", net_cfg.name, entry)
     return model, {**record, "cache_entry": str(entry), "trained_now": built}, entry / artifact.FILENAME
@@ -119,14 +134,31 @@ def main(cfg: DictConfig):
     console.quiet()
     ddp.children_run_this_job_only()
     env_before = ddp.environment()
+    run_dir = Path(cfg.paths.run_dir)
+    before = set(run_dir.rglob("*")) if run_dir.is_dir() else set()
     try:
         return _main(cfg)
     except InstantiationException as exc:  # hydra wraps errors raised in constructors
         if isinstance(exc.__cause__, ConfigError):
             raise exc.__cause__ from None
         raise
+    except (ConfigError, OSError):  # bad input, divergence, a full disk: no file of this job stays
+        remove_new_files(run_dir, before)
+        raise
     finally:
         ddp.teardown(env_before)
+
+
+def remove_new_files(run_dir: Path, before: set) -> None:
+    """What a failed job wrote into its run folder, Hydra's own files (.hydra/, the log) aside."""
+    for path in sorted(set(run_dir.rglob("*")) - before, reverse=True) if run_dir.is_dir() else ():
+        if ".hydra" in path.relative_to(run_dir).parts or path.suffix == ".log":
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _main(cfg: DictConfig):
@@ -134,8 +166,12 @@ def _main(cfg: DictConfig):
     validate.values(cfg)  # everything that can be wrong is checked before any data is loaded or model trained
     validate.trainer(cfg)
     run_dir = Path(cfg.paths.run_dir)
-    ident = fingerprint(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = datamodule.build(cfg.dataset)
+    data = fingerprint_data(dm, cfg.dataset)
+    ident = fingerprint(cfg, data)
     done = Path(cfg.paths.index_dir) / f"{ident}.json"
+    partial = Path(cfg.paths.index_dir) / f"{ident}.partial"  # the stages' last checkpoints, until the job ends
     if not cfg.rerun and done.is_file():
         earlier = Path(json.loads(done.read_text())["results"])
         if earlier.is_file():
@@ -145,8 +181,6 @@ def _main(cfg: DictConfig):
             write_json(run_dir / "results.json", results)
             return objective(cfg, results)
 
-    L.seed_everything(cfg.seed, workers=True)
-    dm = datamodule.build(cfg.dataset)
     example = example_input(cfg.dataset.in_channels, cfg.dataset.image_size)
     shape = list(example.shape)
     plan = [stage for _, stage in validate.stages(cfg.technique)]
@@ -162,12 +196,16 @@ def _main(cfg: DictConfig):
     for stage, obj in zip(plan, objects):
         if hasattr(obj, "check"):
             obj.check(student_arch)
+    images = preflight.first_batch(dm)
+    preflight.forward(student_arch, images, "model.net", dm.num_classes)
     if distilling:
-        check_taps(plan[0], student_arch, build_net(cfg.teacher.net, "teacher.net"))
+        teacher_arch = build_net(cfg.teacher.net, "teacher.net")
+        preflight.forward(teacher_arch, images, "teacher.net", dm.num_classes)
+        check_taps(plan[0], student_arch, teacher_arch)
 
     # the reference model: the trained baseline, or for distillation the teacher
     reference_cfg, reference_key = (cfg.teacher, "teacher") if distilling else (cfg.model, "model")
-    reference, reference_record, reference_path = trained(cfg, reference_cfg, dm, run_dir, reference_key)
+    reference, reference_record, reference_path = trained(cfg, reference_cfg, dm, data, run_dir, reference_key)
     model = student_arch if distilling else copy.deepcopy(reference)
     if is_rank_zero():
         reference_metrics, reference_logits = evaluate(reference, dm, example, reference_path)
@@ -175,8 +213,9 @@ def _main(cfg: DictConfig):
 
     records, float_model = [], None
     spend = budget.Budget(cfg, plan, reference, dm, shape, run_dir)
-    for stage, obj in zip(plan, objects):
+    for i, (stage, obj) in enumerate(zip(plan, objects)):
         epochs = stage.epochs if getattr(obj, "fine_tunes", True) else 0
+        resumable = dict(checkpoint_dir=partial / f"{i}_{stage.kind}", knob=f"{stage._get_full_key('lr')}={stage.get('lr')}")
         spend.before(stage, obj, model)  # with budget.max_drop: search this stage's recipe into `obj`
         log.info("stage %s (%d epochs)", stage.kind, epochs)
         L.seed_everything(cfg.seed, workers=True)
@@ -184,14 +223,14 @@ def _main(cfg: DictConfig):
         if "distiller" in stage:
             module = obj(student=model, teacher=reference, example=pair, num_classes=dm.num_classes,
                          **optim_args(cfg, stage.get("lr")))
-            record = fit(cfg, module, dm, run_dir, stage.kind, epochs)
+            record = fit(cfg, module, dm, run_dir, stage.kind, epochs, **resumable)
             model = module.model
             record["weights"] = dict(module.weights)
         else:
             if stage.kind == "quant":
                 float_model = copy.deepcopy(model)
             module = recover.module(stage, model, dm.num_classes, pair, optim_args(cfg, stage.get("lr")))
-            record = fit(cfg, module, dm, run_dir, stage.kind, epochs, [obj])
+            record = fit(cfg, module, dm, run_dir, stage.kind, epochs, [obj], **resumable)
             record.update(obj.summary(), recover=stage.get("recover", "none"))
             model = obj.compressed if getattr(obj, "compressed", None) is not None else module.model
             if stage.kind == "prune":
@@ -230,6 +269,11 @@ def _main(cfg: DictConfig):
                      "trained_now": reference_record.get("trained_now")},
         "stages": records,
     }
+    results["run"]["at_chance"] = at_chance(metrics["test/acc"], len(logits), dm.num_classes)
+    results["baseline"]["at_chance"] = bool(reference_record.get("at_chance"))
+    if results["run"]["at_chance"]:
+        log.warning("%s: test/acc %.4f is chance level for %d classes; flagged at_chance in results.json",
+                    results["run"]["label"], metrics["test/acc"], dm.num_classes)
     if spend.active:
         results["budget"] = spend.report(metrics, reference_metrics)
         results["run"]["label"] += "" if results["budget"]["held/val"] else " [over budget]"
@@ -244,6 +288,7 @@ def _main(cfg: DictConfig):
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     Path(cfg.paths.index_dir).mkdir(parents=True, exist_ok=True)
     write_json(done, {"results": str(run_dir / "results.json")})
+    shutil.rmtree(partial, ignore_errors=True)  # the job is done: nothing left to resume
     log_to_tensorboard(cfg, run_dir, results)
     print(summary_line(results))
     return objective(cfg, results)

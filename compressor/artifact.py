@@ -15,6 +15,7 @@ Loading builds the float architecture, re-applies the recipe to get the compress
 fills it from the tensors. Every tensor of at least 256 elements that is at most 90% non-zero
 (pruned float weights and int8 codes alike) is stored as a zlib-compressed bit mask plus its
 non-zero values, so size on disk follows sparsity in every kind, and pruning and int8 compound."""
+import errno
 import json
 import os
 import tempfile
@@ -249,6 +250,10 @@ def save(model: nn.Module, path, arch: dict, history: list, float_model: nn.Modu
     try:
         save_file(writer.tensors, tmp, metadata={"format": FORMAT, "manifest": json.dumps(manifest, default=str)})
         os.replace(tmp, path)
+    except Exception as exc:  # safetensors reports a full disk as SafetensorError(IoError(StorageFull))
+        if "StorageFull" in str(exc) or "No space left" in str(exc):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path

@@ -168,6 +168,7 @@ class Budget:
         epochs = stage.epochs if cfg.budget.probe_epochs is None else min(cfg.budget.probe_epochs, stage.epochs)
         example = torch.randn(*self.shape)
         probes, tried = [], []  # tried: (val/acc, recipe) of every probe
+        knob = f"{stage._get_full_key('lr')}={stage.lr}"
 
         def probe(amounts: dict, phase: str, **about) -> bool:
             """Prune a copy with `amounts`, fine-tune it like the stage, and measure it on validation."""
@@ -175,7 +176,7 @@ class Budget:
             callback = instantiate(stage.callback, example_shape=self.shape, amounts=amounts)
             pair = example_input(self.shape[1], self.shape[-1], 2)  # as the stage makes it: no draw from the seeded RNG
             module = recover.module(stage, copy.deepcopy(model), self.dm.num_classes, pair, optim_args(cfg, stage.lr))
-            fit(cfg, module, self.dm, self.run_dir, "probe", epochs, [callback], log=False)
+            fit(cfg, module, self.dm, self.run_dir, "probe", epochs, [callback], log_to=False, knob=knob)
             acc = self.val_acc(module.model)
             size = measure.macs(module.model, example) if stage.method == "channel" \
                 else measure.parameters(module.model)["compress/sparsity"]

@@ -1,19 +1,24 @@
 """Content-addressed store of trained baselines and teachers under outputs/cache/.
 
 The key hashes everything that determines the trained weights (dataset, architecture, training
-recipe, seed). A file lock makes concurrent jobs train an entry once; the entry is built in a
-temporary folder and renamed into place, so no job reads half a file; a checksum in meta.json
-catches a corrupt entry, which is rebuilt, never used."""
+recipe, seed) and the data themselves (compressor/data/fingerprint.py). A file lock makes
+concurrent jobs train an entry once; the entry is built in `<key>.partial/`, named by the key
+and not by the process, so a build killed midway is resumed from its last checkpoint by the
+next job that needs it, then renamed into place, so no job reads half a file; a checksum in
+meta.json catches a corrupt entry, which is rebuilt, never used. A build whose model is broken
+(`keep(record)` false: chance accuracy) is handed back unstored."""
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 from compressor.artifact import FILENAME as MODEL
+from compressor.errors import Interrupted
 
 log = logging.getLogger(__name__)
 VERSION = 2  # 2: entries hold model.safetensors (version-1 entries held a pickled model.pt)
@@ -57,8 +62,34 @@ def rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
 
 
-def fetch_or_build(root, spec: dict, build) -> tuple[Path, dict, bool]:
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphans(root: Path, k: str) -> None:
+    """Temp folders of this key left by processes that died (`<key>.tmp-<pid>` of earlier releases,
+    `<key>.rank<r>-<pid>` of DDP ranks): removed, with one line each."""
+    for folder in root.glob(f"{k}.*-*"):
+        m = re.fullmatch(rf"{k}\.(?:tmp|rank\d+)-(\d+)", folder.name)
+        if m and folder.is_dir() and not alive(int(m.group(1))):
+            log.info("cache: removing %s, left by a process that no longer runs", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def discard(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def fetch_or_build(root, spec: dict, build, keep=lambda record: True) -> tuple[Path, dict, bool]:
     """(entry folder, record, built now?). `build(folder)` writes folder/MODEL and returns a record.
+    A record that `keep` refuses is not stored: its folder is returned, for the caller to read
+    and then `discard`.
 
     Under DDP every rank must take part in the training fit, and rank 0 holds the lock while it
     waits for the others, so ranks > 0 never lock: they reuse a whole entry, or join the fit in a
@@ -82,14 +113,18 @@ def fetch_or_build(root, spec: dict, build) -> tuple[Path, dict, bool]:
         if entry.exists():
             log.warning("cache entry %s is corrupt or incomplete: rebuilding it", entry)
             shutil.rmtree(entry)
-        tmp = root / f"{k}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        remove_orphans(root, k)
+        tmp = root / f"{k}.partial"  # under the lock: a folder here is a killed build's, resumed from
+        tmp.mkdir(parents=True, exist_ok=True)
         try:
             record = build(tmp)
+        except (KeyboardInterrupt, Interrupted):
+            raise  # the last checkpoint stays for the next job to resume from
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if not keep(record):
+            return tmp, record, True
         meta = {"key": k, "spec": spec, "sha256": sha256(tmp / MODEL), "record": record}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
         os.replace(tmp, entry)

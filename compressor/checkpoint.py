@@ -49,12 +49,33 @@ def from_state(state: dict, arch: dict | None, path) -> nn.Module:
         raise ConfigError(f"{path}: holds no state dict (expected a mapping of names to tensors)")
     state = {k.removeprefix("model."): v for k, v in state.items()}
     model = instantiate(arch)
+    problems = mismatches(model.state_dict(), state)
+    if problems:
+        raise ConfigError(f"{path}: weights do not fit {arch['_target_']}: {problems}")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise ConfigError(f"{path}: weights do not fit {arch['_target_']} ({detail})") from None
+        raise ConfigError(f"{path}: weights do not fit {arch['_target_']} ({type(exc).__name__})") from None
     return model
+
+
+def mismatches(expected: dict, given: dict, most: int = 3) -> str:
+    """Why `given` does not fill a model whose state dict is `expected`, as whole phrases (empty:
+    it fits). Floating-point parameters need floating-point tensors: int8 or uint8 codes of the
+    right shape would otherwise load as values and train from garbage."""
+    def some(names):
+        return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} is {list(given[k].shape)}, the model's {list(v.shape)}" for k, v in expected.items()
+              if k in given and given[k].shape != v.shape]
+    kinds = [f"{k} is {given[k].dtype}" for k, v in expected.items()
+             if k in given and v.is_floating_point() and not given[k].is_floating_point()]
+    parts = [f"missing {some(missing)}" if missing else "", f"unexpected {some(unexpected)}" if unexpected else "",
+             f"shapes differ: {some(shapes)}" if shapes else "",
+             f"not floating-point where the model's weights are: {some(kinds)}" if kinds else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def legacy(payload: dict, path, targets=()) -> nn.Module:

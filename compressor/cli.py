@@ -4,14 +4,19 @@ Values are checked first, before torch and Lightning are imported, so a bad valu
 rather than the ten that those imports take; then compressor.app runs the job. Every bad input,
 from Hydra's composition or from either phase, ends the program as one `error:` line on stderr
 with exit status 2 (HYDRA_FULL_ERROR=1 keeps Hydra's full report)."""
+import errno
 import os
 import sys
 from pathlib import Path
 
-from compressor.errors import ConfigError, one_line_hydra_error
+from compressor.errors import ConfigError, Interrupted, one_line_hydra_error
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def job(cfg):
+    """One job: exit 2 for bad input (one line), 1 for a full disk (one line naming the folder),
+    130 for Ctrl-C and 143 for SIGTERM (one line: the same command continues from the last epoch)."""
     from compressor import validate
 
     try:
@@ -22,6 +27,27 @@ def job(cfg):
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        what = exc.args[1] if isinstance(exc, Interrupted) else "SIGINT"
+        where = f" in {exc.args[0]}" if isinstance(exc, Interrupted) else ""
+        print(f"interrupted ({what}){where}: every finished epoch is checkpointed; run the same command again "
+              f"to continue from the last one", file=sys.stderr)
+        sys.exit(143 if what == "SIGTERM" else 130)
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise
+        print(f"error: {existing(exc.filename2 or exc.filename or cfg.paths.run_dir)}: no space left on device ({os.strerror(exc.errno)}); free space "
+              f"there or point paths.root elsewhere, then run again: nothing half-written was kept", file=sys.stderr)
+        sys.exit(1)
+
+
+def existing(filename) -> Path:
+    """The nearest folder that still exists above the file a failed write named (a copy names its
+    destination as filename2; a cache build's temp folder is gone by the time this runs)."""
+    path = Path(str(filename or ".")).resolve()
+    while not path.is_dir() and path.parent != path:
+        path = path.parent
+    return path
 
 
 def report_errors(hydra_main) -> None:

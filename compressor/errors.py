@@ -40,3 +40,12 @@ def _bad_override() -> str:
         except Exception:
             return arg
     return " ".join(sys.argv[1:])
+
+
+class Diverged(ConfigError):
+    """A fit whose loss or weights stopped being finite: the message names the fit, the epoch and
+    the knob to lower. Nothing of that fit is cached or written as a result."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a job: what was checkpointed stays, and the same command continues from it."""

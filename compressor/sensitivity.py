@@ -59,9 +59,18 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
     for method in methods:
         names = list(channel_layers(model, {n: dict(model.named_modules())[n] for n in layers})) \
             if method == "channel" else layers
+        skipped = set()
         for name, amount in itertools.product(names, grid):
-            m = pruned(model, method, {name: amount}, example_shape)
-            macs = measure.macs(m, example)
+            if name in skipped:
+                continue
+            try:
+                m = pruned(model, method, {name: amount}, example_shape)
+                macs = measure.macs(m, example)
+            except Exception as exc:  # a layer whose pruned model no longer runs (a ViT's qkv reshape)
+                skipped.add(name)
+                log.warning("sensitivity (%s): skipping %s, its pruned model does not run (%s: %s)", method, name,
+                            type(exc).__name__, " ".join(str(exc).split())[:120])
+                continue
             if method == "channel" and macs == base_macs:
                 continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
             acc = accuracy(m, loader)
@@ -85,12 +94,22 @@ def int8(model, example_shape, calibration, keep_float=(), only=None) -> nn.Modu
 
 def quant_scan(model, loader, calibration, layers: list[str], example_shape) -> list[dict]:
     base = accuracy(model, loader)
-    full = accuracy(int8(model, example_shape, calibration), loader)
+    try:
+        full = accuracy(int8(model, example_shape, calibration), loader)
+    except Exception as exc:  # FX cannot trace every architecture
+        log.warning("sensitivity (int8): skipping the quantization scan, the model does not quantize (%s: %s)",
+                    type(exc).__name__, " ".join(str(exc).split())[:120])
+        return []
     rows = [{"kind": "quant", "method": "int8_all", "layer": "*", "amount": None, "val/acc": full,
              "drop": 100 * (base - full)}]
     for name in layers:
-        only = accuracy(int8(model, example_shape, calibration, only=name), loader)
-        but = accuracy(int8(model, example_shape, calibration, keep_float=[name]), loader)
+        try:
+            only = accuracy(int8(model, example_shape, calibration, only=name), loader)
+            but = accuracy(int8(model, example_shape, calibration, keep_float=[name]), loader)
+        except Exception as exc:
+            log.warning("sensitivity (int8): skipping %s (%s: %s)", name, type(exc).__name__,
+                        " ".join(str(exc).split())[:120])
+            continue
         rows += [{"kind": "quant", "method": "int8_only", "layer": name, "amount": None, "val/acc": only,
                   "drop": 100 * (base - only)},
                  {"kind": "quant", "method": "int8_all_but", "layer": name, "amount": None, "val/acc": but,

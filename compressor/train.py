@@ -1,5 +1,9 @@
 """One Lightning fit as the job uses it: the run's trainer and logger, validation accuracy per
-epoch, and (optionally) the best validation epoch's weights restored at the end."""
+epoch, (optionally) the best validation epoch's weights restored at the end, a last checkpoint
+every epoch that a rerun resumes from (compressor/resume.py), and divergence as an error."""
+import logging
+import math
+import shutil
 import time
 from pathlib import Path
 
@@ -7,12 +11,16 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from compressor import validate
+from compressor import resume, validate
+from compressor.errors import Diverged, Interrupted
+
+log = logging.getLogger("compressor")
 
 
 class History(L.Callback):
-    """Validation accuracy at the end of every epoch (sanity checks excluded)."""
+    """Validation accuracy at the end of every epoch (sanity checks excluded); kept in checkpoints."""
 
     def __init__(self):
         self.val_acc = []
@@ -21,33 +29,91 @@ class History(L.Callback):
         if not trainer.sanity_checking and "val/acc" in trainer.callback_metrics:
             self.val_acc.append(float(trainer.callback_metrics["val/acc"]))
 
+    def state_dict(self):
+        return {"val_acc": list(self.val_acc)}
+
+    def load_state_dict(self, state):
+        self.val_acc = list(state["val_acc"])
+
+
+class Finite(L.Callback):
+    """Stops a fit whose loss (every batch) or weights (every epoch) are no longer finite."""
+
+    def __init__(self, name: str, knob: str):
+        self.name, self.knob = name, knob
+
+    def _stop(self, trainer, what: str):
+        raise Diverged(f"{self.name} diverged in epoch {trainer.current_epoch + 1}: {what}; lower {self.knob} "
+                       f"(or choose another optimizer/scheduler); nothing of this fit was kept")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss.detach()).all():
+            self._stop(trainer, f"the training loss is {loss.item()}")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        bad = next((n for n, p in pl_module.named_parameters() if not torch.isfinite(p.detach()).all()), None)
+        if bad is not None:
+            self._stop(trainer, f"weight {bad} holds NaN or inf")
+
+
+def at_chance(acc: float | None, n: int, num_classes: int) -> bool:
+    """Accuracy no better than guessing: within two binomial standard errors of 1/num_classes."""
+    if acc is None or n <= 0:
+        return False
+    p = 1 / num_classes
+    return acc <= p + 2 * math.sqrt(p * (1 - p) / n)
+
 
 def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None,
-        log: bool = True) -> dict:
-    """`log=False` for the budget search's probe fits: they write nothing."""
+        keep_best: bool = False, log_to=True, knob: str = "train.lr") -> dict:
+    """Fit `module` for `epochs`. With `checkpoint_dir`, a last checkpoint is saved there every
+    epoch and a rerun resumes from it; `keep_best` also keeps the best validation epoch and
+    restores it at the end. `log_to=False` (budget probes) writes no logs. `knob` is what the
+    divergence error tells the user to lower."""
     history = History()
-    cbs = [history, *callbacks]
+    cbs = [history, Finite(name, knob), resume.RngState(), *callbacks]
     ckpt = None
     if checkpoint_dir is not None:
-        ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val/acc", mode="max",
-                               save_top_k=1, enable_version_counter=False)
+        ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val/acc" if keep_best else None,
+                               mode="max", save_top_k=1 if keep_best else 0, save_last=True,
+                               enable_version_counter=False)
         cbs.append(ckpt)
-    logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") and log else False
-    extra = {} if log else {"enable_progress_bar": False, "enable_model_summary": False}
+    start_from = resume.point(checkpoint_dir)
+    if start_from is not None:
+        done = resume.epochs_done(start_from)
+        if done is None:
+            start_from = None
+        else:
+            log.info("resuming %s from %s: %d of %d epochs done, %d to go", name, start_from, min(done, epochs), epochs,
+                     max(0, epochs - done))
+    logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") and log_to else False
+    extra = {} if log_to else {"enable_progress_bar": False, "enable_model_summary": False}
     module.train()  # cached models load in eval mode; the distiller keeps its teacher in eval
     with validate.torch_flags_kept():  # `trainer.deterministic` holds for this fit only
         trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
-                              enable_checkpointing=ckpt is not None, default_root_dir=str(run_dir), **extra)
+                              enable_checkpointing=ckpt is not None, plugins=[resume.AtomicCheckpointIO()],
+                              default_root_dir=str(checkpoint_dir or run_dir), **extra)
         start = time.perf_counter()
-        trainer.fit(module, datamodule=dm)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=str(start_from) if start_from else None, weights_only=True)
+        except Diverged:
+            if checkpoint_dir is not None:  # a rerun would only resume into the same divergence
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            raise
+        except SystemExit as exc:  # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown
+            if trainer.interrupted:
+                raise Interrupted(name, "SIGTERM" if isinstance(exc, SIGTERMException) else "SIGINT") from None
+            raise
         seconds = time.perf_counter() - start
-    if ckpt is not None and ckpt.best_model_path:  # continue from the best validation epoch
+    if keep_best and ckpt.best_model_path:  # continue from the best validation epoch
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     # torch's thread count changes float reduction order, so the same seed trains to other weights
     # under another count (SimpleCNN on mnist5k, seed 0: test 0.973 at 1 thread, 0.976 at 2)
     return {"val/acc_per_epoch": history.val_acc, "val/acc_best": max(history.val_acc, default=None),
-            "train/time_s": seconds, "train/threads": torch.get_num_threads(), "epochs": epochs}
+            "train/time_s": seconds, "train/threads": torch.get_num_threads(), "epochs": epochs,
+            **({"resumed_from_epoch": done} if start_from else {})}
 
 
 def optim_args(cfg, lr=None) -> dict:

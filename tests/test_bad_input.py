@@ -31,6 +31,8 @@ def workdir(tmp_path_factory):
     real = next((root / "outputs" / "cache").rglob("best.ckpt")).read_bytes()
     (files / "truncated.ckpt").write_bytes(real[: len(real) // 2])
     torch.save(SimpleCNN(1, 3, 8).state_dict(), files / "other_arch.pt")
+    codes = {k: v.to(torch.int8) if v.is_floating_point() else v for k, v in SimpleCNN(1, 10, 8).state_dict().items()}
+    torch.save(codes, files / "int8.pt")  # the right names and shapes, int8 codes where floats belong
     (files / "a_file").write_text("x")
     return root
 
@@ -75,6 +77,9 @@ CASES = [  # (overrides, what the one line must name)
     ("technique=prune model.checkpoint=files/random.pt", "random.pt"),
     ("technique=prune model.checkpoint=files/truncated.ckpt", "truncated.ckpt"),
     ("technique=prune model.checkpoint=files/other_arch.pt", "other_arch.pt"),
+    ("technique=prune model.checkpoint=files/int8.pt", "not floating-point"),
+    # after the data load, before training: one real batch through each model
+    ("model=timm model.net.model_name=convnext_atto", "cannot take the data's input of shape [2, 1, 8, 8]"),
 ]
 
 

@@ -1,7 +1,7 @@
 """The shared base of every dataset: deterministic splits, loaders, the image transform."""
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 from torchvision import transforms
 
 from compressor.errors import ConfigError
@@ -17,6 +17,25 @@ def image_transform(in_channels: int, image_size: int, mean: list, std: list) ->
     gray = [transforms.Grayscale(in_channels)] if in_channels in (1, 3) else []
     return transforms.Compose([*gray, transforms.Resize((image_size, image_size)), transforms.ToTensor(),
                                transforms.Normalize(list(mean), list(std))])
+
+
+class EpochShuffle(Sampler):
+    """A shuffle that is a pure function of (seed, epoch), which Lightning sets each epoch: a fit
+    resumed at epoch k sees the batches an uninterrupted one would have (a sampler that draws
+    from one generator across epochs restarts from epoch 0's order)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 class ClassificationData(L.LightningDataModule):
@@ -46,6 +65,12 @@ class ClassificationData(L.LightningDataModule):
         raise NotImplementedError
 
     # -- shared machinery --------------------------------------------------------------
+    def fingerprint(self) -> str | None:
+        """What the cache key holds of these data (compressor/data/fingerprint.py)."""
+        from compressor.data.fingerprint import of_splits
+
+        return of_splits(self.train_set, self.val_set, self.test_set)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set, self.val_set, self.test_set = self.load()
@@ -71,9 +96,10 @@ class ClassificationData(L.LightningDataModule):
         return tuple(Subset(data, idx) for idx in self.split(len(labels)))
 
     def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        return DataLoader(data, batch_size=self.batch_size, num_workers=self.num_workers,
+                          sampler=EpochShuffle(len(data), self.seed) if shuffle else None,
                           persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self):
         return self._loader(self.train_set, True)
