@@ -73,12 +73,18 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     divergence error tells the user to lower."""
     history = History()
     cbs = [history, Finite(name, knob), resume.RngState(), *callbacks]
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val/acc" if keep_best else None,
-                               mode="max", save_top_k=1 if keep_best else 0, save_last=True,
-                               enable_version_counter=False)
-        cbs.append(ckpt)
+    best = None
+    if checkpoint_dir is not None:  # `last` every epoch (resume); `best` only when it improves
+        cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1,
+                                   enable_version_counter=False))
+    if checkpoint_dir is not None and keep_best:
+        best = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val/acc", mode="max",
+                               save_top_k=1, enable_version_counter=False)
+        cbs.append(best)
+    if not all(getattr(cb, "resumable", True) for cb in callbacks):  # its structure changes between epochs
+        if resume.point(checkpoint_dir) is not None:
+            log.info("%s changes the model's structure during the fit, so it cannot resume: starting it over", name)
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
     start_from = resume.point(checkpoint_dir)
     if start_from is not None:
         done = resume.epochs_done(start_from)
@@ -92,7 +98,7 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     module.train()  # cached models load in eval mode; the distiller keeps its teacher in eval
     with validate.torch_flags_kept():  # `trainer.deterministic` holds for this fit only
         trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
-                              enable_checkpointing=ckpt is not None, plugins=[resume.AtomicCheckpointIO()],
+                              enable_checkpointing=checkpoint_dir is not None, plugins=[resume.AtomicCheckpointIO()],
                               default_root_dir=str(checkpoint_dir or run_dir), **extra)
         start = time.perf_counter()
         try:
@@ -106,8 +112,8 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
                 raise Interrupted(name, "SIGTERM" if isinstance(exc, SIGTERMException) else "SIGINT") from None
             raise
         seconds = time.perf_counter() - start
-    if keep_best and ckpt.best_model_path:  # continue from the best validation epoch
-        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    if best is not None and best.best_model_path:  # continue from the best validation epoch
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     # torch's thread count changes float reduction order, so the same seed trains to other weights
     # under another count (SimpleCNN on mnist5k, seed 0: test 0.973 at 1 thread, 0.976 at 2)

@@ -177,3 +177,39 @@ def test_sensitivity_on_a_small_vit_finishes(tmp_path, cli):
     proc = cli(*FAST, *timm_vit, "technique=sensitivity", "technique.grid=[0.5]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "outputs" / "runs").rglob("sensitivity.csv"))
+
+
+STAGE = [*FAST, "technique=prune", "technique.epochs=4", "dataset.batch_size=8", "logger=none"]
+
+
+def stage_weights(root: Path) -> dict:
+    from compressor import artifact
+
+    (path,) = (root / "outputs" / "runs").glob("*/results.json")
+    return artifact.load(path.parent / "model.safetensors").state_dict()
+
+
+def test_a_stage_killed_mid_fine_tune_resumes_to_the_same_pruned_weights(tmp_path, cli):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    assert run_in(clean, STAGE).returncode == 0
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    proc = start(STAGE, killed)
+    deadline = time.time() + 300
+    while not glob.glob(str(killed / "outputs" / "index" / "*.partial" / "0_prune" / "last.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = run_in(killed, STAGE)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming prune from" in again.stdout + again.stderr
+    a, b = stage_weights(clean), stage_weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((killed / "outputs" / "index").glob("*.partial"))  # the finished job leaves none
+
+
+def run_in(cwd: Path, args):
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "HYDRA_FULL_ERROR": "0"})

@@ -275,6 +275,12 @@ class Pruning(L.Callback):
             self._unstructured(model, amount)
         log.debug("pruning: %s %s to %.3f", self.method, self.scope, amount)
 
+    @property
+    def resumable(self) -> bool:
+        """Whether a checkpoint of this fit loads into the model as `setup` leaves it: not when
+        channels go in later epochs (steps > 1, or after regularize_epochs), since shapes change."""
+        return self.method != "channel" or self.amounts is not None or self.steps + self.regularize_epochs <= 1
+
     # -- Lightning hooks --------------------------------------------------------------
     def setup(self, trainer, pl_module, stage):
         if stage != "fit":
