@@ -3,9 +3,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-all bench tensorboard clean
+.PHONY: install fashion-mnist run test test-all bench tensorboard clean
 
-install: $(STAMP)
+install: $(STAMP) fashion-mnist
+
+# Fashion-MNIST (dataset=fashion_mnist, what make bench measures on) from Debian's package, where
+# apt-get is there and we are root; otherwise one line says what was skipped and how to get the data
+FASHION := /usr/share/datasets/fashion-mnist
+fashion-mnist:
+	@if [ -f $(FASHION)/train-images-idx3-ubyte.gz ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+		|| echo "make install: apt-get install dataset-fashion-mnist failed; dataset=fashion_mnist needs dataset.data_dir=<folder with its four idx .gz files> or a network"; \
+	else echo "make install: skipped Debian's dataset-fashion-mnist (needs apt-get as root); dataset=fashion_mnist needs dataset.data_dir=<folder with its four idx .gz files> or a network"; fi
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)

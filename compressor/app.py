@@ -80,7 +80,7 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
         path = artifact.save(model, run_dir / f"{key}_checkpoint.safetensors", plain(net_cfg.net),
                              [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
         return model, {"checkpoint": str(net_cfg.checkpoint)}, path
-    dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "download")}
+    dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "extract_dir", "download")}
     limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
                                                 "gradient_clip_val") if k in cfg.trainer}
     spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},
@@ -122,6 +122,11 @@ def evaluate(model, dm, example, artifact_path=None, float_model=None) -> dict:
     out = {"test/acc": measure.accuracy(logits, labels), "val/acc": measure.accuracy(val_logits, val_labels)}
     out.update(measure.profile(model, example, artifact_path, float_model=float_model))
     return out, logits
+
+
+def images_per_split(dm) -> dict:
+    """How many images each split holds: what one image is worth in accuracy points."""
+    return {split: len(getattr(dm, f"{split}_dataloader")().dataset) for split in ("train", "val", "test")}
 
 
 def timed(models: dict, example, cfg) -> dict:
@@ -260,7 +265,7 @@ def _main(cfg: DictConfig):
     results = {
         "run": {"technique": cfg.technique.name, "label": label(cfg, plan), "dataset": cfg.dataset.name, "model": cfg.model.name,
                 "teacher": cfg.teacher.name if distilling else None, "seed": cfg.seed, "config_hash": ident,
-                "run_dir": str(run_dir)},
+                "run_dir": str(run_dir), "images": images_per_split(dm)},
         **metrics,
         "val/acc_per_epoch": curve,
         "val/acc_best": max(curve, default=None),

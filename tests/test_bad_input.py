@@ -78,6 +78,7 @@ CASES = [  # (overrides, what the one line must name)
     ("technique=prune model.checkpoint=files/truncated.ckpt", "truncated.ckpt"),
     ("technique=prune model.checkpoint=files/other_arch.pt", "other_arch.pt"),
     ("technique=prune model.checkpoint=files/int8.pt", "not floating-point"),
+    ("dataset=fashion_mnist dataset.download=false +dataset.system_dir=files/no_debian", "dataset-fashion-mnist"),
     # after the data load, before training: one real batch through each model
     ("model=timm model.net.model_name=convnext_atto", "cannot take the data's input of shape [2, 1, 8, 8]"),
 ]

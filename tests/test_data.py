@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
-from compressor.data import Cifar10, Digits, ImageFolderData, Mnist, Mnist5k
+from compressor.data import Cifar10, Digits, FashionMnist, ImageFolderData, Mnist, Mnist5k
 from compressor.errors import ConfigError
 
 SPEC = dict(num_classes=10, batch_size=16)
@@ -64,6 +64,51 @@ def test_mnist_missing_files_is_one_line_naming_the_path(tmp_path):
         dm.prepare_data()
     message = str(err.value)
     assert "\n" not in message and "nowhere" in message and "dataset.download=true" in message
+
+
+def write_fashion_gz(folder, n_train=120, n_test=30):
+    """The four files as Zalando and Debian ship them: idx, gzip-compressed, in one folder."""
+    import gzip
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 2049, n) + labels.tobytes())
+    return folder
+
+
+FASHION = dict(in_channels=1, image_size=28, mean=[0.286], std=[0.353], val_fraction=1 / 12, **SPEC)
+
+
+def test_fashion_mnist_reads_real_idx_gz_files_through_torchvision(tmp_path):
+    source = write_fashion_gz(tmp_path / "gz")
+    dm = FashionMnist(data_dir=str(source), extract_dir=str(tmp_path / "x"), download=False,
+                      system_dir=str(tmp_path / "no_debian"), **FASHION)
+    dm.prepare_data()
+    assert sizes(dm) == (110, 10, 30)  # validation: 1/12 of the training images, by the seed; the test set whole
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.shape == (16, 1, 28, 28) and y[:3].tolist() == [0, 1, 2]
+    raw = next((tmp_path / "x").glob("fashion_mnist-*")) / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(FashionMnist.FILES)  # decompressed once, no temp left
+
+
+def test_fashion_mnist_without_any_source_is_one_line_naming_all_three(tmp_path):
+    dm = FashionMnist(data_dir=None, extract_dir=str(tmp_path / "x"), download=False,
+                      system_dir=str(tmp_path / "no_debian"), **FASHION)
+    with pytest.raises(ConfigError) as err:
+        dm.prepare_data()
+    message = str(err.value)
+    assert "\n" not in message and "dataset.data_dir" in message and "dataset-fashion-mnist" in message
+    assert "network" in message
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="dataset.data_dir=.*holds no Fashion-MNIST"):
+        FashionMnist(data_dir=str(empty), extract_dir=str(tmp_path / "x"), **FASHION).prepare_data()
 
 
 def write_cifar(root, n=20):

@@ -30,8 +30,10 @@ def unreadable(path: str) -> str | None:
 
 
 class ImageFolderData(ClassificationData):
-    def __init__(self, data_dir: str, skip_bad_images: bool = False, **kw):
+    def __init__(self, data_dir: str | None, skip_bad_images: bool = False, **kw):
         super().__init__(**kw)
+        if data_dir is None:
+            raise ConfigError("dataset.data_dir is not set: give the folder of <class>/<image> folders")
         self.data_dir = Path(data_dir)
         self.skip_bad_images = skip_bad_images
         self.skipped = []

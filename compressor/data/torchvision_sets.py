@@ -1,7 +1,12 @@
-"""MNIST and CIFAR-10 through torchvision's own classes under `data_dir`.
+"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision's own classes under `data_dir`.
 
 They download when a network exists; with the files present they load offline; without them
 they stop with one line that names the path and how to obtain the data."""
+import errno
+import gzip
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +73,77 @@ class Cifar10(_TorchvisionData):
         if self.image_size != 32:
             images = torch.nn.functional.interpolate(images, size=self.image_size, mode="bilinear")
         return self.normalise(images), torch.tensor(ds.targets).long()
+
+
+class FashionMnist(Mnist):
+    """Fashion-MNIST (Xiao et al. 2017): 60,000 training and 10,000 test images, 28x28 grey, 10
+    classes, through torchvision's own FashionMNIST class. The files come from, in this order:
+    `dataset.data_dir` (the four idx files, .gz or not, or torchvision's FashionMNIST/raw layout),
+    the folder of Debian's package dataset-fashion-mnist, or torchvision's download into
+    `dataset.extract_dir` where the machine has a network. torchvision reads uncompressed idx
+    files, so .gz files are decompressed once into `dataset.extract_dir`."""
+
+    source = datasets.FashionMNIST
+    layout = "the four idx files (train/t10k-images-idx3-ubyte, -labels-idx1-ubyte, .gz or not)"
+    SYSTEM = "/usr/share/datasets/fashion-mnist"  # where `apt-get install dataset-fashion-mnist` puts them
+    FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+    def __init__(self, data_dir: str | None = None, extract_dir: str = "data", download: bool = True,
+                 system_dir: str = SYSTEM, **kw):
+        super().__init__(data_dir=extract_dir, download=download, **kw)
+        self.given, self.system_dir, self.extract_dir = data_dir, system_dir, Path(extract_dir)
+        self.root = None
+
+    def _locate(self) -> str:
+        """torchvision's root folder: where FashionMNIST/raw holds the four uncompressed files."""
+        for folder, key in ((self.given, "dataset.data_dir"), (self.system_dir, None)):
+            if folder is None:
+                continue
+            folder = Path(folder)
+            if all((folder / "FashionMNIST" / "raw" / f).is_file() for f in self.FILES):
+                return str(folder)
+            if all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in self.FILES):
+                return self._extract(folder)
+            if key is not None:
+                raise ConfigError(f"{key}={folder.resolve()}: holds no Fashion-MNIST; put {self.layout} there")
+        if not self.download:
+            raise ConfigError(self._missing("dataset.download=false"))
+        return str(self.extract_dir)
+
+    def _extract(self, folder: Path) -> str:
+        """The idx files of `folder`, uncompressed into extract_dir/<their fingerprint>/FashionMNIST/raw."""
+        stat = [(f, (folder / f).stat().st_size if (folder / f).is_file() else (folder / f"{f}.gz").stat().st_size)
+                for f in self.FILES]
+        root = self.extract_dir / f"fashion_mnist-{hashlib.sha256(repr((str(folder.resolve()), stat)).encode()).hexdigest()[:12]}"
+        raw = root / "FashionMNIST" / "raw"
+        for f in self.FILES:
+            if (raw / f).is_file():
+                continue
+            raw.mkdir(parents=True, exist_ok=True)
+            tmp = raw / f"{f}.tmp-{os.getpid()}"
+            try:
+                opener = gzip.open if not (folder / f).is_file() else open
+                with opener(folder / (f if opener is open else f"{f}.gz"), "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                os.replace(tmp, raw / f)
+            except (OSError, EOFError) as exc:
+                tmp.unlink(missing_ok=True)
+                if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise ConfigError(f"{folder / f}.gz: not a readable gzip file ({type(exc).__name__}); "
+                                  f"reinstall dataset-fashion-mnist or give dataset.data_dir") from None
+        return str(root)
+
+    def _missing(self, why: str) -> str:
+        return (f"dataset=fashion_mnist: no Fashion-MNIST files: dataset.data_dir is not set, the Debian package "
+                f"dataset-fashion-mnist is not installed ({self.system_dir}), and {why}; run "
+                f"`apt-get install dataset-fashion-mnist`, give dataset.data_dir=<folder with the four idx .gz "
+                f"files>, or run once with a network")
+
+    def _open(self, train: bool):
+        if self.root is None:
+            self.root = self._locate()
+        try:
+            return self.source(self.root, train=train, download=self.download and self.root == str(self.extract_dir))
+        except Exception as exc:  # failed download (no network), or a damaged idx file
+            raise ConfigError(self._missing(f"the download failed ({type(exc).__name__})")) from None
