@@ -23,6 +23,11 @@ from compressor.report.build import derived
 OUT = Path("outputs/bench")
 # ResNet-18 trains ~3 min/epoch on mnist5k here (8x8 digits: seconds); the other models use mnist5k
 DATA = {"resnet18": "digits"}
+DATASET = None  # --dataset: one data set for every model and part (e.g. fashion_mnist, the benchmark's own)
+
+
+def data_for(model: str = "simple_cnn") -> str:
+    return DATASET or DATA.get(model, "mnist5k")
 REUSE = False  # --reuse: a job whose exact config already has results.json (any run folder) is read, not rerun
 
 
@@ -30,7 +35,7 @@ def job(overrides, name) -> dict:
     """One job in-process; no ONNX/OpenVINO files unless the overrides ask (deployment() does)."""
     exports = [] if any(o.startswith("export=") for o in overrides) else ["export=none"]
     cfg = compose(["trainer.enable_progress_bar=false", "logger=none", f"rerun={not REUSE}", *exports, *overrides], OUT,
-                  name)
+                  f"{DATASET}_{name}" if DATASET else name)  # --dataset runs do not overwrite the default ones
     app._main(cfg)
     return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
 
@@ -94,14 +99,14 @@ def pruning(models) -> list[dict]:
     then unstructured 0.9 + static int8 on SimpleCNN: the sizes compound."""
     rows = []
     for model in models:
-        data = DATA.get(model, "mnist5k")
+        data = data_for(model)
         for method, amount in (("channel", 0.5), ("l1_unstructured", 0.9)):
             r = job([f"dataset={data}", f"model={model}", "technique=prune", f"technique.method={method}",
                      f"technique.amount={amount}"], f"prune_{method}_{model}")
             rows.append(fit_row(f"{model} {method} {amount}", data, r))
-    r = job(["technique=pipeline", "technique.order=[prune,quant]", "model=simple_cnn", "technique.prune.amount=0.9"],
-            "pipeline_unstructured_int8_simple_cnn")
-    rows.append(fit_row("simple_cnn unstructured 0.9 + static int8", "mnist5k", r))
+    r = job([f"dataset={data_for()}", "technique=pipeline", "technique.order=[prune,quant]", "model=simple_cnn",
+             "technique.prune.amount=0.9"], "pipeline_unstructured_int8_simple_cnn")
+    rows.append(fit_row("simple_cnn unstructured 0.9 + static int8", data_for(), r))
     return rows
 
 
@@ -121,7 +126,7 @@ def distillation(seeds=(0, 1, 2)) -> list[dict]:
     trained alone (technique.loss=ce), over seeds: mean ± std of test accuracy and agreement."""
     rows = []
     for name, extra in (("student alone (loss=ce)", ["technique.loss=ce"]), ("distilled (defaults)", [])):
-        runs = [job(["technique=kd", f"seed={seed}", *extra], f"kd_{extra[0].split('=')[1] if extra else 'default'}_s{seed}")
+        runs = [job([f"dataset={data_for()}", "technique=kd", f"seed={seed}", *extra], f"kd_{extra[0].split('=')[1] if extra else 'default'}_s{seed}")
                 for seed in seeds]
         rows.append({"run": name, "seeds": len(runs), "test/acc": mean_std([r["test/acc"] for r in runs]),
                      "agreement with teacher": mean_std([r["kd"]["test/agreement"] for r in runs]),
@@ -137,7 +142,7 @@ def quantization(models) -> list[dict]:
                 ("static", "onnxruntime"), ("dynamic", "onnxruntime")]
     for model in models:
         for mode, backend in variants:
-            r = job([f"model={model}", "technique=quant", f"technique.mode={mode}", f"technique.backend={backend}",
+            r = job([*([f"dataset={DATASET}"] if DATASET else []), f"model={model}", "technique=quant", f"technique.mode={mode}", f"technique.backend={backend}",
                      "technique.epochs=1"] + (["export=onnx"] if (mode, backend) == ("static", "torch") else []),
                     f"quant_{mode}_{backend}_{model}")
             rows.append(ratio_row(f"{model} {mode} {backend}", r))
@@ -172,7 +177,7 @@ def deployment(models) -> list[dict]:
     loaders = {"torch": artifact.load, "onnxruntime": OnnxModel, "openvino": OpenVinoModel}  # a deploy file's runtime
     rows = []
     for model in models:
-        data = DATA.get(model, "mnist5k")
+        data = data_for(model)
         r = job([f"dataset={data}", f"model={model}", "technique=quant", "export=all"], f"deploy_int8_{model}")
         e = r["export"]
         own = r["deploy"]["candidates"][0]
@@ -292,7 +297,7 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
     prune_rows, quant_rows = [], []
     quick = ["latency.reps=2", "latency.rounds=1"]  # the pruning rows compare MACs and weights, not time
     for model in models:
-        data = f"dataset={DATA.get(model, 'mnist5k')}"
+        data = f"dataset={data_for(model)}"
         images = val_images(data)
         for method in methods:
             size = "compress/macs" if method == "channel" else "compress/nonzero_params"
@@ -363,11 +368,13 @@ def main(argv=None):
     parser.add_argument("--models", default="simple_cnn,resnet18")
     parser.add_argument("--methods", default=",".join(UNIFORM), help="budget: pruning methods compared")
     parser.add_argument("--scopes", default=",".join(SCOPES), help="budget: single-amount scopes compared against")
+    parser.add_argument("--dataset", help="one data set for every model and part instead of mnist5k / digits "
+                        "(fashion_mnist: the benchmark data set, issue 25)")
     parser.add_argument("--reuse", action="store_true", help="read the results of jobs already run with the same "
                         "config instead of running them again (after a part failed, or to rebuild the tables)")
     args = parser.parse_args(argv)
-    global REUSE
-    REUSE = args.reuse
+    global REUSE, DATASET
+    REUSE, DATASET = args.reuse, args.dataset
     parts = args.only or ["throughput", "prune", "kd", "quant", "deploy", "budget"]
     models = args.models.split(",")
     report = []
@@ -382,11 +389,11 @@ def main(argv=None):
                       + table(pruning(models)) + "\n")
         print(report[-1], flush=True)
     if "kd" in parts:
-        report.append("## Distillation at default settings: SimpleCNN -> SmallCNN on mnist5k, 3 seeds\n\n"
+        report.append(f"## Distillation at default settings: SimpleCNN -> SmallCNN on {data_for()}, 3 seeds\n\n"
                       + table(distillation()) + "\n")
         print(report[-1], flush=True)
     if "quant" in parts:
-        report.append("## Quantization on mnist5k (latency at 1 thread; QAT 1 epoch)\n\n" + table(quantization(models)) + "\n")
+        report.append(f"## Quantization on {DATASET or 'mnist5k'} (latency at 1 thread; QAT 1 epoch)\n\n" + table(quantization(models)) + "\n")
         print(report[-1], flush=True)
     if "deploy" in parts:
         report.append("## Deploy runtimes, 1 thread: which file to ship (ResNet-18 on digits)\n\n"
@@ -402,7 +409,7 @@ def main(argv=None):
     OUT.mkdir(parents=True, exist_ok=True)
     # a partial bench (--only, --models, --methods, --scopes) gets its own file: two run side by side do not
     # overwrite each other (the l1 and channel budget runs of one model did)
-    narrowed = [getattr(args, k) for k in ("models", "methods", "scopes") if getattr(args, k) != parser.get_default(k)]
+    narrowed = [getattr(args, k) for k in ("models", "methods", "scopes", "dataset") if getattr(args, k) != parser.get_default(k)]
     name = "_".join(["bench", *parts, *(n for v in narrowed for n in v.split(","))]) if args.only or narrowed else "bench"
     (OUT / f"{name}.md").write_text("\n".join(report))
     print(f"written to {OUT / name}.md")
