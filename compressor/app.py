@@ -107,6 +107,7 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
     if record.get("at_chance"):  # never cached: kept in this run's folder only, and flagged
         log.warning("%s trained to chance accuracy (best val/acc %.4f, %d classes): not cached; raise train.epochs "
                     "or change train.lr", net_cfg.name, record["val/acc_best"], dm.num_classes)
+        run_dir.mkdir(parents=True, exist_ok=True)
         path = Path(shutil.copy(entry / artifact.FILENAME, run_dir / f"{key}_at_chance.safetensors"))
         cache.discard(entry)
         return model, {**record, "trained_now": True}, path
@@ -274,8 +275,9 @@ def _main(cfg: DictConfig):
                      "trained_now": reference_record.get("trained_now")},
         "stages": records,
     }
-    results["run"]["at_chance"] = at_chance(metrics["test/acc"], len(logits), dm.num_classes)
-    results["baseline"]["at_chance"] = bool(reference_record.get("at_chance"))
+    results["baseline"]["at_chance"] = bool(reference_record.get("at_chance"))  # on validation, after its fit
+    results["run"]["at_chance"] = at_chance(metrics["test/acc"], len(logits), dm.num_classes) or \
+        (not plan and results["baseline"]["at_chance"])  # a baseline run is its baseline
     if results["run"]["at_chance"]:
         log.warning("%s: test/acc %.4f is chance level for %d classes; flagged at_chance in results.json",
                     results["run"]["label"], metrics["test/acc"], dm.num_classes)

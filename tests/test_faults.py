@@ -213,3 +213,19 @@ def test_a_stage_killed_mid_fine_tune_resumes_to_the_same_pruned_weights(tmp_pat
 def run_in(cwd: Path, args):
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd=cwd, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+
+
+def test_chance_is_two_standard_errors_above_guessing():
+    from compressor.train import at_chance
+
+    assert at_chance(0.106, 360, 10) and at_chance(0.13, 360, 10)  # 1/10 + 2 * 0.0158 = 0.1316
+    assert not at_chance(0.14, 360, 10) and not at_chance(0.9, 360, 10) and not at_chance(None, 360, 10)
+
+
+def test_a_baseline_at_chance_is_flagged_and_not_cached(tmp_path):
+    from tests.conftest import run_job
+
+    r = run_job(tmp_path, ["train.optimizer=sgd", "train.lr=1e-9", "train.momentum=0", "logger=none"])
+    assert r["baseline"]["at_chance"] and r["run"]["at_chance"]
+    assert not entries(tmp_path)  # the untrained model is in the run folder only
+    assert (Path(r["run"]["run_dir"]) / "model_at_chance.safetensors").is_file()
