@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import FAST, ROOT, no_exports
 
-# slow enough epochs (batch 8: 180 steps) that a kill lands between two checkpoints
-RESUMABLE = [*FAST, "train.epochs=4", "dataset.batch_size=8", "logger=none"]
+# epochs of 45 steps: the kill, sent as soon as the first checkpoint exists, lands well before the last
+RESUMABLE = [*FAST, "train.epochs=4", "dataset.batch_size=32", "logger=none"]
 
 
 def entries(root: Path) -> list[Path]:
@@ -179,7 +179,7 @@ def test_sensitivity_on_a_small_vit_finishes(tmp_path, cli):
     assert list((tmp_path / "outputs" / "runs").rglob("sensitivity.csv"))
 
 
-STAGE = [*FAST, "technique=prune", "technique.epochs=4", "dataset.batch_size=8", "logger=none"]
+STAGE = [*FAST, "technique=prune", "technique.epochs=4", "dataset.batch_size=32", "logger=none"]
 
 
 def stage_weights(root: Path) -> dict:
