@@ -102,7 +102,7 @@ class FashionMnist(Mnist):
             folder = Path(folder)
             if all((folder / "FashionMNIST" / "raw" / f).is_file() for f in self.FILES):
                 return str(folder)
-            if all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in self.FILES):
+            if all(self._source(folder, f) for f in self.FILES):
                 return self._extract(folder)
             if key is not None:
                 raise ConfigError(f"{key}={folder.resolve()}: holds no Fashion-MNIST; put {self.layout} there")
@@ -110,28 +110,31 @@ class FashionMnist(Mnist):
             raise ConfigError(self._missing("dataset.download=false"))
         return str(self.extract_dir)
 
+    def _source(self, folder: Path, name: str) -> Path | None:
+        """`folder`'s copy of one idx file, uncompressed or .gz, or None."""
+        return next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
+
     def _extract(self, folder: Path) -> str:
         """The idx files of `folder`, uncompressed into extract_dir/<their fingerprint>/FashionMNIST/raw."""
-        stat = [(f, (folder / f).stat().st_size if (folder / f).is_file() else (folder / f"{f}.gz").stat().st_size)
-                for f in self.FILES]
-        root = self.extract_dir / f"fashion_mnist-{hashlib.sha256(repr((str(folder.resolve()), stat)).encode()).hexdigest()[:12]}"
+        sources = [self._source(folder, f) for f in self.FILES]
+        tag = hashlib.sha256(repr([(str(p.resolve()), p.stat().st_size) for p in sources]).encode()).hexdigest()[:12]
+        root = self.extract_dir / f"fashion_mnist-{tag}"
         raw = root / "FashionMNIST" / "raw"
-        for f in self.FILES:
-            if (raw / f).is_file():
+        for name, source in zip(self.FILES, sources):
+            if (raw / name).is_file():
                 continue
             raw.mkdir(parents=True, exist_ok=True)
-            tmp = raw / f"{f}.tmp-{os.getpid()}"
+            tmp = raw / f"{name}.tmp-{os.getpid()}"
             try:
-                opener = gzip.open if not (folder / f).is_file() else open
-                with opener(folder / (f if opener is open else f"{f}.gz"), "rb") as src, open(tmp, "wb") as dst:
+                with (gzip.open if source.suffix == ".gz" else open)(source, "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-                os.replace(tmp, raw / f)
+                os.replace(tmp, raw / name)
             except (OSError, EOFError) as exc:
                 tmp.unlink(missing_ok=True)
                 if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
                     raise
-                raise ConfigError(f"{folder / f}.gz: not a readable gzip file ({type(exc).__name__}); "
-                                  f"reinstall dataset-fashion-mnist or give dataset.data_dir") from None
+                raise ConfigError(f"{source}: not readable ({type(exc).__name__}); reinstall dataset-fashion-mnist "
+                                  f"or give dataset.data_dir") from None
         return str(root)
 
     def _missing(self, why: str) -> str:
@@ -143,7 +146,11 @@ class FashionMnist(Mnist):
     def _open(self, train: bool):
         if self.root is None:
             self.root = self._locate()
+        downloading = self.root == str(self.extract_dir)
         try:
-            return self.source(self.root, train=train, download=self.download and self.root == str(self.extract_dir))
+            return self.source(self.root, train=train, download=self.download and downloading)
         except Exception as exc:  # failed download (no network), or a damaged idx file
+            if not downloading:
+                raise ConfigError(f"{self.root}/FashionMNIST/raw: idx files torchvision cannot read "
+                                  f"({type(exc).__name__}); give dataset.data_dir the original files") from None
             raise ConfigError(self._missing(f"the download failed ({type(exc).__name__})")) from None
