@@ -22,7 +22,7 @@ from compressor.train import at_chance, fit, optim_args
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
 from compressor.data.fingerprint import of as fingerprint_data
-from compressor.errors import ConfigError
+from compressor.errors import ConfigError, brief
 from compressor.modules import Classifier
 
 log = logging.getLogger("compressor")
@@ -63,7 +63,7 @@ def build_net(net_cfg: DictConfig, key: str) -> torch.nn.Module:
         if isinstance(cause, ConfigError):
             raise cause from None
         raise ConfigError(f"{key}: {net_cfg._target_} cannot be built with these arguments "
-                          f"({type(cause).__name__}: {' '.join(str(cause).split())[:300]})") from None
+                          f"({brief(cause, 300)})") from None
 
 
 def trust(cfg) -> dict:

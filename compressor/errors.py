@@ -2,6 +2,11 @@ class ConfigError(ValueError):
     """Bad input: the message is one line that names the key or file and says what is allowed."""
 
 
+def brief(exc: BaseException, limit: int = 120) -> str:
+    """An exception as one line for a message: its type and the start of its text, whitespace folded."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
+
+
 def one_line_hydra_error(exc: BaseException) -> str | None:
     """One line for an error Hydra raises before the job starts: composition (unknown key or group
     option, bad override syntax, interpolation) or a run folder it cannot make. None for anything

@@ -3,7 +3,7 @@ each model takes one real batch, and gives one score per class."""
 import torch
 from torch import nn
 
-from compressor.errors import ConfigError
+from compressor.errors import ConfigError, brief
 
 
 def first_batch(dm) -> torch.Tensor:
@@ -23,9 +23,8 @@ def forward(model: nn.Module, images: torch.Tensor, key: str, num_classes: int) 
     try:
         out = model(images)
     except Exception as exc:  # any layer may reject the shape: conv kernels, reshapes, attention
-        detail = " ".join(str(exc).split())[:200]
         raise ConfigError(f"{key}: {type(model).__name__} cannot take the data's input of shape {shape} "
-                          f"(dataset.image_size / in_channels; {type(exc).__name__}: {detail}); choose a model "
+                          f"(dataset.image_size / in_channels; {brief(exc, 200)}); choose a model "
                           f"for this image size or set dataset.image_size") from None
     finally:
         model.train(training)

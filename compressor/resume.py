@@ -42,10 +42,10 @@ class RngState(L.Callback):
     saves the loops' counters, not the generators, and dropout draws from torch's)."""
 
     def state_dict(self):
+        version, internal, gauss_next = random.getstate()
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {"python": list(random.getstate()[1]), "python_version": random.getstate()[0],
-                "python_gauss": random.getstate()[2], "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                                has_gauss, gauss],
+        return {"python": list(internal), "python_version": version, "python_gauss": gauss_next,
+                "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
                 "torch": torch.get_rng_state()}
 
     def load_state_dict(self, state):
@@ -66,7 +66,8 @@ def point(folder: Path) -> Path | None:
 def epochs_done(path: Path) -> int | None:
     """How many epochs the checkpoint holds, or None when it cannot be read (it is then removed)."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"]) + 1
+        # mmap: only the header is read here; Lightning reads the tensors once, when it resumes
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
     except Exception as exc:  # a checkpoint of another version, or damaged by hand
         log.warning("%s cannot be resumed from (%s): removed, the fit starts over", path, type(exc).__name__)
         path.unlink(missing_ok=True)

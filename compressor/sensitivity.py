@@ -24,7 +24,7 @@ from compressor import measure, validate
 from compressor.callbacks.prune import Pruning, classifier, make_permanent, select_layers
 from compressor.callbacks.quant import calibration_inputs
 from compressor.choices import SCAN_METHODS
-from compressor.errors import ConfigError
+from compressor.errors import ConfigError, brief
 
 log = logging.getLogger(__name__)
 GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]  # = conf budget.grid, for callers outside Hydra
@@ -68,8 +68,8 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
                 macs = measure.macs(m, example)
             except Exception as exc:  # a layer whose pruned model no longer runs (a ViT's qkv reshape)
                 skipped.add(name)
-                log.warning("sensitivity (%s): skipping %s, its pruned model does not run (%s: %s)", method, name,
-                            type(exc).__name__, " ".join(str(exc).split())[:120])
+                log.warning("sensitivity (%s): skipping %s, its pruned model does not run (%s)", method, name,
+                            brief(exc))
                 continue
             if method == "channel" and macs == base_macs:
                 continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
@@ -97,8 +97,8 @@ def quant_scan(model, loader, calibration, layers: list[str], example_shape) -> 
     try:
         full = accuracy(int8(model, example_shape, calibration), loader)
     except Exception as exc:  # FX cannot trace every architecture
-        log.warning("sensitivity (int8): skipping the quantization scan, the model does not quantize (%s: %s)",
-                    type(exc).__name__, " ".join(str(exc).split())[:120])
+        log.warning("sensitivity (int8): skipping the quantization scan, the model does not quantize (%s)",
+                    brief(exc))
         return []
     rows = [{"kind": "quant", "method": "int8_all", "layer": "*", "amount": None, "val/acc": full,
              "drop": 100 * (base - full)}]
@@ -107,8 +107,7 @@ def quant_scan(model, loader, calibration, layers: list[str], example_shape) -> 
             only = accuracy(int8(model, example_shape, calibration, only=name), loader)
             but = accuracy(int8(model, example_shape, calibration, keep_float=[name]), loader)
         except Exception as exc:
-            log.warning("sensitivity (int8): skipping %s (%s: %s)", name, type(exc).__name__,
-                        " ".join(str(exc).split())[:120])
+            log.warning("sensitivity (int8): skipping %s (%s)", name, brief(exc))
             continue
         rows += [{"kind": "quant", "method": "int8_only", "layer": name, "amount": None, "val/acc": only,
                   "drop": 100 * (base - only)},

@@ -13,7 +13,7 @@ from torchvision import datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 from compressor.data.base import ClassificationData
-from compressor.errors import ConfigError
+from compressor.errors import ConfigError, brief
 
 
 log = logging.getLogger("compressor")
@@ -25,7 +25,7 @@ def unreadable(path: str) -> str | None:
         with Image.open(path) as image:
             image.load()
     except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError...
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+        return brief(exc)
     return None
 
 
