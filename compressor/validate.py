@@ -127,7 +127,7 @@ DATASET = {
     "name": text(), "in_channels": integer(1), "image_size": integer(1), "num_classes": integer(2),
     "mean": numbers(), "std": numbers(positive=True), "batch_size": integer(1), "num_workers": integer(0),
     "val_fraction": number(gt=0, lt=1), "test_fraction": number(gt=0, lt=1), "seed": integer(0, 2**32 - 1),
-    "data_dir": text(optional=True), "extract_dir": text(), "download": boolean(), "skip_bad_images": boolean(), "datamodule._target_": text(),
+    "train_size": integer(1, optional=True), "data_dir": text(optional=True), "extract_dir": text(), "download": boolean(), "skip_bad_images": boolean(), "datamodule._target_": text(),
 }
 
 

@@ -32,6 +32,17 @@ def test_mnist5k_is_real_and_split_by_seed():
     assert dm.test_set.indices != other.test_set.indices
 
 
+def test_train_size_keeps_the_first_images_of_the_seeded_training_split():
+    full = Mnist5k(in_channels=1, image_size=28, mean=[0.1307], std=[0.3081], **SPEC)
+    part = Mnist5k(in_channels=1, image_size=28, mean=[0.1307], std=[0.3081], train_size=100, **SPEC)
+    assert sizes(part) == (100, 500, 1000)  # validation and test stay whole
+    full.setup()
+    assert [part.train_set[i][1].item() for i in range(100)] == [full.train_set[i][1].item() for i in range(100)]
+    assert part.fingerprint() != full.fingerprint()  # a baseline trained on the part is not the full one's
+    with pytest.raises(ConfigError, match=r"dataset.train_size=4000: the training split has only 3500 images"):
+        Mnist5k(in_channels=1, image_size=28, mean=[0.1307], std=[0.3081], train_size=4000, **SPEC).setup()
+
+
 def test_digits_resizes():
     dm = Digits(in_channels=1, image_size=16, mean=[0.3], std=[0.4], **SPEC)
     assert sum(sizes(dm)) == 1797

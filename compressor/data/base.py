@@ -43,7 +43,7 @@ class ClassificationData(L.LightningDataModule):
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int, mean: list, std: list,
                  batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, seed: int = 0, **_):
+                 test_fraction: float = 0.2, seed: int = 0, train_size: int | None = None, **_):
         super().__init__()
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0 < value < 1:
@@ -52,12 +52,15 @@ class ClassificationData(L.LightningDataModule):
             raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction}: must be < 1")
         if batch_size < 1:
             raise ConfigError(f"dataset.batch_size={batch_size}: must be an integer >= 1")
+        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1):
+            raise ConfigError(f"dataset.train_size={train_size}: must be null (every training image) or an integer >= 1")
         if num_workers < 0:
             raise ConfigError(f"dataset.num_workers={num_workers}: must be >= 0")
         self.in_channels, self.image_size, self.num_classes = in_channels, image_size, num_classes
         self.mean, self.std = list(mean), list(std)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+        self.train_size = train_size
         self.train_set = self.val_set = self.test_set = None
 
     # -- what subclasses provide -------------------------------------------------------
@@ -73,7 +76,13 @@ class ClassificationData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set, self.val_set, self.test_set = self.load()
+            train, self.val_set, self.test_set = self.load()
+            if self.train_size is not None:  # the first train_size of the seeded training split
+                if self.train_size > len(train):
+                    raise ConfigError(f"dataset.train_size={self.train_size}: the training split has only "
+                                      f"{len(train)} images; use at most {len(train)}, or null for all")
+                train = Subset(train, range(self.train_size))
+            self.train_set = train
 
     def transform(self) -> transforms.Compose:
         return image_transform(self.in_channels, self.image_size, self.mean, self.std)
