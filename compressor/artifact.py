@@ -172,20 +172,23 @@ def structure(model: nn.Module) -> dict:
                        if isinstance(v, torch.Tensor)}}
 
 
-def check_targets(arch, allowed=(), where="architecture") -> None:
+TARGETS_HINT = "trust.targets"  # the job's key; compressor.predict's is --allow-target
+
+
+def check_targets(arch, allowed=(), where="architecture", hint=TARGETS_HINT) -> None:
     """Every `_target_` in an architecture config must name a model factory: nothing else may be
-    called on load."""
+    called on load. `hint`: how the caller's user adds a prefix."""
     prefixes = FACTORIES + tuple(allowed)
     if isinstance(arch, dict):
         target = arch.get("_target_")
         if target is not None and not (isinstance(target, str) and target.startswith(prefixes)):
             raise ConfigError(f"{where} names _target_ {target!r}, which is not a model factory; allowed: "
-                              f"{', '.join(prefixes)} (add a prefix with trust.targets)")
+                              f"{', '.join(prefixes)} (add a prefix with {hint})")
         for value in arch.values():
-            check_targets(value, allowed, where)
+            check_targets(value, allowed, where, hint)
     elif isinstance(arch, list):
         for value in arch:
-            check_targets(value, allowed, where)
+            check_targets(value, allowed, where, hint)
 
 
 def rebuild_float(arch: dict, struct: dict) -> nn.Module:
@@ -249,6 +252,7 @@ def save(model: nn.Module, path, arch: dict, history: list, float_model: nn.Modu
     os.close(fd)
     try:
         save_file(writer.tensors, tmp, metadata={"format": FORMAT, "manifest": json.dumps(manifest, default=str)})
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would outlive the rename: the mode open() gives
         os.replace(tmp, path)
     except Exception as exc:  # safetensors reports a full disk as SafetensorError(IoError(StorageFull))
         if "StorageFull" in str(exc) or "No space left" in str(exc):
@@ -257,6 +261,12 @@ def save(model: nn.Module, path, arch: dict, history: list, float_model: nn.Modu
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def is_safetensors(path) -> bool:
@@ -278,7 +288,7 @@ def read(path) -> tuple[dict | None, dict]:
     return json.loads(meta["manifest"]), tensors
 
 
-def load(path, targets=()) -> nn.Module:
+def load(path, targets=(), hint=TARGETS_HINT) -> nn.Module:
     """Rebuild the saved model. `targets`: module prefixes allowed in `arch` beyond FACTORIES.
     Raises ConfigError (one line naming the file) for anything that is not a whole artifact."""
     try:
@@ -289,7 +299,7 @@ def load(path, targets=()) -> nn.Module:
     if manifest is None:
         raise ConfigError(f"{path}: a safetensors file without a compressor manifest (a plain state dict: "
                           f"give it as model.checkpoint with the architecture in model.net)")
-    return from_manifest(manifest, tensors, path, targets)
+    return from_manifest(manifest, tensors, path, targets, hint)
 
 
 def fill(model: nn.Module, state: dict, assign: bool = False) -> None:
@@ -300,8 +310,8 @@ def fill(model: nn.Module, state: dict, assign: bool = False) -> None:
     model.load_state_dict(state, assign=assign)
 
 
-def from_manifest(manifest: dict, tensors: dict, path, targets=()) -> nn.Module:
-    check_targets(manifest.get("arch"), targets, f"{path}: the architecture")
+def from_manifest(manifest: dict, tensors: dict, path, targets=(), hint=TARGETS_HINT) -> nn.Module:
+    check_targets(manifest.get("arch"), targets, f"{path}: the architecture", hint)
     try:
         model = template(manifest)
         own = model.state_dict()

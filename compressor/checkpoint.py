@@ -78,10 +78,10 @@ def mismatches(expected: dict, given: dict, most: int = 3) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def legacy(payload: dict, path, targets=()) -> nn.Module:
+def legacy(payload: dict, path, targets=(), hint=artifact.TARGETS_HINT) -> nn.Module:
     """A version-1 artifact (model.pt): float and torch.ao int8 ones load from tensors alone;
     torchao and fp16/bf16 ones held pickled objects and only load with trust.checkpoint=true."""
-    artifact.check_targets(payload.get("arch"), targets, f"{path}: the architecture")
+    artifact.check_targets(payload.get("arch"), targets, f"{path}: the architecture", hint)
     k = payload.get("kind")
     if k == "pickle":
         return payload["module"].eval()
@@ -105,7 +105,8 @@ def _unpack_v1(v):
     return out.view(v["sparse_shape"])
 
 
-def load(path, key: str, arch: dict | None = None, trust: bool = False, targets=()) -> nn.Module:
+def load(path, key: str, arch: dict | None = None, trust: bool = False, targets=(),
+         hint=artifact.TARGETS_HINT) -> nn.Module:
     """The model in any accepted file. `arch` is the architecture a bare state dict loads into;
     `targets` are module prefixes an artifact's architecture may name beyond compressor's and
     torchvision's model factories."""
@@ -119,10 +120,10 @@ def load(path, key: str, arch: dict | None = None, trust: bool = False, targets=
                 raise ConfigError(f"{path}: not a readable safetensors file ({type(exc).__name__})") from None
             if manifest is None:
                 return from_state(tensors, arch, path).eval()
-            return artifact.from_manifest(manifest, tensors, path, targets)
+            return artifact.from_manifest(manifest, tensors, path, targets, hint)
         obj = torch_load(path, trust)
         if isinstance(obj, dict) and str(obj.get("format", "")).startswith("compressor-artifact/"):
-            return legacy(obj, path, targets)
+            return legacy(obj, path, targets, hint)
         if isinstance(obj, nn.Module):  # a pickled module, loaded only because it was trusted
             return from_state(obj.state_dict(), arch, path).eval()
         if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):  # Lightning .ckpt

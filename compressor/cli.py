@@ -64,6 +64,23 @@ def report_errors(hydra_main) -> None:
         sys.exit(2)
 
 
+def with_override(argv: list[str], override: str) -> list[str]:
+    """argv with `override` joined to the user's own overrides. Hydra's parser takes the overrides
+    as one run of positional arguments, so one appended after a flag (`a=b --cfg job`, `a=b -m`)
+    would be refused as an unrecognized argument: it goes at the end of the first run of
+    overrides, or first when there are none."""
+    def is_override(a: str) -> bool:
+        return "=" in a and not a.startswith("-")
+
+    start = next((i for i, a in enumerate(argv) if i and is_override(a)), None)
+    if start is None:
+        return [argv[0], override, *argv[1:]]
+    end = start
+    while end < len(argv) and is_override(argv[end]):
+        end += 1
+    return [*argv[:end], override, *argv[end:]]
+
+
 def main() -> None:
     """The installed `compressor` command: the same app as run.py, from any folder. The packaged
     configs come first; ./conf, when there is one, joins Hydra's search path, so a user's
@@ -77,5 +94,5 @@ def main() -> None:
     user = Path.cwd() / "conf"
     if user.is_dir() and user.resolve() != conf_dir().resolve() \
             and not any(a.startswith("hydra.searchpath=") for a in sys.argv[1:]):
-        sys.argv.append(f"hydra.searchpath=[file://{user.resolve()}]")
+        sys.argv = with_override(sys.argv, f"hydra.searchpath=[file://{user.resolve()}]")
     report_errors(hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(job))

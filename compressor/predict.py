@@ -44,7 +44,7 @@ def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(),
         return export.OnnxModel(path)
     for name in (artifact.FILENAME, "model.pt"):  # model.pt: a run of an earlier release
         if (run_dir / name).is_file():
-            return checkpoint.load(run_dir / name, "run_dir", trust=trust, targets=targets)
+            return checkpoint.load(run_dir / name, "run_dir", trust=trust, targets=targets, hint="--allow-target PREFIX")
     raise ConfigError(f"{run_dir}: no {artifact.FILENAME} in this run directory")
 
 

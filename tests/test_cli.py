@@ -65,3 +65,24 @@ def test_a_reused_job_writes_its_results_into_a_new_run_folder(tmp_path):
     again = run_job(tmp_path, ["technique=baseline", "logger=none"], "again")
     assert again["run"]["reused_from"].endswith("first/results.json")
     assert again["test/acc"] == first["test/acc"]
+
+
+def test_flags_after_overrides_work_in_a_folder_with_its_own_conf(tmp_path):
+    """The installed command adds ./conf to Hydra's search path as an override of its own; it joins
+    the user's overrides, so `... --cfg job` or `... -m` after them is not refused."""
+    import subprocess
+    import sys
+
+    from compressor.cli import with_override
+
+    x = "hydra.searchpath=[x]"
+    assert with_override(["c", "a=1", "--cfg", "job"], x) == ["c", "a=1", x, "--cfg", "job"]
+    assert with_override(["c", "-m", "a=1,2", "b=3"], x) == ["c", "-m", "a=1,2", "b=3", x]
+    assert with_override(["c", "--cfg", "job"], x) == ["c", x, "--cfg", "job"]
+    assert with_override(["c"], x) == ["c", x]
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text("name: mine\nnet:\n  _target_: torch.nn.Identity\n")
+    proc = subprocess.run([sys.executable, "-c", "from compressor.cli import main; main()", "model=mine", "seed=3",
+                           "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "seed: 3" in proc.stdout and "name: mine" in proc.stdout

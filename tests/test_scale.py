@@ -76,4 +76,7 @@ def test_optuna_search_reports_best_trial(cli, tmp_path):
     (best,) = (tmp_path / "outputs" / "multirun").rglob("optimization_results.yaml")
     data = yaml.safe_load(best.read_text())
     assert "technique.prune.amount" in data["best_params"] and 0 <= data["best_value"] <= 1
+    trials = [json.loads(p.read_text()) for p in best.parent.rglob("results.json")]
+    # the search selects on validation: its best value is the best trial's val/acc, never a test figure
+    assert data["best_value"] == pytest.approx(max(r["val/acc"] for r in trials if r["compress/size_mb"] <= 1))
     assert "Best trial" in (best.parent / "summary.md").read_text()
