@@ -1,6 +1,5 @@
 """Configs composed in tmp dirs, jobs run in-process on CPU; the CLI as a subprocess where the
 command line itself is under test."""
-import json
 import os
 import subprocess
 import sys
@@ -29,11 +28,9 @@ def make_cfg(tmp_path: Path, overrides=(), run_name="run"):
 
 
 def run_job(tmp_path: Path, overrides=(), run_name="run") -> dict:
-    from compressor import app
+    import compressor
 
-    cfg = make_cfg(tmp_path, overrides, run_name)
-    app._main(cfg)
-    return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
+    return compressor.run(make_cfg(tmp_path, overrides, run_name))
 
 
 def run_cli(args, cwd, timeout=600, env=None):

@@ -86,3 +86,19 @@ def test_flags_after_overrides_work_in_a_folder_with_its_own_conf(tmp_path):
                            "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seed: 3" in proc.stdout and "name: mine" in proc.stdout
+
+
+def test_the_python_api_runs_a_job_as_the_command_line_does(tmp_path):
+    import pytest
+
+    import compressor
+    from compressor.errors import ConfigError
+    from tests.conftest import no_exports
+
+    r = compressor.run(no_exports([*FAST, "technique=prune", "technique.amount=0.7", "technique.epochs=1"]),
+                       outputs=tmp_path / "outputs", name="prune70")
+    assert r["run"]["technique"] == "prune" and r["compress/sparsity"] > 0.5
+    assert (tmp_path / "outputs" / "prune70" / "config.yaml").is_file()
+    with pytest.raises(ConfigError, match=r"^technique.amount=1.5"):
+        compressor.run([*FAST, "technique=prune", "technique.amount=1.5"], outputs=tmp_path / "outputs", name="bad")
+    assert not (tmp_path / "outputs" / "bad").exists()

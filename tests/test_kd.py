@@ -49,11 +49,11 @@ def test_unknown_module_path_lists_module_names():
 
 
 def test_bad_path_fails_before_training(tmp_path):
-    from compressor import app
+    import compressor
 
     cfg = make_cfg(tmp_path, ["technique=kd", "technique.loss=cosine", "model.hidden=nope"])
     with pytest.raises(ConfigError, match="nope"):
-        app._main(cfg)
+        compressor.run(cfg)
     assert not (tmp_path / "outputs" / "cache").exists()
 
 
@@ -89,7 +89,7 @@ def test_given_teacher_checkpoint_is_used_instead_of_training(tmp_path):
 
 
 def test_missing_checkpoint_is_a_one_line_error(tmp_path):
-    from compressor import app
+    import compressor
 
     with pytest.raises(ConfigError, match="model.checkpoint: /nowhere.pt: no such file"):
-        app._main(make_cfg(tmp_path, ["technique=prune", "model.checkpoint=/nowhere.pt"]))
+        compressor.run(make_cfg(tmp_path, ["technique=prune", "model.checkpoint=/nowhere.pt"]))

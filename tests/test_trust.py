@@ -74,12 +74,12 @@ def one_line(exc) -> str:
 @pytest.mark.parametrize("overrides,key", [(["technique=prune"], "model.checkpoint"),
                                            (["technique=kd"], "teacher.checkpoint")])
 def test_crafted_checkpoints_run_nothing(tmp_path, kind, overrides, key):
-    from compressor import app
+    import compressor
 
     marker = tmp_path / "pwned"
     bad = EVIL[kind](tmp_path / f"given.{'pt' if 'pickle' in kind or 'v1' in kind else 'safetensors'}", marker)
     with pytest.raises(ConfigError) as err:
-        app._main(make_cfg(tmp_path, [*overrides, f"{key}={bad}"]))
+        compressor.run(make_cfg(tmp_path, [*overrides, f"{key}={bad}"]))
     assert key in one_line(err.value) and str(bad) in str(err.value)
     assert not marker.exists()
     assert not list(tmp_path.rglob("results.json")) and not (tmp_path / "outputs" / "cache").exists()
