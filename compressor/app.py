@@ -343,6 +343,8 @@ def label(cfg, plan) -> str:
             parts.append(f"kd {loss} from {cfg.teacher.name}")
         elif stage.kind == "sensitivity":
             parts.append("sensitivity scan")
+        elif stage.kind == "cluster":
+            parts.append(f"cluster {stage.bits} bits")
     return " + ".join(parts) if parts else "baseline"
 
 

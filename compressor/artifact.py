@@ -7,8 +7,9 @@ One file, `model.safetensors`. The safetensors header's metadata holds the manif
   rebuilds without size mismatch;
 - `kind` and `recipe`: float | torchao (dynamic int8) | ao_fx (static/QAT int8) | cast (fp16/bf16),
   and what rebuilds that form from the float structure;
-- `state`: how each state-dict entry is made of the stored tensors (plain, sparse, int8 codes
-  with their scales, a tensor subclass's inner tensors, tuples);
+- `state`: how each state-dict entry is made of the stored tensors (plain, sparse, shared: a
+  codebook and bit-packed DEFLATE-coded indices for a float tensor of at most 256 distinct
+  values, int8 codes with their scales, a tensor subclass's inner tensors, tuples);
 - `history`: what the stages did.
 
 Loading builds the float architecture, re-applies the recipe to get the compressed form, and
@@ -37,6 +38,7 @@ SHAPE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "nu
                "normalized_shape", "embedding_dim", "num_embeddings")
 DENSE_ABOVE = 0.9  # a tensor denser than this is cheaper stored dense
 SPARSE_MIN = 256   # smaller tensors are stored dense
+SHARED_MAX = 256   # a float tensor of at most this many distinct values is stored as codebook + codes
 CAST_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -80,8 +82,21 @@ class _Writer:
             if mask.float().mean() <= DENSE_ABOVE:
                 bits = zlib.compress(np.packbits(mask.flatten().numpy()).tobytes(), 9)
                 self.tensors[f"{name}#mask"] = torch.frombuffer(bytearray(bits), dtype=torch.uint8)
-                self.tensors[f"{name}#values"] = t[mask].contiguous()
-                return {"sparse": name, "shape": list(t.shape)}
+                return {"sparse": name, "shape": list(t.shape), "values": self.shared(f"{name}#values", t[mask])}
+        return self.shared(name, t)
+
+    def shared(self, name: str, t: torch.Tensor) -> dict:
+        """A float tensor of at most SHARED_MAX distinct values (weight sharing) as its codebook and
+        bit-packed indices, DEFLATE-coded (LZ77 + Huffman, the coding step of Deep Compression)."""
+        if t.is_floating_point() and t.numel() >= SPARSE_MIN:
+            codebook, index = torch.unique(t.flatten(), return_inverse=True)
+            if codebook.numel() <= SHARED_MAX:
+                width = max(1, (codebook.numel() - 1).bit_length())
+                bits = np.unpackbits(index.to(torch.uint8).numpy()[:, None], axis=1)[:, 8 - width:]
+                codes = zlib.compress(np.packbits(bits.flatten()).tobytes(), 9)
+                self.tensors[f"{name}#codebook"] = codebook.contiguous()
+                self.tensors[f"{name}#codes"] = torch.frombuffer(bytearray(codes), dtype=torch.uint8)
+                return {"shared": name, "shape": list(t.shape), "bits": width}
         self.tensors[name] = t.contiguous().clone()  # own storage: safetensors refuses shared tensors
         return {"tensor": name}
 
@@ -133,8 +148,20 @@ def _decode(spec: dict, tensors: dict, template=None):
     key, which supplies a tensor subclass's type and constants (never read from the file)."""
     if "tensor" in spec:
         return tensors[spec["tensor"]]
+    if "shared" in spec:
+        codebook, shape, width = tensors[f"{spec['shared']}#codebook"], spec["shape"], int(spec["bits"])
+        n = int(np.prod(shape))
+        if not 1 <= width <= 8 or codebook.numel() > 2 ** width:
+            raise ValueError(f"a shared tensor of {codebook.numel()} values in {width}-bit codes")
+        bits = np.unpackbits(_inflate(tensors[f"{spec['shared']}#codes"], (n * width + 7) // 8))[:n * width]
+        index = np.packbits(np.concatenate([np.zeros((n, 8 - width), np.uint8), bits.reshape(n, width)], 1), axis=1)
+        index = torch.from_numpy(index.flatten().astype(np.int64))
+        if n and int(index.max()) >= codebook.numel():
+            raise ValueError("a shared tensor's code points past its codebook")
+        return codebook[index].view(shape)
     if "sparse" in spec:
-        shape, values = spec["shape"], tensors[f"{spec['sparse']}#values"]
+        shape = spec["shape"]
+        values = _decode(spec["values"], tensors) if "values" in spec else tensors[f"{spec['sparse']}#values"]
         n = int(np.prod(shape))
         mask = torch.from_numpy(np.unpackbits(_inflate(tensors[f"{spec['sparse']}#mask"], (n + 7) // 8))[:n].astype(bool))
         out = torch.zeros(n, dtype=values.dtype)

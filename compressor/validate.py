@@ -142,6 +142,7 @@ KINDS = {
               "regularize_epochs": integer(0), "reg": number(ge=0)},
     "quant": {"mode": choice(choices.QUANT_MODES), "backend": choice(choices.QUANT_BACKENDS),
               "calibration_batches": integer(1), "keep_float": strings()},
+    "cluster": {"bits": integer(1, 8), "include": strings(), "exclude": strings()},
     "kd": {"temperature": number(gt=0), "dkd_alpha": number(ge=0), "dkd_beta": number(ge=0)},
     "sensitivity": {"grid": fractions(), "methods": subset(choices.SCAN_METHODS), "quant": boolean(), "calibration_batches": integer(1),
                     "include": strings(), "exclude": strings()},
@@ -193,7 +194,7 @@ def check_stage(prefix: str, stage: DictConfig) -> None:
     if kind not in KINDS:
         raise ConfigError(f"{prefix}kind={kind!r}: choose one of {', '.join(KINDS)}")
     apply(stage, {**STAGE, **KINDS[kind]}, prefix, required=tuple(STAGE) if kind != "sensitivity" else ())
-    if kind in ("prune", "quant"):
+    if kind in ("prune", "quant", "cluster"):
         apply(stage, RECOVER, prefix)
         if stage.get("recover", "none") == "kd":
             if kind == "quant" and stage.mode != "qat":

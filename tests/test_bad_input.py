@@ -47,7 +47,7 @@ CASES = [  # (overrides, what the one line must name)
     ("train.scheduler=linear", "train.scheduler"), ("train.weight_decay=-1", "train.weight_decay"),
     ("latency.threads=0", "latency.threads"), ("latency.reps=x", "latency.reps"),
     ("dataset.batch_size=0", "dataset.batch_size"), ("dataset.val_fraction=1.5", "dataset.val_fraction"),
-    ("dataset.train_size=0", "dataset.train_size"),
+    ("dataset.train_size=0", "dataset.train_size"), ("technique=cluster technique.bits=9", "technique.bits"),
     ("dataset.num_workers=-1", "dataset.num_workers"), ("dataset.std=[0]", "dataset.std"),
     ("dataset=image_folder", "dataset.data_dir"),
     ("technique=prune technique.amount=1.2", "technique.amount"),
@@ -110,7 +110,7 @@ def rule_tables(tmp_path):
     yield cfg.dataset, validate.DATASET, "dataset."
     for kind, rules in validate.KINDS.items():
         stage = make_cfg(tmp_path, [f"technique={kind}"]).technique
-        extra = {**validate.STAGE, **(validate.RECOVER if kind in ("prune", "quant") else {})}
+        extra = {**validate.STAGE, **(validate.RECOVER if kind in ("prune", "quant", "cluster") else {})}
         yield stage, {**extra, **rules}, "technique."
 
 
