@@ -132,6 +132,22 @@ def pruning(models) -> list[dict]:
     return rows
 
 
+def sharing(models=("simple_cnn", "mnist_mlp"), amounts=(0.9, 0.95)) -> list[dict]:
+    """Deep Compression's three steps against prune + int8, per model, amount and SEEDS:
+    unstructured pruning, then weight sharing at 4 bits (technique=cluster) stored as codebook +
+    coded indices. At 0.9 a coded zero mask costs about as much as the 4-bit codes."""
+    rows = []
+    for model in models:
+        for amount in amounts:
+            for what, order in (("cluster 4 bits + coding", "[prune,cluster]"), ("static int8", "[prune,quant]")):
+                name = f"share_{order.strip('[]').replace(',', '_')}_{model}" + ("" if amount == 0.9 else f"_{amount:g}")
+                runs = [job([*data_args(model), "technique=pipeline", f"technique.order={order}", f"teacher={model}",
+                             f"model={model}", f"technique.prune.amount={amount}", f"seed={s}"], seeded(name, s))
+                        for s in SEEDS]
+                rows.append(fit_row(f"{model} unstructured {amount:g} + {what}", data_for(model), runs))
+    return rows
+
+
 def fit_row(name, data, runs) -> dict:
     """One row over seeds: a single run's ratios as they are, several runs' as mean ± std or means."""
     r = runs[0]
@@ -410,7 +426,7 @@ def table(rows) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--only", choices=["throughput", "prune", "kd", "quant", "deploy", "budget"], action="append")
+    parser.add_argument("--only", choices=["throughput", "prune", "share", "kd", "quant", "deploy", "budget"], action="append")
     parser.add_argument("--models", default="simple_cnn,resnet18")
     parser.add_argument("--methods", default=",".join(UNIFORM), help="budget: pruning methods compared")
     parser.add_argument("--scopes", default=",".join(SCOPES), help="budget: single-amount scopes compared against")
@@ -425,7 +441,7 @@ def main(argv=None):
     global REUSE, DATASET, SEEDS, PROBE_EPOCHS
     REUSE, DATASET, SEEDS = args.reuse, args.dataset, tuple(int(x) for x in args.seeds.split(","))
     PROBE_EPOCHS = args.probe_epochs
-    parts = args.only or ["throughput", "prune", "kd", "quant", "deploy", "budget"]
+    parts = args.only or ["throughput", "prune", "share", "kd", "quant", "deploy", "budget"]
     models = args.models.split(",")
     report = []
     if "throughput" in parts:
@@ -438,6 +454,10 @@ def main(argv=None):
         report.append("## Pruning at default settings (fine-tune epochs and lr as shipped; latency at 1 thread)\n\n"
                       + table(pruning(models)) + "\n")
         print(report[-1], flush=True)
+    if "share" in parts:
+        report.append("## Pruning + weight sharing + coding (Deep Compression) against pruning + int8, on disk\n\n"
+                      + table(sharing()) + "\n")
+        print(report[-1], flush=True)
     if "kd" in parts:
         report.append(f"## Distillation at default settings: SimpleCNN -> SmallCNN on {data_for()}, 3 seeds\n\n"
                       + table(distillation()) + "\n")
@@ -446,7 +466,7 @@ def main(argv=None):
         report.append(f"## Quantization on {DATASET or 'mnist5k'} (latency at 1 thread; QAT 1 epoch)\n\n" + table(quantization(models)) + "\n")
         print(report[-1], flush=True)
     if "deploy" in parts:
-        report.append("## Deploy runtimes, 1 thread: which file to ship (ResNet-18 on digits)\n\n"
+        report.append(f"## Deploy runtimes, 1 thread: which file to ship ({', '.join(f'{m} on {data_for(m)}' for m in models)})\n\n"
                       + table(deployment(models)) + "\n")
         print(report[-1], flush=True)
     if "budget" in parts:
