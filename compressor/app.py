@@ -37,11 +37,15 @@ def plain(node):
 ADDED = ("train_size",)
 
 
+def unset_added(dataset: dict) -> dict:
+    return {k: v for k, v in dataset.items() if not (k in ADDED and v is None)}
+
+
 def fingerprint(cfg: DictConfig, data: dict) -> str:
     """Hash of the resolved config minus where things are written, plus the data's fingerprint:
     the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
     spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
-    spec["dataset"] = {k: v for k, v in spec["dataset"].items() if not (k in ADDED and v is None)}
+    spec["dataset"] = unset_added(spec["dataset"])
     return hashlib.sha256(json.dumps({**spec, **data}, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -86,8 +90,8 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
         path = artifact.save(model, run_dir / f"{key}_checkpoint.safetensors", plain(net_cfg.net),
                              [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
         return model, {"checkpoint": str(net_cfg.checkpoint)}, path
-    dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", "data_dir", "extract_dir", "download")
-               and not (k in ADDED and v is None)}
+    dataset = unset_added({k: v for k, v in plain(cfg.dataset).items()
+                           if k not in ("num_workers", "data_dir", "extract_dir", "download")})
     limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
                                                 "gradient_clip_val") if k in cfg.trainer}
     spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},
