@@ -60,7 +60,8 @@ class Clustering(Callback):
     """One stage: share the weights of the chosen Conv2d and Linear layers (setup), fine-tune the
     shared values (the stage's epochs), write them back into plain weights (fit end)."""
 
-    def __init__(self, bits: int = 4, include=("*",), exclude=(), example_shape=None, **_):
+    def __init__(self, bits: int = 4, include=("*",), exclude=(), example_shape=None):
+        """`example_shape`: passed to every stage callback by the job; weight sharing needs none."""
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
             raise ConfigError(f"technique.bits={bits!r}: must be an integer from 1 to 8 (2 to 256 shared values per layer)")
         self.bits, self.include, self.exclude = bits, list(include), list(exclude)
