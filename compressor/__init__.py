@@ -21,7 +21,7 @@ def run(job=(), outputs="outputs", name="run") -> dict:
 
     cfg = job if isinstance(job, DictConfig) else compose(list(job), outputs, name)
     validate.values(cfg)  # what the command line checks before torch is imported
-    from compressor import app
+    from compressor import job as jobs
 
-    app.main(cfg)
+    jobs.main(cfg)
     return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())

@@ -1,7 +1,7 @@
 """The command line: `python run.py` in a checkout, the installed `compressor` command anywhere.
 
 Values are checked first, before torch and Lightning are imported, so a bad value costs a second
-rather than the ten that those imports take; then compressor.app runs the job. Every bad input,
+rather than the ten that those imports take; then compressor.job runs it. Every bad input,
 from Hydra's composition or from either phase, ends the program as one `error:` line on stderr
 with exit status 2 (HYDRA_FULL_ERROR=1 keeps Hydra's full report)."""
 import errno
@@ -21,9 +21,9 @@ def job(cfg):
 
     try:
         validate.values(cfg)
-        from compressor import app
+        from compressor import job as jobs
 
-        return app.main(cfg)
+        return jobs.main(cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

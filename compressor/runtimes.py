@@ -61,15 +61,14 @@ def wanted(cfg, model) -> bool:
     return bool(cfg.export.onnx or cfg.export.openvino) or own_runtime(model) != "torch"
 
 
-def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, quant=None,
-             accuracy: float | None = None) -> dict:
+def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, precision: str = "fp32",
+             calibration_batches: int = 32, accuracy: float | None = None) -> dict:
     """results.json's `export` and `deploy` blocks. An export that fails is one warning line and an
     `error` entry; the run keeps everything else."""
     reference = float_model if float_model is not None else model  # an int8-backend run always has one
     ref_logits, _ = measure.predict(reference, dm.test_dataloader())
-    # the run's precision: int8 where its quant stage made int8 (then the int8 exports are made too)
-    precision = "fp32" if quant is None else quant.mode if quant.mode in ("fp16", "bf16") else "int8"
-    calibration = list(calibration_inputs(dm.train_dataloader(), quant.calibration_batches)) \
+    # `precision`: the run's number format (int8: the int8 exports are made too, calibrated like its stage)
+    calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) \
         if precision == "int8" else None
     own = f"{own_runtime(model)} (the run's model)"
     files = {own: (own_runtime(model), model, Path(model_path))}  # label -> (runtime, runnable, file)

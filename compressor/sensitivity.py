@@ -7,7 +7,7 @@ layer but that one is int8 (torch.ao FX static, per-channel, calibrated like the
 
 Drops are in accuracy points against the unmodified model on the same data (positive = worse).
 `technique=sensitivity` runs the scans as a zero-epoch stage and writes sensitivity.csv, two PNG
-plots, TensorBoard figures and scalars, and the rows in results.json; compressor.budget reads the
+plots, TensorBoard figures and scalars, and the rows in results.json; compressor.search.budget reads the
 same rows to choose per-layer amounts and the layers that stay float."""
 import copy
 import csv
@@ -23,8 +23,10 @@ from torch import nn
 from compressor import measure, validate
 from compressor.callbacks.prune import Pruning, classifier, make_permanent, select_layers
 from compressor.callbacks.quant import calibration_inputs
+from compressor import rules
 from compressor.choices import SCAN_METHODS
-from compressor.errors import ConfigError, brief
+from compressor.stages import sensitivity as spec
+from compressor.errors import brief
 
 log = logging.getLogger(__name__)
 GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]  # = conf budget.grid, for callers outside Hydra
@@ -201,11 +203,8 @@ class Sensitivity(L.Callback):
 
     def __init__(self, grid=GRID, methods=SCAN_METHODS, quant: bool = True, include=("*",), exclude=(),
                  calibration_batches: int = 32, example_shape=None, workdir: str = "."):
-        if not grid or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1 for a in grid):
-            raise ConfigError(f"technique.grid={list(grid)}: must be a non-empty list of amounts in (0, 1)")
-        bad = [m for m in methods if m not in SCAN_METHODS]
-        if bad:
-            raise ConfigError(f"technique.methods has {bad}: choose from {', '.join(SCAN_METHODS)}")
+        rules.apply({"grid": list(grid), "methods": list(methods), "quant": quant,
+                     "calibration_batches": calibration_batches}, spec.RULES, "technique.")
         self.grid, self.methods, self.quant = sorted(float(a) for a in grid), list(methods), quant
         self.include, self.exclude = list(include), list(exclude)
         self.calibration_batches, self.example_shape, self.workdir = calibration_batches, example_shape, workdir

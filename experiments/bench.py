@@ -1,7 +1,7 @@
 """make bench: speed and size figures, measured side by side in one process, threads pinned.
 
 Not a test: it prints ratios on this machine. Every compression figure comes from a job run
-in-process (compressor.app), which measures the baseline and the compressed model one after
+in-process (compressor.run), which measures the baseline and the compressed model one after
 the other in the same process with the same code (compressor.measure)."""
 import argparse
 import json
@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 import compressor
-from compressor import budget, measure
+from compressor import measure
+from compressor.search import budget
 from compressor.config import compose
 from compressor.measure import pinned_threads
 from compressor.report.build import derived

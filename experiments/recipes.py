@@ -3,7 +3,7 @@
 Channel pruning at 0.5 with fine-tune epochs = the baseline's training epochs (4), on both
 embedded datasets (SimpleCNN) and on digits (ResNet-18: an epoch on mnist5k takes ~3 min here),
 over the fine-tune learning rate and recover (none | kd), then the importance criteria at the
-best of those. Every figure is a job run through compressor.app, like make bench."""
+best of those. Every figure is a job run through compressor.run, like make bench."""
 import argparse
 from pathlib import Path
 

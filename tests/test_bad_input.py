@@ -9,7 +9,9 @@ import os
 import pytest
 import torch
 
+from compressor import rules as rules_
 from compressor import validate
+from compressor.stages import base
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
 from tests.conftest import FAST, run_cli
@@ -108,10 +110,11 @@ def rule_tables(tmp_path):
     cfg = make_cfg(tmp_path)
     yield cfg, validate.TOP, ""
     yield cfg.dataset, validate.DATASET, "dataset."
-    for kind, rules in validate.KINDS.items():
+    for kind in ("prune", "quant", "cluster", "kd", "sensitivity"):  # every stage the project ships
         stage = make_cfg(tmp_path, [f"technique={kind}"]).technique
-        extra = {**validate.STAGE, **(validate.RECOVER if kind in ("prune", "quant", "cluster") else {})}
-        yield stage, {**extra, **rules}, "technique."
+        cls = base.stage_class("technique.", stage)
+        extra = {**base.COMMON, **(base.RECOVER if getattr(cls, "recovers", False) else {})}
+        yield stage, {**extra, **cls.rules}, "technique."
 
 
 def test_every_rule_accepts_its_default_and_refuses_a_bad_value_by_name(tmp_path):
@@ -122,9 +125,9 @@ def test_every_rule_accepts_its_default_and_refuses_a_bad_value_by_name(tmp_path
 
     for node, rules, prefix in rule_tables(tmp_path):
         for key, rule in rules.items():
-            validate.apply(node, {key: rule}, prefix)  # the default passes
+            rules_.apply(node, {key: rule}, prefix)  # the default passes
             bad = OmegaConf.create({})
             OmegaConf.update(bad, key, ["x"] if rule[0]({"x": 1.0}) else {"not": "a value"}, force_add=True)
             with pytest.raises(ConfigError, match=rf"^{prefix}{key}=.*: must be ") as err:
-                validate.apply(bad, {key: rule}, prefix)
+                rules_.apply(bad, {key: rule}, prefix)
             assert "\n" not in str(err.value)

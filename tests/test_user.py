@@ -74,10 +74,10 @@ def test_timm_model(tmp_path):
 
 def test_unknown_timm_name_is_one_line(tmp_path):
     pytest.importorskip("timm", reason="timm is not installed: it is the optional extra compressor[timm]")
-    from compressor import app
+    from compressor import job
 
     with pytest.raises(ConfigError, match="model.net.model_name='no_such_net'"):
-        app.main(make_cfg(tmp_path, ["model=timm", "model.net.model_name=no_such_net"]))
+        job.main(make_cfg(tmp_path, ["model=timm", "model.net.model_name=no_such_net"]))
 
 
 def test_kd_taps_default_to_the_last_linear_input(tmp_path):

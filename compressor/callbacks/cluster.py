@@ -12,7 +12,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compressor.callbacks.prune import select_layers
-from compressor.errors import ConfigError
+from compressor import rules
+from compressor.stages import cluster as spec
 
 ITERATIONS = 50  # Lloyd iterations at most; 1-D k-means from a linear start settles in far fewer
 
@@ -62,8 +63,7 @@ class Clustering(Callback):
 
     def __init__(self, bits: int = 4, include=("*",), exclude=(), example_shape=None):
         """`example_shape`: passed to every stage callback by the job; weight sharing needs none."""
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-            raise ConfigError(f"technique.bits={bits!r}: must be an integer from 1 to 8 (2 to 256 shared values per layer)")
+        rules.apply({"bits": bits, "include": list(include), "exclude": list(exclude)}, spec.RULES, "technique.")
         self.bits, self.include, self.exclude = bits, list(include), list(exclude)
         self.layers: dict[str, int] = {}  # layer -> its shared values
 

@@ -1,11 +1,11 @@
 """Pruning as one Lightning callback.
 
-Arguments are checked in __init__; the one-shot prune (or the structural surgery) happens in
+Arguments are checked in __init__ by the stage's own rules (compressor.stages.prune.check); the one-shot prune (or the structural surgery) happens in
 `setup`, the gradual schedule in `on_train_epoch_start`, and `on_fit_end` makes it permanent:
 no mask buffers or hooks are left in the saved model.
 
 `amounts={layer: amount}` prunes each named layer by its own amount instead of one `amount` for
-all (one shot): a recipe set by hand, or found by the accuracy budget (compressor.budget) and
+all (one shot): a recipe set by hand, or found by the accuracy budget (compressor.search.budget) and
 replayed from results.json."""
 import fnmatch
 import logging
@@ -19,11 +19,8 @@ import torch.nn.functional as F
 import torch.nn.utils.prune as tprune
 from torch import nn
 
-from compressor.choices import PRUNE_IMPORTANCES as IMPORTANCES
-from compressor.choices import PRUNE_METHODS as METHODS
-from compressor.choices import PRUNE_SCHEDULES as SCHEDULES
-from compressor.choices import PRUNE_SCOPES as SCOPES
 from compressor.errors import ConfigError
+from compressor.stages import prune as spec
 
 log = logging.getLogger(__name__)
 
@@ -87,29 +84,9 @@ class Pruning(L.Callback):
                  schedule: str = "oneshot", ramp_epochs: int | None = None, include=("*",), exclude=(),
                  example_shape=None, seed: int = 0, amounts: dict | None = None, importance: str = "l1",
                  steps: int = 1, regularize_epochs: int = 0, reg: float = 5e-4, taylor_batches: int = 8):
-        if not (isinstance(amount, (int, float)) and 0 <= amount < 1):
-            raise ConfigError(f"technique.amount={amount}: must lie in [0, 1)")
-        for key, value, allowed in (("method", method, METHODS), ("scope", scope, SCOPES),
-                                    ("schedule", schedule, SCHEDULES)):
-            if value not in allowed:
-                raise ConfigError(f"technique.{key}={value!r}: choose one of {', '.join(allowed)}")
-        if scope == "lamp" and method != "l1_unstructured":
-            raise ConfigError(f"technique.scope=lamp with technique.method={method}: LAMP ranks weights by magnitude; "
-                              "choose method=l1_unstructured, or scope global or layer")
-        if method == "channel" and schedule != "oneshot":
-            raise ConfigError("technique.schedule=cubic with technique.method=channel: for channels in several steps "
-                              "set technique.steps; choose schedule=oneshot for channel, or an unstructured method")
-        if importance not in IMPORTANCES:
-            raise ConfigError(f"technique.importance={importance!r}: choose one of {', '.join(IMPORTANCES)}")
-        for key, value, lo in (("steps", steps, 1), ("regularize_epochs", regularize_epochs, 0),
-                               ("taylor_batches", taylor_batches, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-                raise ConfigError(f"technique.{key}={value!r}: must be an integer >= {lo}")
-        structural = {"importance": importance != "l1", "steps": steps > 1, "regularize_epochs": regularize_epochs > 0}
-        for key, used in structural.items():
-            if used and method != "channel":
-                raise ConfigError(f"technique.{key} applies to technique.method=channel (unstructured methods have "
-                                  "technique.schedule=cubic)")
+        spec.check(dict(amount=amount, method=method, scope=scope, schedule=schedule, ramp_epochs=ramp_epochs,
+                        include=list(include), exclude=list(exclude), amounts=amounts, importance=importance, steps=steps,
+                        regularize_epochs=regularize_epochs, reg=reg, taylor_batches=taylor_batches))
         self.importance, self.steps, self.regularize_epochs = importance, steps, regularize_epochs
         self.reg, self.taylor_batches = float(reg), taylor_batches
         self._regularizer = None   # a Torch-Pruning GroupNormPruner while regularize_epochs run
@@ -125,18 +102,10 @@ class Pruning(L.Callback):
 
     def set_amounts(self, amounts: dict) -> None:
         """Per-layer amounts (layer name -> fraction in [0, 1)); names are checked against the model in `check`."""
-        if not isinstance(amounts, Mapping) or not amounts:
+        spec.check({"amounts": dict(amounts) if isinstance(amounts, Mapping) else amounts, "schedule": self.schedule,
+                    "method": self.method})
+        if not amounts:
             raise ConfigError(f"technique.amounts={amounts!r}: must be a mapping {{layer name: amount}}")
-        bad = {k: v for k, v in amounts.items()
-               if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1}
-        if bad:
-            raise ConfigError(f"technique.amounts has {bad}: each amount must lie in [0, 1)")
-        if self.schedule != "oneshot":
-            raise ConfigError("technique.amounts with technique.schedule=cubic: per-layer amounts are applied in one "
-                              "shot; choose schedule=oneshot")
-        if self.method == "random_unstructured":
-            raise ConfigError("technique.amounts with technique.method=random_unstructured: choose l1_unstructured "
-                              "or channel")
         self.amounts = {str(k): float(v) for k, v in amounts.items()}
 
     # -- selection -------------------------------------------------------------------
@@ -286,10 +255,8 @@ class Pruning(L.Callback):
         if stage != "fit":
             return
         self.check(pl_module.model)
-        need = self.regularize_epochs + self.steps
-        if self.method == "channel" and need > 1 and (trainer.max_epochs or 0) < need:
-            raise ConfigError(f"technique.regularize_epochs={self.regularize_epochs} + technique.steps={self.steps}: "
-                              f"needs technique.epochs >= {need} (one epoch per step)")
+        spec.check(dict(method=self.method, steps=self.steps, regularize_epochs=self.regularize_epochs,
+                        epochs=trainer.max_epochs or 0))
         dm = trainer.datamodule
         if dm is not None:
             self._batches = lambda: itertools.islice(dm.train_dataloader(), self.taylor_batches)

@@ -19,9 +19,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from compressor.choices import QUANT_BACKENDS as BACKENDS
-from compressor.choices import QUANT_MODES as MODES
 from compressor.errors import ConfigError
+from compressor.stages import quant as spec
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +51,17 @@ def torchao_dynamic(model: nn.Module) -> nn.Module:
 
 class Quantization(L.Callback):
     def __init__(self, mode: str = "static", backend: str = "torch", calibration_batches: int = 32,
-                 example_shape=None, workdir: str = ".", keep_float=()):
-        if mode not in MODES:
-            raise ConfigError(f"technique.mode={mode!r}: choose one of {', '.join(MODES)}")
-        if backend not in BACKENDS:
-            raise ConfigError(f"technique.backend={backend!r}: choose one of {', '.join(BACKENDS)}")
-        if backend == "onnxruntime" and mode not in ("dynamic", "static"):
-            raise ConfigError(f"technique.mode={mode!r} with technique.backend=onnxruntime: choose dynamic or static")
+                 example_shape=None, workdir: str = ".", keep_float=(), accuracy_control=None):
+        spec.check(dict(mode=mode, backend=backend, calibration_batches=calibration_batches, keep_float=list(keep_float)))
         if backend == "openvino":
-            if mode != "static":
-                raise ConfigError(f"technique.mode={mode!r} with technique.backend=openvino: choose static (NNCF PTQ)")
             from compressor.openvino_export import require
 
             require()  # a missing extra is one line before any training
-        if not (isinstance(calibration_batches, int) and calibration_batches >= 1):
-            raise ConfigError(f"technique.calibration_batches={calibration_batches}: must be an integer >= 1")
         self.mode, self.backend, self.calibration_batches = mode, backend, calibration_batches
         self.example_shape, self.workdir = example_shape, workdir
         self.keep_float = list(keep_float)  # layers left float on purpose (by hand, or by the accuracy budget)
-        if self.keep_float and (backend, mode) not in (("torch", "static"), ("torch", "qat")):
-            raise ConfigError(f"technique.keep_float with mode={mode} backend={backend}: layers can be kept float "
-                              "for mode=static or qat with backend=torch")
-        # backend=openvino under an accuracy budget: (validation loader, max_drop points), set by budget.Budget
-        self.accuracy_control = None
+        # backend=openvino under an accuracy budget: (validation loader, max_drop points), chosen by the budget
+        self.accuracy_control = accuracy_control
         self.compressed = None
         self.float_layers: list[str] = []
 

@@ -45,17 +45,11 @@ class ClassificationData(L.LightningDataModule):
                  batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1,
                  test_fraction: float = 0.2, seed: int = 0, train_size: int | None = None, **_):
         super().__init__()
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 < value < 1:
-                raise ConfigError(f"dataset.{key}={value}: must lie strictly between 0 and 1")
-        if val_fraction + test_fraction >= 1:
-            raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction}: must be < 1")
-        if batch_size < 1:
-            raise ConfigError(f"dataset.batch_size={batch_size}: must be an integer >= 1")
-        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1):
-            raise ConfigError(f"dataset.train_size={train_size}: must be null (every training image) or an integer >= 1")
-        if num_workers < 0:
-            raise ConfigError(f"dataset.num_workers={num_workers}: must be >= 0")
+        from compressor import validate
+
+        validate.dataset(dict(in_channels=in_channels, image_size=image_size, num_classes=num_classes, mean=list(mean),
+                              std=list(std), batch_size=batch_size, num_workers=num_workers, val_fraction=val_fraction,
+                              test_fraction=test_fraction, seed=seed, train_size=train_size))
         self.in_channels, self.image_size, self.num_classes = in_channels, image_size, num_classes
         self.mean, self.std = list(mean), list(std)
         self.batch_size, self.num_workers = batch_size, num_workers

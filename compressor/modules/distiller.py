@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from compressor import losses
-from compressor.validate import check_terms
+from compressor.rules import check_terms
 from compressor.modules.classifier import Classifier
 
 

@@ -14,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from compressor.results import problem
+
 log = logging.getLogger(__name__)
 
 COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("compress/size_mb", "size MB"),
@@ -23,22 +25,6 @@ COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("co
            ("kd/agreement", "agreement with teacher"), ("deploy/b1", "best runtime b1"),
            ("deploy/b64", "best runtime b64")]
 TEXT = ("deploy/b1", "deploy/b64")  # which file on which runtime: with export=onnx|openvino|all (compressor/runtimes.py)
-
-
-METRICS = ("test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")
-
-
-def problem(r) -> str | None:
-    """Why a parsed results.json cannot be a row, or None."""
-    if not isinstance(r, dict) or not isinstance(r.get("run"), dict) or not isinstance(r.get("baseline"), dict):
-        return "not a compressor results.json (no run and baseline sections)"
-    for where, block in (("", r), ("baseline.", r["baseline"])):
-        bad = [k for k in METRICS if isinstance(block.get(k), bool) or not isinstance(block.get(k), (int, float))]
-        if bad:
-            return f"{where}{bad[0]} is missing or not a number"
-    if not all(isinstance(r["run"].get(k), str) for k in ("dataset", "model", "technique")):
-        return "run.dataset, run.model and run.technique must be strings"
-    return None
 
 
 def load_runs(root: Path) -> list[dict]:

@@ -2,7 +2,8 @@
 validation accuracy. Searches use validation data only; the job then measures the final model
 on the test set, and results.json says whether the budget held on both.
 
-How a stage spends it (a stage is searched when validate.budgeted says so):
+How a stage spends it (a stage is searched when its `searchable()` says so; its `search` calls
+the strategy here for its kind of recipe and keeps what it chose in the stage's `overrides`):
 - prune (l1_unstructured or channel, no `amounts` given), in two phases, each bisected on
   validation with probes: a candidate is pruned and fine-tuned on a copy (for the stage's epochs,
   or `budget.probe_epochs` when set: faster, but more pessimistic) and kept if its validation
@@ -35,14 +36,12 @@ import math
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
-from compressor import measure, recover, sensitivity, validate
+from compressor import measure, sensitivity
 from compressor.callbacks.prune import Pruning, make_permanent, select_layers
 from compressor.callbacks.quant import calibration_inputs
-from compressor.data.base import example_input
-from compressor.train import fit, optim_args
+from compressor.stages.base import Context, copy_of
 
 log = logging.getLogger("compressor")
 # accuracies are float32 means: 480/500 and a floor of 0.97 - 0.01 differ by ~5e-8, not by an image
@@ -105,14 +104,14 @@ def allocation(model: nn.Module, stage, amount: float, example_shape) -> dict:
 
 
 class Budget:
-    """One job's budget: `before` searches a stage's recipe into its callback, `after` books what
+    """One job's budget: `before` has a searchable stage search its recipe, `after` books what
     the stage cost, `report` is results.json's `budget` block."""
 
     def __init__(self, cfg, plan, reference, dm, example_shape, run_dir):
         self.cfg, self.dm, self.shape, self.run_dir = cfg, dm, list(example_shape), run_dir
         self.max_drop = cfg.budget.max_drop
         self.active = self.max_drop is not None and bool(plan)
-        self.searches_left = sum(validate.budgeted(s) for s in plan)
+        self.searches_left = sum(s.searchable() for s in plan)
         self.records, self.pending, self.spent = [], None, 0.0  # spent: points below the baseline so far
         if not self.active:
             return
@@ -131,19 +130,18 @@ class Budget:
         return (logits.argmax(1) == labels).float()
 
     # -- per stage --------------------------------------------------------------------------
-    def before(self, stage, obj, model) -> None:
+    def before(self, stage, model) -> None:
         """A searched stage may use max(0, unspent / searched stages left): once earlier stages have
         spent the budget, it only takes what costs no validation accuracy."""
         if not self.active:
             return
-        record = {"stage": stage.kind, "searched": validate.budgeted(stage)}
+        record = {"stage": stage.kind, "searched": stage.searchable()}
         if record["searched"]:
             allowed = max(0.0, (self.max_drop - self.spent) / self.searches_left)
             self.searches_left -= 1
             floor = self.reference - (self.spent + allowed) / 100
             record.update({"allowed_pts": allowed, "floor val/acc": floor})
-            search = self.prune if stage.kind == "prune" else self.openvino if stage.backend == "openvino" else self.quant
-            record.update(search(stage, obj, model, floor))
+            record.update(stage.search(self, model, floor))
         self.pending = record
 
     def after(self, model) -> None:
@@ -158,97 +156,6 @@ class Budget:
         # the drop's standard error, paired image by image: how finely this validation set resolves a budget
         record["val/drop_se"] = 100 * (self.right - right).std().item() / math.sqrt(len(right))
         self.records.append(record)
-
-    # -- the searches ---------------------------------------------------------------------------
-    def prune(self, stage, obj, model, floor: float) -> dict:
-        cfg = self.cfg
-        layers = list(select_layers(model, stage.include, stage.exclude))
-        rows = sensitivity.prune_scan(model, self.dm.val_dataloader(), layers, cfg.budget.grid, [stage.method],
-                                      self.shape)
-        epochs = stage.epochs if cfg.budget.probe_epochs is None else min(cfg.budget.probe_epochs, stage.epochs)
-        example = torch.randn(*self.shape)
-        probes, tried = [], []  # tried: (val/acc, recipe) of every probe
-        knob = f"{stage._get_full_key('lr')}={stage.lr}"
-
-        def probe(amounts: dict, phase: str, **about) -> bool:
-            """Prune a copy with `amounts`, fine-tune it like the stage, and measure it on validation."""
-            L.seed_everything(cfg.seed, workers=True)
-            callback = instantiate(stage.callback, example_shape=self.shape, amounts=amounts)
-            pair = example_input(self.shape[1], self.shape[-1], 2)  # as the stage makes it: no draw from the seeded RNG
-            module = recover.module(stage, copy.deepcopy(model), self.dm.num_classes, pair, optim_args(cfg, stage.lr))
-            fit(cfg, module, self.dm, self.run_dir, "probe", epochs, [callback], log_to=False, knob=knob)
-            acc = self.val_acc(module.model)
-            size = measure.macs(module.model, example) if stage.method == "channel" \
-                else measure.parameters(module.model)["compress/sparsity"]
-            probes.append({"phase": phase, **about, "val/acc": acc, "within": acc >= floor - TOLERANCE,
-                           "compress/macs" if stage.method == "channel" else "compress/sparsity": size})
-            tried.append((acc, amounts))
-            return probes[-1]["within"]
-
-        # 1. the stage's single amount (its scope), as a per-layer recipe: bisected over the grid, then
-        #    REFINE halvings between the last amount within the floor and the first one under it
-        grid, lo, hi = sorted(cfg.budget.grid), -1, len(cfg.budget.grid)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if probe(allocation(model, stage, grid[mid], self.shape), "one amount",
-                                        amount=grid[mid]) else (lo, mid)
-        a, b = (grid[lo] if lo >= 0 else 0.0), (grid[hi] if hi < len(grid) else None)
-        for _ in range(REFINE if b is not None else 0):
-            mid = round((a + b) / 2, 4)
-            a, b = (mid, b) if probe(allocation(model, stage, mid, self.shape), "one amount", amount=mid) else (a, mid)
-        start = allocation(model, stage, a, self.shape) if a > 0 else None
-        # 2. from there, per-layer steps: the knapsack on the scan raises the layers that cost least per saving
-        options = steps(rows, start)
-        lo, hi = -1, len(options)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if probe(options[mid][1], "per layer", step=mid + 1, of=len(options),
-                                        scan_drop_pts=options[mid][0]) else (lo, mid)
-        chosen = options[lo][1] if lo >= 0 else start
-        over = chosen is None
-        if over:
-            chosen = max(tried, key=lambda t: t[0])[1] if tried else {layer: 0.0 for layer in layers}
-            log.warning("budget: no per-layer pruning keeps validation accuracy >= %.4f (budget %g pts); keeping "
-                        "the best attempt, over budget", floor, self.max_drop)
-        obj.set_amounts(chosen)
-        return {"amounts": chosen, "from_amount": a, "per_layer_steps": lo + 1, "steps": len(options),
-                "over_budget": over, "probe_epochs": epochs, "probes": probes, "sensitivity": rows}
-
-    def quant(self, stage, obj, model, floor: float) -> dict:
-        calibration = list(calibration_inputs(self.dm.train_dataloader(), stage.calibration_batches))
-        val = self.dm.val_dataloader()
-        full = sensitivity.accuracy(sensitivity.int8(model, self.shape, calibration), val)
-        tried, rows, why = [{"keep_float": [], "val/acc": full}], [], {}
-        if full < floor - TOLERANCE:
-            layers = sensitivity.quant_layers(model, [n for n, _ in model.named_modules()])
-            rows = sensitivity.quant_scan(model, val, calibration, layers, self.shape)
-            gain = {r["layer"]: r["val/acc"] - full for r in rows if r["method"] == "int8_all_but"}
-            alone = {r["layer"]: r["drop"] for r in rows if r["method"] == "int8_only"}
-            # most harmful first: float helps most when all else is int8; ties: costs most when int8 alone
-            for rank, name in enumerate(sorted(layers, key=lambda n: (-gain[n], -alone[n])), 1):
-                kept = tried[-1]["keep_float"] + [name]
-                tried.append({"keep_float": kept, "val/acc": sensitivity.accuracy(
-                    sensitivity.int8(model, self.shape, calibration, kept), val)})
-                why[name] = (f"int8 everywhere scored {full:.4f} on validation, under the floor {floor:.4f}; harm rank "
-                             f"{rank}: float alone gains {100 * gain[name]:.2f} pts, int8 alone costs {alone[name]:.2f}")
-                if tried[-1]["val/acc"] >= floor - TOLERANCE:
-                    break
-        within = [s for s in tried if s["val/acc"] >= floor - TOLERANCE]
-        best = within[0] if within else max(tried, key=lambda s: s["val/acc"])
-        if not within:
-            log.warning("budget: static int8 stays under validation accuracy %.4f (budget %g pts) even with layers "
-                        "kept float; keeping the best attempt, over budget", floor, self.max_drop)
-        obj.keep_float = list(best["keep_float"])
-        return {"keep_float": obj.keep_float, "why": {n: why[n] for n in obj.keep_float}, "over_budget": not within,
-                "steps": tried, "sensitivity": rows}
-
-    def openvino(self, stage, obj, model, floor: float) -> dict:
-        """NNCF's accuracy control does the same search inside nncf.quantize_with_accuracy_control:
-        int8 everywhere, then the layers that cost most back to float until the validation drop
-        from this stage's input is within what the stage may use."""
-        allowed = 100 * (self.val_acc(model) - floor)
-        obj.accuracy_control = (self.dm.val_dataloader(), max(0.0, allowed))
-        return {"accuracy_control": "nncf.quantize_with_accuracy_control", "max_drop_pts": max(0.0, allowed)}
 
     # -- the verdict ------------------------------------------------------------------------------
     def report(self, metrics: dict, reference_metrics: dict) -> dict | None:
@@ -270,3 +177,95 @@ class Budget:
         elif not out["held/test"]:
             log.warning("budget held on validation (%.2f pts) but not on test (%.2f pts > %g)", val, test, self.max_drop)
         return out
+
+
+def prune(budget: Budget, stage, model, floor: float) -> dict:
+    """Per-layer amounts for a prune stage: its single amount bisected, then per-layer steps."""
+    cfg, node = budget.cfg, stage.node
+    layers = list(select_layers(model, node.include, node.exclude))
+    rows = sensitivity.prune_scan(model, budget.dm.val_dataloader(), layers, cfg.budget.grid, [node.method],
+                                  budget.shape)
+    probe_ctx = Context(cfg, budget.dm, None, budget.run_dir, budget.shape, epochs=cfg.budget.probe_epochs,
+                        name="probe", log=False)
+    epochs = stage.epochs(probe_ctx)
+    example = torch.randn(*budget.shape)
+    probes, tried = [], []  # tried: (val/acc, recipe) of every probe
+
+    def probe(amounts: dict, phase: str, **about) -> bool:
+        """The stage's own apply on a copy with `amounts`, measured on validation."""
+        L.seed_everything(cfg.seed, workers=True)
+        candidate = copy_of(stage)
+        candidate.overrides["amounts"] = amounts
+        pruned, _ = candidate.apply(copy.deepcopy(model), probe_ctx)
+        acc = budget.val_acc(pruned)
+        size = measure.macs(pruned, example) if node.method == "channel" \
+            else measure.parameters(pruned)["compress/sparsity"]
+        probes.append({"phase": phase, **about, "val/acc": acc, "within": acc >= floor - TOLERANCE,
+                       "compress/macs" if node.method == "channel" else "compress/sparsity": size})
+        tried.append((acc, amounts))
+        return probes[-1]["within"]
+
+    # 1. the stage's single amount (its scope), as a per-layer recipe: bisected over the grid, then
+    #    REFINE halvings between the last amount within the floor and the first one under it
+    grid, lo, hi = sorted(cfg.budget.grid), -1, len(cfg.budget.grid)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if probe(allocation(model, node, grid[mid], budget.shape), "one amount",
+                                    amount=grid[mid]) else (lo, mid)
+    a, b = (grid[lo] if lo >= 0 else 0.0), (grid[hi] if hi < len(grid) else None)
+    for _ in range(REFINE if b is not None else 0):
+        mid = round((a + b) / 2, 4)
+        a, b = (mid, b) if probe(allocation(model, node, mid, budget.shape), "one amount", amount=mid) else (a, mid)
+    start = allocation(model, node, a, budget.shape) if a > 0 else None
+    # 2. from there, per-layer steps: the knapsack on the scan raises the layers that cost least per saving
+    options = steps(rows, start)
+    lo, hi = -1, len(options)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if probe(options[mid][1], "per layer", step=mid + 1, of=len(options),
+                                    scan_drop_pts=options[mid][0]) else (lo, mid)
+    chosen = options[lo][1] if lo >= 0 else start
+    over = chosen is None
+    if over:
+        chosen = max(tried, key=lambda t: t[0])[1] if tried else {layer: 0.0 for layer in layers}
+        log.warning("budget: no per-layer pruning keeps validation accuracy >= %.4f (budget %g pts); keeping "
+                    "the best attempt, over budget", floor, budget.max_drop)
+    return {"amounts": chosen, "from_amount": a, "per_layer_steps": lo + 1, "steps": len(options),
+            "over_budget": over, "probe_epochs": epochs, "probes": probes, "sensitivity": rows}
+
+
+def quant(budget: Budget, stage, model, floor: float) -> dict:
+    """The layers a static-int8 stage keeps float: none, or the most harmful until the floor holds."""
+    calibration = list(calibration_inputs(budget.dm.train_dataloader(), stage.node.calibration_batches))
+    val = budget.dm.val_dataloader()
+    full = sensitivity.accuracy(sensitivity.int8(model, budget.shape, calibration), val)
+    tried, rows, why = [{"keep_float": [], "val/acc": full}], [], {}
+    if full < floor - TOLERANCE:
+        layers = sensitivity.quant_layers(model, [n for n, _ in model.named_modules()])
+        rows = sensitivity.quant_scan(model, val, calibration, layers, budget.shape)
+        gain = {r["layer"]: r["val/acc"] - full for r in rows if r["method"] == "int8_all_but"}
+        alone = {r["layer"]: r["drop"] for r in rows if r["method"] == "int8_only"}
+        # most harmful first: float helps most when all else is int8; ties: costs most when int8 alone
+        for rank, name in enumerate(sorted(layers, key=lambda n: (-gain[n], -alone[n])), 1):
+            kept = tried[-1]["keep_float"] + [name]
+            tried.append({"keep_float": kept, "val/acc": sensitivity.accuracy(
+                sensitivity.int8(model, budget.shape, calibration, kept), val)})
+            why[name] = (f"int8 everywhere scored {full:.4f} on validation, under the floor {floor:.4f}; harm rank "
+                         f"{rank}: float alone gains {100 * gain[name]:.2f} pts, int8 alone costs {alone[name]:.2f}")
+            if tried[-1]["val/acc"] >= floor - TOLERANCE:
+                break
+    within = [s for s in tried if s["val/acc"] >= floor - TOLERANCE]
+    best = within[0] if within else max(tried, key=lambda s: s["val/acc"])
+    if not within:
+        log.warning("budget: static int8 stays under validation accuracy %.4f (budget %g pts) even with layers "
+                    "kept float; keeping the best attempt, over budget", floor, budget.max_drop)
+    kept = list(best["keep_float"])
+    return {"keep_float": kept, "why": {n: why[n] for n in kept}, "over_budget": not within,
+            "steps": tried, "sensitivity": rows}
+
+def openvino(budget: Budget, model, floor: float) -> dict:
+    """NNCF's accuracy control does the same search inside nncf.quantize_with_accuracy_control:
+    int8 everywhere, then the layers that cost most back to float until the validation drop
+    from this stage's input is within what the stage may use."""
+    allowed = 100 * (budget.val_acc(model) - floor)
+    return {"accuracy_control": "nncf.quantize_with_accuracy_control", "max_drop_pts": max(0.0, allowed)}

@@ -1,0 +1,111 @@
+"""The reference model a job compresses: the trained baseline, or for distillation the teacher.
+Given as a checkpoint, or trained once per recipe and data and kept in the cache (compressor.cache);
+a model trained to chance accuracy is never cached."""
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from compressor import artifact, cache, checkpoint
+from compressor.errors import ConfigError, brief
+from compressor.modules import Classifier
+from compressor.train import at_chance, fit, optim_args
+
+log = logging.getLogger("compressor")
+
+
+def plain(node):
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+# dataset keys added since jobs were first cached: unset, they stay out of every key, so the
+# baselines and results keyed before them are still found (the data fingerprint holds the subset)
+ADDED = ("train_size",)
+
+
+def unset_added(dataset: dict) -> dict:
+    return {k: v for k, v in dataset.items() if not (k in ADDED and v is None)}
+
+
+def fingerprint(cfg: DictConfig, data: dict) -> str:
+    """Hash of the resolved config minus where things are written, plus the data's fingerprint:
+    the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
+    spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
+    spec["dataset"] = unset_added(spec["dataset"])
+    return hashlib.sha256(json.dumps({**spec, **data}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def is_rank_zero() -> bool:
+    return cache.rank() == 0
+
+
+def build_net(net_cfg: DictConfig, key: str) -> torch.nn.Module:
+    """The architecture, built once before any training: bad arguments for it are one line."""
+    try:
+        return instantiate(net_cfg)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(f"{key}: {net_cfg._target_} cannot be built with these arguments "
+                          f"({brief(cause, 300)})") from None
+
+
+def trust(cfg) -> dict:
+    """What a given file may do: load pickles (trust.checkpoint) and name which model factories."""
+    targets = [*cfg.trust.targets, *(cfg[k].net._target_ for k in ("model", "teacher"))]  # the config's own nets
+    return {"trust": cfg.trust.checkpoint, "targets": tuple(targets)}
+
+
+def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
+    """A trained model for `net_cfg` (model or teacher): a given checkpoint, or the cache (train if absent)."""
+    if net_cfg.get("checkpoint"):
+        model = checkpoint.load(net_cfg.checkpoint, f"{key}.checkpoint", plain(net_cfg.net), **trust(cfg))
+        # re-saved in the artifact format, so its size compares like with like (no optimizer state)
+        path = artifact.save(model, run_dir / f"{key}_checkpoint.safetensors", plain(net_cfg.net),
+                             [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
+        return model, {"checkpoint": str(net_cfg.checkpoint)}, path
+    dataset = unset_added({k: v for k, v in plain(cfg.dataset).items()
+                           if k not in ("num_workers", "data_dir", "extract_dir", "download")})
+    limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
+                                                "gradient_clip_val") if k in cfg.trainer}
+    spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},
+            "train": plain(cfg.train), "trainer": limits, "seed": cfg.seed}
+
+    def build(folder: Path) -> dict:
+        log.info("training %s on %s (%d epochs): nothing cached for this recipe", net_cfg.name, cfg.dataset.name,
+                 cfg.train.epochs)
+        L.seed_everything(cfg.seed, workers=True)
+        module = Classifier(instantiate(net_cfg.net), dm.num_classes, **optim_args(cfg))
+        record = fit(cfg, module, dm, run_dir, f"train_{net_cfg.name}", cfg.train.epochs,
+                     checkpoint_dir=folder / "checkpoints", keep_best=True, knob=f"train.lr={cfg.train.lr}")
+        record["at_chance"] = at_chance(record["val/acc_best"], len(dm.val_dataloader().dataset), dm.num_classes)
+        artifact.save(module.model, folder / artifact.FILENAME, plain(net_cfg.net), [{"stage": "train", **record}])
+        return record
+
+    entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build,
+                                                keep=lambda r: not r.get("at_chance"))
+    model = artifact.load(entry / artifact.FILENAME, trust(cfg)["targets"])
+    if not is_rank_zero():  # a DDP rank's private copy of the fit; rank 0 stored the entry
+        if built:
+            cache.discard(entry)
+        return model, record, None
+    if record.get("at_chance"):  # never cached: kept in this run's folder only, and flagged
+        log.warning("%s trained to chance accuracy (best val/acc %.4f, %d classes): not cached; raise train.epochs "
+                    "or change train.lr", net_cfg.name, record["val/acc_best"], dm.num_classes)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(shutil.copy(entry / artifact.FILENAME, run_dir / f"{key}_at_chance.safetensors"))
+        cache.discard(entry)
+        return model, {**record, "trained_now": True}, path
+    if not built:
+        log.info("reused cached %s from %s (trained once, not retrained)", net_cfg.name, entry)
+    return model, {**record, "cache_entry": str(entry), "trained_now": built}, entry / artifact.FILENAME
+
+

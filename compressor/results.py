@@ -1,0 +1,85 @@
+"""results.json: its schema, and the one reader and writer of it. The job writes one per run; the
+report and the bench read them through `read`/`problem`, so a key renamed here is renamed for all.
+
+A run's own metrics sit at the top level, its reference model's (the baseline, or for
+distillation the teacher) under `baseline`; every metric is `stage/metric`."""
+import json
+import os
+from pathlib import Path
+from typing import Any, TypedDict
+
+# what every results.json holds at the top and under `baseline`: a report row needs them
+METRICS = ("test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")
+
+Measured = TypedDict("Measured", {
+    "test/acc": float, "val/acc": float, "compress/size_mb": float, "compress/params": int,
+    "compress/nonzero_params": int, "compress/sparsity": float, "compress/macs": int,
+    "latency/b1_ms": float, "latency/b64_ms": float}, total=False)
+
+
+class Run(TypedDict, total=False):
+    technique: str          # the technique config's name (prune, quant, kd, pipeline, a user's own)
+    label: str              # what tells this run apart in a report row (each stage's label, joined)
+    dataset: str
+    model: str
+    teacher: str | None     # distillation only
+    seed: int
+    config_hash: str        # the job's identity (config + data): a rerun with the same skips
+    run_dir: str
+    images: dict            # {train, val, test}: how many images each split holds
+    at_chance: bool         # test accuracy no better than guessing: flagged, never a result
+    reused_from: str        # set when the job was skipped and its earlier results copied
+
+
+class Results(Measured, total=False):
+    run: Run
+    baseline: dict          # Measured + model, cache_entry, trained_now, at_chance
+    stages: list[dict]      # per stage: {"stage": kind, epochs, val/acc_per_epoch, ... its summary}
+    budget: dict            # with budget.max_drop: max_drop, val/drop, test/drop, held/val, held/test
+    kd: dict                # teacher/test_acc, test/agreement
+    export: dict            # runtime -> precision -> {path, size_mb, test/acc, agreement, latency ...}
+    deploy: dict            # candidates, and the fastest per batch size
+
+
+def problem(r: Any) -> str | None:
+    """Why a parsed results.json cannot be read as one, or None."""
+    if not isinstance(r, dict) or not isinstance(r.get("run"), dict) or not isinstance(r.get("baseline"), dict):
+        return "not a compressor results.json (no run and baseline sections)"
+    for where, block in (("", r), ("baseline.", r["baseline"])):
+        bad = [k for k in METRICS if isinstance(block.get(k), bool) or not isinstance(block.get(k), (int, float))]
+        if bad:
+            return f"{where}{bad[0]} is missing or not a number"
+    if not all(isinstance(r["run"].get(k), str) for k in ("dataset", "model", "technique")):
+        return "run.dataset, run.model and run.technique must be strings"
+    return None
+
+
+def read(path: Path) -> Results:
+    """A results.json as a dict (JSON only: reading never runs code); ValueError naming the file
+    when it is not one."""
+    r = json.loads(Path(path).read_text())
+    why = problem(r)
+    if why:
+        raise ValueError(f"{path}: {why}")
+    return r
+
+
+def write(path: Path, data: dict) -> None:
+    """Written whole or not at all: a full disk leaves no partial file (nor a .json.tmp)."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # a reused job's run folder may not exist yet
+    tmp = path.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def summary_line(r: Results) -> str:
+    b = r["baseline"]
+    return (f"{r['run']['technique']:>9} {r['run']['model']} on {r['run']['dataset']}: "
+            f"test/acc {r['test/acc']:.4f} (baseline {b['test/acc']:.4f}), "
+            f"size {r['compress/size_mb']:.3f} MB (baseline {b['compress/size_mb']:.3f}), "
+            f"latency b1 {r['latency/b1_ms']:.3f} ms (baseline {b['latency/b1_ms']:.3f}), "
+            f"b64 {r['latency/b64_ms']:.4f} ms/img (baseline {b['latency/b64_ms']:.4f})")

@@ -1,0 +1,216 @@
+"""The stage protocol: what every technique implements, and what the job, the budget and the
+validation know of one. Nothing above this module branches on a technique's name.
+
+A stage's config (conf/stage/<name>.yaml, or a user's own) names its class with `_target_`, the
+project's only registry, and gives its knobs. Its class declares:
+- `rules`: its keys and what each may hold (compressor.rules), and `validate` for the rules that
+  join two keys: the one place each rule lives, run before torch is imported (so the class's
+  module imports torch only inside its methods);
+- `check(model, teacher)`: the architecture can take this recipe (layer names, taps);
+- `apply(model, context) -> (model, record)`: the technique itself, with its own fine-tune or
+  calibration; the budget and the search call the same `apply` on a copy;
+- `searchable()` and `search(budget, model, floor)`: whether an accuracy budget may vary its
+  recipe, and the search that sets it (the recipe goes into `overrides`);
+- `label(cfg)`, `precision()`: the run's name in reports, and the number format it leaves.
+
+A stage that fine-tunes through a Lightning callback (prune, quant, cluster) subclasses
+`CallbackStage`, which builds the callback from the config's `callback` node and runs the fit."""
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+from compressor import choices, rules
+from compressor.errors import ConfigError
+
+# every stage that trains: its fine-tune epochs and learning rate
+COMMON = {"epochs": rules.integer(0), "lr": rules.number(gt=0)}
+# what a fine-tuning stage trains against (compressor/recover.py)
+RECOVER = {"recover": rules.choice(choices.RECOVERY), "recover_temperature": rules.number(gt=0),
+           "recover_weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight")}
+
+
+@dataclass
+class Context:
+    """What a stage may use: the job's config, data, reference model (the trained baseline, or the
+    teacher), where it writes, the input shape, and how its fit runs (a budget probe: fewer
+    epochs, no logs, no checkpoints)."""
+    cfg: Any
+    dm: Any
+    reference: Any
+    run_dir: Path
+    shape: list
+    checkpoint_dir: Path | None = None
+    epochs: int | None = None        # None: the stage's own `epochs`
+    name: str | None = None          # the fit's name in logs (None: the stage's kind)
+    log: bool = True
+    float_model: Any = field(default=None)  # set by a stage whose output is not float (the exports start from it)
+
+
+class Stage:
+    """One technique applied to a model. Subclasses set `rules` and implement `apply`."""
+
+    rules: dict = {}
+    uses_teacher = False   # True: the job's reference is the teacher and the model starts as the student
+    trains = True          # False: the stage measures, never fits (its `epochs` and `lr` are not required)
+
+    def __init__(self, prefix: str, node: DictConfig):
+        self.prefix, self.node = prefix, node
+        self.overrides: dict = {}  # the recipe a budget search chose (per-layer amounts, layers kept float)
+
+    @property
+    def kind(self) -> str:
+        return self.node.kind
+
+    # -- config: before torch --------------------------------------------------------------
+    @classmethod
+    def validate(cls, prefix: str, node: DictConfig) -> None:
+        """Every key's rule, then the rules that join keys (subclasses extend)."""
+        rules.apply(node, {**COMMON, **cls.rules}, prefix, required=tuple(COMMON) if cls.trains else ())
+
+    def label(self, cfg) -> str:
+        return self.kind
+
+    def knobs(self) -> dict:
+        """Its scalar settings, for TensorBoard's hparams (full keys, so a pipeline's stages differ)."""
+        return {f"{self.prefix}{k}": self.node[k] for k in {**COMMON, **self.rules}
+                if k in self.node and isinstance(self.node[k], (bool, int, float, str))}
+
+    # -- the model -------------------------------------------------------------------------
+    def check(self, model, teacher=None) -> None:
+        """Fail before any training when `model` cannot take this recipe."""
+
+    def fine_tunes(self) -> bool:
+        """Whether `apply` trains (a post-training quantization or a scan does not)."""
+        return self.trains
+
+    def epochs(self, ctx: Context) -> int:
+        """The epochs `apply` trains for: the stage's own, or fewer for a budget probe."""
+        own = self.node.get("epochs", 0) if self.fine_tunes() else 0
+        return own if ctx.epochs is None else min(ctx.epochs, own)
+
+    def apply(self, model, ctx: Context):
+        raise NotImplementedError(f"{type(self).__name__}.apply")
+
+    def precision(self) -> str | None:
+        """The number format this stage leaves the model in (None: unchanged)."""
+        return None
+
+    # -- what a budget may vary ----------------------------------------------------------------
+    def searchable(self) -> bool:
+        return False
+
+    def search(self, budget, model, floor: float) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} has no budget search")
+
+
+def fit_args(stage: Stage, ctx: Context) -> dict:
+    """How the stage's fit runs: resumable from its checkpoints, logged, or as a quiet probe."""
+    return dict(checkpoint_dir=ctx.checkpoint_dir, log_to=ctx.log,
+                knob=f"{stage.prefix}lr={stage.node.get('lr')}")
+
+
+class CallbackStage(Stage):
+    """A technique done by a Lightning callback on a fine-tune fit of the model (prune, quant,
+    cluster): the config's `callback` node builds it, `overrides` (a budget's recipe) replace its
+    arguments, and `recover` chooses what the fit trains against."""
+
+    recovers = True  # a fine-tune against the model as it was before (recover=kd)
+
+    @classmethod
+    def validate(cls, prefix: str, node: DictConfig) -> None:
+        super().validate(prefix, node)
+        if not cls.recovers:
+            return
+        rules.apply(node, RECOVER, prefix)
+        if node.get("recover", "none") == "kd":
+            cls.may_recover(prefix, node)
+            rules.check_terms(rules.value(node, "recover_weights"), node.recover_temperature,
+                              f"{prefix}recover_weights")
+
+    @classmethod
+    def may_recover(cls, prefix: str, node: DictConfig) -> None:
+        """Raise when this recipe has no fine-tune to recover in."""
+
+    def callback(self, ctx_shape):
+        from hydra.utils import instantiate
+
+        return instantiate(self.node.callback, example_shape=list(ctx_shape), **self.overrides)
+
+    def check(self, model, teacher=None) -> None:
+        self.callback([1, 1, 1, 1]).check(model)
+
+    def before(self, model, ctx: Context) -> None:
+        """Called with the stage's input, before its fit."""
+
+    def after(self, model, record: dict) -> None:
+        """Called with the stage's output and record, after its fit."""
+
+    def apply(self, model, ctx: Context):
+        from compressor import recover
+        from compressor.data.base import example_input
+        from compressor.train import fit, optim_args
+
+        callback = self.callback(ctx.shape)
+        self.before(model, ctx)
+        pair = example_input(ctx.shape[1], ctx.shape[-1], 2)  # no draw from the seeded RNG
+        module = recover.module(self.node, model, ctx.dm.num_classes, pair, optim_args(ctx.cfg, self.node.get("lr")))
+        record = fit(ctx.cfg, module, ctx.dm, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), [callback],
+                     **fit_args(self, ctx))
+        record.update(callback.summary(), recover=self.node.get("recover", "none"))
+        out = callback.compressed if getattr(callback, "compressed", None) is not None else module.model
+        self.after(out, record)
+        return out, record
+
+
+def stage_class(prefix: str, node) -> type:
+    """The class a stage config names with `_target_`; one line when it names none or no Stage."""
+    from hydra.utils import get_class
+
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"{prefix}_target_ is not set: a stage config names its class, e.g. "
+                          "compressor.stages.prune.Prune (a subclass of compressor.stages.base.Stage)")
+    try:
+        cls = get_class(target)
+    except Exception as exc:  # hydra raises ImportError or ValueError
+        raise ConfigError(f"{prefix}_target_={target}: cannot be imported ({' '.join(str(exc).split())[:200]})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Stage)):
+        raise ConfigError(f"{prefix}_target_={target}: not a subclass of compressor.stages.base.Stage")
+    if not isinstance(node.get("kind"), str) or not node.kind:
+        raise ConfigError(f"{prefix}kind is not set: a stage's short name, used in labels and results (e.g. prune)")
+    return cls
+
+
+def sections(technique: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(key prefix, stage config) of each stage: one stage (its own keys), a pipeline's `order`,
+    or none (the baseline)."""
+    if "order" in technique:
+        names = [k for k in technique if k not in ("name", "order")]
+        if not isinstance(technique.order, ListConfig) or not technique.order:
+            raise ConfigError(f"technique.order={technique.order}: must be a non-empty list of sections: {names}")
+        missing = [s for s in technique.order if s not in technique]
+        if missing:
+            raise ConfigError(f"technique.order names {missing}, not sections of technique; sections: {names}")
+        return [(f"technique.{s}.", technique[s]) for s in technique.order]
+    baseline = "_target_" not in technique and technique.get("kind", "baseline") == "baseline"
+    return [] if baseline else [("technique.", technique)]
+
+
+def validate(technique: DictConfig) -> None:
+    for prefix, node in sections(technique):
+        stage_class(prefix, node).validate(prefix, node)
+
+
+def build(technique: DictConfig) -> list[Stage]:
+    """The job's plan: one Stage per section, in order (configs already validated)."""
+    return [stage_class(prefix, node)(prefix, node) for prefix, node in sections(technique)]
+
+
+def copy_of(stage: Stage) -> Stage:
+    """The same stage with its own overrides (a budget probe sets a candidate recipe on a copy)."""
+    out = copy.copy(stage)
+    out.overrides = dict(stage.overrides)
+    return out

@@ -1,0 +1,57 @@
+"""technique=kd: the model (the student) trained against the trained teacher on a weighted sum of
+named loss terms (compressor.modules.Distiller). `RULES` and `validate` are the one place its
+rules live; the Distiller checks its loss terms with the same rules.check_terms."""
+from compressor import rules
+from compressor.errors import ConfigError
+from compressor.stages.base import Context, Stage, fit_args
+
+RULES = {"temperature": rules.number(gt=0), "dkd_alpha": rules.number(ge=0), "dkd_beta": rules.number(ge=0),
+         "weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight")}
+TAPS = {"cosine": ("hidden", "student_hidden", "teacher_hidden"),
+        "feature_mse": ("feature", "student_feature", "teacher_feature")}
+
+
+class Kd(Stage):
+    rules = RULES
+    uses_teacher = True
+
+    @classmethod
+    def validate(cls, prefix, node):
+        presets = list(node.get("presets", {}))
+        if "weights" not in node or node.get("loss") not in presets:  # `weights` interpolates the preset
+            raise ConfigError(f"{prefix}loss={node.get('loss')!r}: choose one of {', '.join(presets)} "
+                              f"(or set {prefix}weights={{term: weight}})")
+        super().validate(prefix, node)
+        rules.check_terms(rules.value(node, "weights"), node.temperature, f"{prefix}weights")
+
+    def weights(self) -> dict:
+        return rules.value(self.node, "weights")
+
+    def label(self, cfg) -> str:
+        weights, presets = self.weights(), rules.value(self.node, "presets") or {}
+        loss = self.node.loss if weights == presets.get(self.node.loss, {}) else \
+            " + ".join(f"{w:g} {term}" for term, w in weights.items())
+        return f"kd {loss} from {cfg.teacher.name}"
+
+    def check(self, model, teacher=None) -> None:
+        """Every tap the loss terms read exists in the student and the teacher."""
+        from compressor.losses import Tap
+
+        d = self.node.distiller
+        for term, (_, student_key, teacher_key) in TAPS.items():
+            if term in self.weights():
+                Tap(model, d[student_key], f"technique.{student_key}").remove()
+                Tap(teacher, d[teacher_key], f"technique.{teacher_key}").remove()
+
+    def apply(self, model, ctx: Context):
+        from hydra.utils import instantiate
+
+        from compressor.data.base import example_input
+        from compressor.train import fit, optim_args
+
+        pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
+        module = instantiate(self.node.distiller, student=model, teacher=ctx.reference, example=pair,
+                             num_classes=ctx.dm.num_classes, **optim_args(ctx.cfg, self.node.get("lr")))
+        record = fit(ctx.cfg, module, ctx.dm, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), **fit_args(self, ctx))
+        record["weights"] = dict(module.weights)
+        return module.model, record

@@ -1,0 +1,131 @@
+"""The stage protocol from a user's side: a technique written outside the package (one module and
+one config in the user's folder) runs through the command line alone and in a pipeline, with no
+edit to compressor; and the import graph that keeps bad input refused before torch loads."""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FAST, ROOT, no_exports
+
+STAGE = '''
+import torch
+
+from compressor import rules
+from compressor.stages.base import Stage
+
+
+class Scale(Stage):
+    """Every weight times `factor`; no fine-tune."""
+    rules = {"factor": rules.number(gt=0)}
+    trains = False
+
+    def label(self, cfg):
+        return f"scale x{self.node.factor:g}"
+
+    def apply(self, model, ctx):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(self.node.factor)
+        return model, {"factor": self.node.factor}
+'''
+STAGE_YAML = "kind: scale\n_target_: mystage.Scale\nfactor: 1.0\n"
+TECHNIQUE_YAML = "# @package _global_\ndefaults:\n  - /stage/scale@technique\n  - _self_\n\ntechnique:\n  name: scale\n"
+
+
+def user_folder(tmp_path: Path) -> Path:
+    (tmp_path / "conf" / "stage").mkdir(parents=True)
+    (tmp_path / "conf" / "technique").mkdir()
+    (tmp_path / "mystage.py").write_text(STAGE)
+    (tmp_path / "conf" / "stage" / "scale.yaml").write_text(STAGE_YAML)
+    (tmp_path / "conf" / "technique" / "scale.yaml").write_text(TECHNIQUE_YAML)
+    return tmp_path
+
+
+def compressor_cli(args, cwd: Path):
+    """The installed `compressor` command (compressor.cli.main), in the user's folder."""
+    code = "import sys; from compressor.cli import main; sys.argv[0] = 'compressor'; main()"
+    env = {"PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", code, *no_exports([*FAST, *args])], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def results(folder: Path, run: str) -> dict:
+    return json.loads((folder / "outputs" / run / "results.json").read_text())
+
+
+def test_a_stage_written_outside_the_package_runs_alone_and_in_a_pipeline(tmp_path):
+    folder = user_folder(tmp_path)
+    alone = compressor_cli(["technique=scale", "hydra.run.dir=outputs/alone"], folder)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    r = results(folder, "alone")
+    assert r["run"]["label"] == "scale x1" and r["stages"] == [{"stage": "scale", "factor": 1.0}]
+    assert r["test/acc"] == r["baseline"]["test/acc"]  # x1.0 changes no prediction
+
+    piped = compressor_cli(["technique=pipeline", "+stage@technique.scale=scale", "technique.order=[prune,scale]",
+                            "technique.prune.epochs=1", "technique.scale.factor=2.0", "hydra.run.dir=outputs/piped"], folder)
+    assert piped.returncode == 0, piped.stderr[-3000:]
+    p = results(folder, "piped")
+    assert [s["stage"] for s in p["stages"]] == ["prune", "scale"]
+    assert p["run"]["label"].endswith(" + scale x2")
+
+    bad = compressor_cli(["technique=scale", "technique.factor=-1", "hydra.run.dir=outputs/bad"], folder)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and lines == ["error: technique.factor=-1: must be a number > 0"], bad.stderr[-2000:]
+    assert not (folder / "outputs" / "bad" / "results.json").exists()
+
+
+def test_a_stage_config_must_name_a_stage_class(tmp_path):
+    from omegaconf import OmegaConf
+    import pytest
+
+    from compressor.errors import ConfigError
+    from compressor.stages import base
+
+    for target, message in ((None, "technique._target_ is not set"), ("no.such.Module", "cannot be imported"),
+                            ("collections.OrderedDict", "not a subclass of compressor.stages.base.Stage")):
+        node = OmegaConf.create({"kind": "x", **({"_target_": target} if target else {})})
+        with pytest.raises(ConfigError, match=message):
+            base.validate(node)
+
+
+def imports(path: Path) -> set[str]:
+    """The compressor modules (and torch) a file imports at its top level, not inside functions."""
+    out = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in out if m.startswith("compressor") or m.split(".")[0] in ("torch", "lightning")}
+
+
+def test_the_import_graph_has_no_cycle_and_the_checks_load_no_torch():
+    package = ROOT / "compressor"
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {m: {i for i in imports(p) if i in modules and i != m} for m, p in modules.items()}
+
+    def cycle_from(start, seen=()):
+        for nxt in graph[start]:
+            if nxt in seen:
+                return [*seen, nxt]
+            found = cycle_from(nxt, (*seen, nxt))
+            if found:
+                return found
+        return None
+    for m in graph:
+        assert cycle_from(m, (m,)) is None, cycle_from(m, (m,))
+    # what runs before torch loads: the rules, validation, and every stage's schema
+    light = ["compressor.rules", "compressor.validate", "compressor.choices", "compressor.errors", "compressor.results",
+             *(m for m in modules if m.startswith("compressor.stages"))]
+    for m in light:
+        stack, seen = [m], set()
+        while stack:
+            cur = stack.pop()
+            heavy = {i for i in imports(modules[cur]) if i.split(".")[0] in ("torch", "lightning")}
+            assert not heavy, f"{cur} (imported by {m}) imports {heavy} at its top level"
+            stack += [i for i in graph[cur] if i not in seen]
+            seen |= graph[cur]
