@@ -1,5 +1,5 @@
 """The reference model a job compresses: the trained baseline, or for distillation the teacher.
-Given as a checkpoint, or trained once per recipe and data and kept in the cache (compressor.cache);
+Given as a checkpoint, or trained once per recipe and data and kept in the cache (compressor.storage.cache);
 a model trained to chance accuracy is never cached."""
 import hashlib
 import json
@@ -13,10 +13,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from compressor import artifact, cache, checkpoint
+from compressor.storage import artifact
+from compressor.storage import cache
+from compressor.storage import checkpoint
 from compressor.errors import ConfigError, brief
 from compressor.modules import Classifier
-from compressor.train import at_chance, fit, optim_args
+from compressor.training.fit import at_chance, fit, optim_args
 
 log = logging.getLogger("compressor")
 

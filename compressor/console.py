@@ -1,7 +1,7 @@
 """What the console shows: progress bars, one line per stage, one summary line per job, and the
 sweep's table at the end. Messages that tell the user nothing they can act on are silenced
 here, for the whole run; errors and actionable warnings still reach the console. The one local
-filter is _ao_fx.rebuild's, for a warning that is expected only while rebuilding a saved model."""
+filter is fx.rebuild's, for a warning that is expected only while rebuilding a saved model."""
 import logging
 import warnings
 
@@ -9,9 +9,9 @@ import warnings
 WARNINGS = (
     (r".*isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own use of a torch internal"),
     (r"Found \d+ module\(s\) in eval mode at the start of training", "the KD teacher is frozen in eval mode on purpose"),
-    # torch.ao FX int8 is deprecated; the path is isolated in callbacks/_ao_fx.py and the README says so
-    (r"torch\.ao\.quantization is deprecated", "see callbacks/_ao_fx.py"),
-    (r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", "see _ao_fx"),
+    # torch.ao FX int8 is deprecated; the path is isolated in compressor/quant/fx.py and the README says so
+    (r"torch\.ao\.quantization is deprecated", "see compressor/quant/fx.py"),
+    (r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", "see compressor/quant/fx.py"),
     (r"Please use quant_min and quant_max to specify the range for observers", "torch.ao's own default qconfig"),
     (r".*does not have many workers", "in-memory data sets need no loader workers"),
     (r"`torch\.jit\.trace(_method)?` is deprecated", "openvino.convert_model traces with TorchScript itself"),

@@ -17,7 +17,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from compressor import artifact, baseline, console, ddp, export, measure, preflight, results, runtimes, validate
+from compressor import baseline, console, measure, preflight, results, validate
+from compressor.storage import artifact
+from compressor.training import ddp
+from compressor.runtimes import onnx as export
+from compressor.runtimes import deploy as runtimes
 from compressor.baseline import is_rank_zero, plain
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
@@ -25,7 +29,7 @@ from compressor.data.fingerprint import of as fingerprint_data
 from compressor.errors import ConfigError
 from compressor.search.budget import Budget
 from compressor.stages.base import Context, build
-from compressor.train import at_chance
+from compressor.training.fit import at_chance
 
 log = logging.getLogger("compressor")
 
@@ -100,17 +104,8 @@ def job(cfg: DictConfig):
     if distilling:
         out["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
                      "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
-    if runtimes.wanted(cfg, model):  # every runtime's file, checked and timed: which one to ship
-        shaping = next((s for s in plan if s.precision()), None)  # the first stage that changes the number format
-        out.update(runtimes.measured(model, model_path, ctx.float_model, dm, example, run_dir, cfg,
-                                     shaping.precision() if shaping else "fp32",
-                                     shaping.node.get("calibration_batches", 32) if shaping else 32, metrics["test/acc"]))
-    results.write(run_dir / "results.json", out)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    results.write(done, {"results": str(run_dir / "results.json")})
-    shutil.rmtree(partial, ignore_errors=True)  # the job is done: nothing left to resume
-    log_to_tensorboard(cfg, plan, run_dir, out)
-    print(results.summary_line(out))
+    out.update(deployed(cfg, plan, model, model_path, ctx, dm, example, metrics["test/acc"]))
+    save(cfg, plan, out, done, partial)
     return objective(cfg, out)
 
 
@@ -133,7 +128,7 @@ def finished(cfg, done: Path, run_dir: Path) -> dict | None:
 def architectures(cfg, dm, distilling: bool):
     """The model's architecture (for distillation the student, possibly from a checkpoint) and the
     teacher's, each run once on a real batch: a wrong shape or class count is one line now."""
-    from compressor import checkpoint
+    from compressor.storage import checkpoint
 
     student = checkpoint.load(cfg.model.checkpoint, "model.checkpoint", plain(cfg.model.net), **baseline.trust(cfg)) \
         if distilling and cfg.model.checkpoint else baseline.build_net(cfg.model.net, "model.net")
@@ -202,6 +197,28 @@ def collect(cfg, plan, dm, ident, metrics, logits, records, reference_cfg, refer
         log.warning("%s: test/acc %.4f is chance level for %d classes; flagged at_chance in results.json",
                     out["run"]["label"], metrics["test/acc"], dm.num_classes)
     return out
+
+
+def deployed(cfg, plan, model, model_path, ctx, dm, example, test_acc) -> dict:
+    """Every runtime's file, checked and timed beside the run's model: which one to ship."""
+    if not runtimes.wanted(cfg, model):
+        return {}
+    shaping = next((s for s in plan if s.precision()), None)  # the first stage that changes the number format
+    return runtimes.measured(model, model_path, ctx.float_model, dm, example, ctx.run_dir, cfg,
+                             shaping.precision() if shaping else "fp32",
+                             shaping.node.get("calibration_batches", 32) if shaping else 32, test_acc)
+
+
+def save(cfg, plan, out: dict, done: Path, partial: Path) -> None:
+    """results.json and the resolved config, then the index entry that marks the job finished
+    (written last: a job killed before it is run again), TensorBoard and the summary line."""
+    run_dir = Path(cfg.paths.run_dir)
+    results.write(run_dir / "results.json", out)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    results.write(done, {"results": str(run_dir / "results.json")})
+    shutil.rmtree(partial, ignore_errors=True)  # the job is done: nothing left to resume
+    log_to_tensorboard(cfg, plan, run_dir, out)
+    print(results.summary_line(out))
 
 
 def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:

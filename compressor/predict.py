@@ -23,12 +23,14 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(), runtime: str = "torch",
                precision: str | None = None):
-    from compressor import artifact, checkpoint, export
+    from compressor.storage import artifact
+    from compressor.storage import checkpoint
+    from compressor.runtimes import onnx as export
 
     if runtime == "onnxruntime":
         onnx = precision or ("int8" if (run_dir / "model.int8.onnx").is_file() else "fp32")
     if runtime == "openvino":
-        from compressor.openvino_export import OpenVinoModel, require
+        from compressor.runtimes.openvino import OpenVinoModel, require
 
         precision = precision or ("int8" if (run_dir / "model.int8.xml").is_file() else "fp32")
         path = run_dir / ("model.int8.xml" if precision == "int8" else "model.xml")

@@ -223,9 +223,9 @@ def deployment(models) -> list[dict]:
     one call. Then channel pruning (AMOUNTS), or KD into the seeds' student (KD_STUDENT), + static
     int8 (a pipeline, export=all), each on its fastest file per batch size, re-timed beside the
     NNCF + OpenVINO int8 file of the unpruned model."""
-    from compressor import artifact
-    from compressor.export import OnnxModel
-    from compressor.openvino_export import OpenVinoModel
+    from compressor.storage import artifact
+    from compressor.runtimes.onnx import OnnxModel
+    from compressor.runtimes.openvino import OpenVinoModel
 
     loaders = {"torch": artifact.load, "onnxruntime": OnnxModel, "openvino": OpenVinoModel}  # a deploy file's runtime
     rows = []

@@ -11,7 +11,8 @@ from torch import nn
 from torch.ao.quantization import QConfigMapping, get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-from compressor import artifact, measure
+from compressor import measure
+from compressor.storage import artifact
 from compressor.search import budget
 from compressor.data import user
 from tests.conftest import make_cfg, run_job

@@ -9,10 +9,11 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from compressor import artifact, checkpoint
+from compressor.storage import artifact
+from compressor.storage import checkpoint
 from compressor.callbacks.cluster import kmeans
 from compressor.models.cnn import SimpleCNN
-from compressor.sensitivity import accuracy
+from compressor.search.sensitivity import accuracy
 from tests.conftest import make_cfg, run_job
 
 ARCH = {"_target_": "compressor.models.cnn.SimpleCNN", "in_channels": 1, "num_classes": 10, "image_size": 8}

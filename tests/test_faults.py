@@ -84,7 +84,7 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_checkpoint(tmp_path):
 
 
 def test_orphaned_temp_folders_of_dead_processes_are_removed(tmp_path, cli):
-    from compressor import cache
+    from compressor.storage import cache
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -183,7 +183,7 @@ STAGE = [*FAST, "technique=prune", "technique.epochs=4", "dataset.batch_size=32"
 
 
 def stage_weights(root: Path) -> dict:
-    from compressor import artifact
+    from compressor.storage import artifact
 
     (path,) = (root / "outputs" / "runs").glob("*/results.json")
     return artifact.load(path.parent / "model.safetensors").state_dict()
@@ -216,7 +216,7 @@ def run_in(cwd: Path, args):
 
 
 def test_chance_is_two_standard_errors_above_guessing():
-    from compressor.train import at_chance
+    from compressor.training.fit import at_chance
 
     assert at_chance(0.106, 360, 10) and at_chance(0.13, 360, 10)  # 1/10 + 2 * 0.0158 = 0.1316
     assert not at_chance(0.14, 360, 10) and not at_chance(0.9, 360, 10) and not at_chance(None, 360, 10)

@@ -5,9 +5,9 @@ import threading
 import pytest
 import torch
 
-from compressor import cache
+from compressor.storage import cache
 from compressor.errors import ConfigError
-from compressor.losses import Tap
+from compressor.modules.losses import Tap
 from compressor.models.cnn import SimpleCNN, SmallCNN
 from compressor.modules import Distiller
 from tests.conftest import make_cfg, run_job

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from compressor import losses
+from compressor.modules import losses
 
 S = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0]])
 T = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 4.0]])

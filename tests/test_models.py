@@ -36,7 +36,8 @@ def test_forward_every_model_on_every_dataset(model, dataset):
 def test_choices_match_what_implements_them():
     """validate.py checks choices against compressor/choices.py (no heavy imports); the classes
     that act on them must offer exactly those."""
-    from compressor import choices, losses
+    from compressor import choices
+    from compressor.modules import losses
     from compressor.modules.classifier import OPTIMIZERS
 
     assert tuple(OPTIMIZERS) == choices.OPTIMIZERS

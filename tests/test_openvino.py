@@ -8,7 +8,7 @@ import pytest
 
 from compressor import measure
 from compressor.errors import ConfigError
-from compressor.openvino_export import OpenVinoModel, require
+from compressor.runtimes.openvino import OpenVinoModel, require
 from compressor.report.build import build
 from tests.conftest import make_cfg, run_job
 from tests.test_budget import crafted

@@ -4,7 +4,8 @@ import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
-from compressor import artifact, measure
+from compressor import measure
+from compressor.storage import artifact
 from compressor.callbacks.prune import Pruning, cubic, lamp_counts, make_permanent
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.profiler import profile
 
-from compressor import artifact, measure
+from compressor import measure
+from compressor.storage import artifact
 from compressor.callbacks.quant import Quantization
 from compressor.data import Digits
 from compressor.errors import ConfigError

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from compressor import artifact, recover
+from compressor.storage import artifact
+from compressor.modules import recover
 from compressor.callbacks.prune import Pruning
 from compressor.config import compose
 from compressor.data import user

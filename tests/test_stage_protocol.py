@@ -129,3 +129,18 @@ def test_the_import_graph_has_no_cycle_and_the_checks_load_no_torch():
             assert not heavy, f"{cur} (imported by {m}) imports {heavy} at its top level"
             stack += [i for i in graph[cur] if i not in seen]
             seen |= graph[cur]
+
+
+def test_layers_point_one_way():
+    """The primitives (quant, storage, runtimes, training) never import a technique, a search or the
+    job, not even inside a function: the file format and the runtimes work without any stage."""
+    upper = ("compressor.stages", "compressor.callbacks", "compressor.search", "compressor.job", "compressor.cli",
+             "compressor.report", "compressor.baseline")
+    lower = [p for d in ("quant", "storage", "runtimes", "training") for p in (ROOT / "compressor" / d).rglob("*.py")]
+    assert len(lower) >= 12
+    for path in lower:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            wrong = [n for n in names if n.startswith(upper)]
+            assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"

@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from compressor import artifact, cache, checkpoint
-from compressor.callbacks import _ao_fx
-from compressor.callbacks.quant import Cast, torchao_dynamic
+from compressor.storage import artifact
+from compressor.storage import cache
+from compressor.storage import checkpoint
+from compressor.quant import fx
+from compressor.quant.ops import Cast, torchao_dynamic
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
 from tests import legacy_v1
@@ -170,9 +172,9 @@ def pruned(amount=0.9):
 
 def static_int8(model):
     x = torch.randn(32, 1, 8, 8)
-    prepared = _ao_fx.prepare_static(copy.deepcopy(model), x[:1])
+    prepared = fx.prepare_static(copy.deepcopy(model), x[:1])
     prepared(x)
-    return _ao_fx.mark(_ao_fx.convert(prepared), "static", [1, 1, 8, 8])
+    return fx.mark(fx.convert(prepared), "static", [1, 1, 8, 8])
 
 
 KINDS = {"float": lambda m: m, "ao_fx": static_int8, "torchao": lambda m: torchao_dynamic(copy.deepcopy(m)),

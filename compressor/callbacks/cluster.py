@@ -5,7 +5,7 @@ shared values, then fine-tuned with every weight's cluster fixed. A weight is
 paper. Zeros (a pruned weight) stay zero and out of the clustering, so sharing composes after
 pruning. At the end the shared values are written back into plain weights: the model is a
 plain float model with at most 2**bits distinct non-zero values per layer, which the artifact
-stores as a codebook and bit-packed indices, entropy-coded (compressor/artifact.py)."""
+stores as a codebook and bit-packed indices, entropy-coded (compressor/storage/artifact.py)."""
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn

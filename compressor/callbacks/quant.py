@@ -6,13 +6,12 @@ modes run with 0 fine-tune epochs; QAT fine-tunes with fake quantization in the 
 
 mode      backend=torch                                   backend=onnxruntime                 backend=openvino
 dynamic   torchao Int8DynamicActivationInt8Weight (Linear)  onnxruntime quantize_dynamic        -
-static    torch.ao FX int8, per-channel, fused (see _ao_fx)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
+static    torch.ao FX int8, per-channel, fused (see compressor/quant/fx.py)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
 qat       torch.ao FX QAT, then int8 convert                 -                                   -
 fp16/bf16 cast of weights and inputs                         -                                   -
 The converted model is left in `self.compressed`. The onnxruntime and openvino backends write
 model.onnx/model.int8.onnx or model.xml/model.int8.xml (+ .bin) into the run directory."""
 import copy
-import itertools
 import logging
 
 import lightning as L
@@ -20,33 +19,10 @@ import torch
 from torch import nn
 
 from compressor.errors import ConfigError
+from compressor.quant.ops import Cast, calibration_inputs, torchao_dynamic
 from compressor.stages import quant as spec
 
 log = logging.getLogger(__name__)
-
-
-class Cast(nn.Module):
-    """Runs a half-precision model on float32 inputs and returns float32 logits."""
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype):
-        super().__init__()
-        self.model, self.dtype = model.to(dtype), dtype
-
-    def forward(self, x):
-        return self.model(x.to(self.dtype)).float()
-
-
-def calibration_inputs(loader, batches: int):
-    """The inputs of the first `batches` batches of a loader: what int8 observers calibrate on."""
-    return (x for x, _ in itertools.islice(loader, batches))
-
-
-def torchao_dynamic(model: nn.Module) -> nn.Module:
-    """int8 weights and dynamically quantized int8 activations for every Linear (torchao, int8 matmul)."""
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
-    quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda m, _: isinstance(m, nn.Linear))
-    return model
 
 
 class Quantization(L.Callback):
@@ -54,7 +30,7 @@ class Quantization(L.Callback):
                  example_shape=None, workdir: str = ".", keep_float=(), accuracy_control=None):
         spec.check(dict(mode=mode, backend=backend, calibration_batches=calibration_batches, keep_float=list(keep_float)))
         if backend == "openvino":
-            from compressor.openvino_export import require
+            from compressor.runtimes.openvino import require
 
             require()  # a missing extra is one line before any training
         self.mode, self.backend, self.calibration_batches = mode, backend, calibration_batches
@@ -86,12 +62,12 @@ class Quantization(L.Callback):
     def setup(self, trainer, pl_module, stage):
         if stage != "fit" or self.backend != "torch":
             return
-        from compressor.callbacks import _ao_fx
+        from compressor.quant import fx
 
         if self.mode == "static":
-            pl_module.model = _ao_fx.prepare_static(pl_module.model.cpu(), self._example(), self.keep_float)
+            pl_module.model = fx.prepare_static(pl_module.model.cpu(), self._example(), self.keep_float)
         elif self.mode == "qat":
-            pl_module.model = _ao_fx.prepare_qat(pl_module.model, self._example().to(pl_module.device), self.keep_float)
+            pl_module.model = fx.prepare_qat(pl_module.model, self._example().to(pl_module.device), self.keep_float)
 
     @torch.no_grad()
     def on_fit_start(self, trainer, pl_module):
@@ -108,10 +84,10 @@ class Quantization(L.Callback):
             runtime = self._onnxruntime if self.backend == "onnxruntime" else self._openvino
             self.compressed = runtime(model, trainer)
         elif self.mode in ("static", "qat"):
-            from compressor.callbacks import _ao_fx
+            from compressor.quant import fx
 
-            self.compressed = _ao_fx.mark(_ao_fx.convert(model), self.mode, self.example_shape, self.keep_float)
-            self.float_layers = _ao_fx.float_layers(self.compressed)
+            self.compressed = fx.mark(fx.convert(model), self.mode, self.example_shape, self.keep_float)
+            self.float_layers = fx.float_layers(self.compressed)
         elif self.mode == "dynamic":
             self.compressed = self._torchao_dynamic(model)
         else:
@@ -124,7 +100,7 @@ class Quantization(L.Callback):
         return torchao_dynamic(copy.deepcopy(model))
 
     def _onnxruntime(self, model: nn.Module, trainer):
-        from compressor import export
+        from compressor.runtimes import onnx as export
 
         calib = list(self._calibration(trainer)) if self.mode == "static" else None
         path = export.to_onnx(model, self._example(), f"{self.workdir}/model.onnx")
@@ -132,7 +108,7 @@ class Quantization(L.Callback):
         return export.OnnxModel(qpath)
 
     def _openvino(self, model: nn.Module, trainer):
-        from compressor import openvino_export as ovx
+        from compressor.runtimes import openvino as ovx
 
         ov_model = ovx.convert(model, self._example())
         ovx.save(ov_model, f"{self.workdir}/model.xml")

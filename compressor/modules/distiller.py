@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from compressor import losses
+import compressor.modules.losses as losses
 from compressor.rules import check_terms
 from compressor.modules.classifier import Classifier
 

@@ -24,7 +24,7 @@ COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("co
            ("compress/nonzero_params", "non-zero params"), ("compress/macs", "MACs"), ("compress/sparsity", "sparsity"),
            ("kd/agreement", "agreement with teacher"), ("deploy/b1", "best runtime b1"),
            ("deploy/b64", "best runtime b64")]
-TEXT = ("deploy/b1", "deploy/b64")  # which file on which runtime: with export=onnx|openvino|all (compressor/runtimes.py)
+TEXT = ("deploy/b1", "deploy/b64")  # which file on which runtime: with export=onnx|openvino|all (compressor/runtimes/deploy.py)
 
 
 def load_runs(root: Path) -> list[dict]:

@@ -14,7 +14,7 @@ the strategy here for its kind of recipe and keeps what it chose in the stage's 
      halvings between the last amount within the floor and the next. So the search starts where
      the best single amount ends and never ends below it on validation.
   2. From that recipe, a greedy knapsack over a sensitivity scan of the stage's input
-     (compressor.sensitivity: each layer alone at each grid amount, no fine-tuning) orders the
+     (compressor.search.sensitivity: each layer alone at each grid amount, no fine-tuning) orders the
      next steps (`steps`): each raises the one layer whose next grid amount removes the most
      weights (channel: MACs) per point of drop it costs alone, so big tolerant layers go first.
      The last step within the floor wins; the stage then fine-tunes with those amounts for its
@@ -38,9 +38,10 @@ import lightning as L
 import torch
 from torch import nn
 
-from compressor import measure, sensitivity
+from compressor import measure
+from compressor.search import sensitivity
 from compressor.callbacks.prune import Pruning, make_permanent, select_layers
-from compressor.callbacks.quant import calibration_inputs
+from compressor.quant.ops import calibration_inputs
 from compressor.stages.base import Context, copy_of
 
 log = logging.getLogger("compressor")

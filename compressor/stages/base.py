@@ -27,7 +27,7 @@ from compressor.errors import ConfigError
 
 # every stage that trains: its fine-tune epochs and learning rate
 COMMON = {"epochs": rules.integer(0), "lr": rules.number(gt=0)}
-# what a fine-tuning stage trains against (compressor/recover.py)
+# what a fine-tuning stage trains against (compressor/modules/recover.py)
 RECOVER = {"recover": rules.choice(choices.RECOVERY), "recover_temperature": rules.number(gt=0),
            "recover_weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight")}
 
@@ -149,9 +149,9 @@ class CallbackStage(Stage):
         """Called with the stage's output and record, after its fit."""
 
     def apply(self, model, ctx: Context):
-        from compressor import recover
+        from compressor.modules import recover
         from compressor.data.base import example_input
-        from compressor.train import fit, optim_args
+        from compressor.training.fit import fit, optim_args
 
         callback = self.callback(ctx.shape)
         self.before(model, ctx)

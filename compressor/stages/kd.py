@@ -35,7 +35,7 @@ class Kd(Stage):
 
     def check(self, model, teacher=None) -> None:
         """Every tap the loss terms read exists in the student and the teacher."""
-        from compressor.losses import Tap
+        from compressor.modules.losses import Tap
 
         d = self.node.distiller
         for term, (_, student_key, teacher_key) in TAPS.items():
@@ -47,7 +47,7 @@ class Kd(Stage):
         from hydra.utils import instantiate
 
         from compressor.data.base import example_input
-        from compressor.train import fit, optim_args
+        from compressor.training.fit import fit, optim_args
 
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
         module = instantiate(self.node.distiller, student=model, teacher=ctx.reference, example=pair,

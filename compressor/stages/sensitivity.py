@@ -1,5 +1,5 @@
 """technique=sensitivity: per-layer scans of the trained model, no fine-tuning
-(compressor.sensitivity.Sensitivity runs them as a zero-epoch fit)."""
+(compressor.search.sensitivity.Sensitivity runs them as a zero-epoch fit)."""
 from compressor import choices, rules
 from compressor.stages.base import CallbackStage
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from torch import nn
 
-from compressor import export, measure
-from compressor.callbacks.quant import calibration_inputs
+from compressor import measure
+from compressor.runtimes import onnx as export
+from compressor.quant.ops import calibration_inputs
 
 log = logging.getLogger(__name__)
 NEEDED = {"fp32": 0.995, "int8": 0.98}  # agreement with PyTorch's top-1 an export must reach to be shipped
@@ -35,7 +36,7 @@ def _onnx(reference, example, run_dir: Path, calibration, threads, written: bool
 
 
 def _openvino(reference, example, run_dir: Path, calibration, threads, written: bool) -> dict:
-    from compressor import openvino_export as ovx
+    from compressor.runtimes import openvino as ovx
 
     paths = {"fp32": run_dir / "model.xml"}
     if not written:

@@ -1,6 +1,6 @@
 """One Lightning fit as the job uses it: the run's trainer and logger, validation accuracy per
 epoch, (optionally) the best validation epoch's weights restored at the end, a last checkpoint
-every epoch that a rerun resumes from (compressor/resume.py), and divergence as an error."""
+every epoch that a rerun resumes from (compressor/training/resume.py), and divergence as an error."""
 import logging
 import math
 import shutil
@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from compressor import resume, validate
+from compressor import validate
+from compressor.training import resume
 from compressor.errors import Diverged, Interrupted
 
 log = logging.getLogger("compressor")

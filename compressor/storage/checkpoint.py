@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from compressor import artifact
+from compressor.storage import artifact
 from compressor.errors import ConfigError
 from compressor.validate import CHECKPOINTS, check_file
 

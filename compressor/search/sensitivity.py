@@ -22,7 +22,7 @@ from torch import nn
 
 from compressor import measure, validate
 from compressor.callbacks.prune import Pruning, classifier, make_permanent, select_layers
-from compressor.callbacks.quant import calibration_inputs
+from compressor.quant.ops import calibration_inputs
 from compressor import rules
 from compressor.choices import SCAN_METHODS
 from compressor.stages import sensitivity as spec
@@ -85,13 +85,13 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
 
 def int8(model, example_shape, calibration, keep_float=(), only=None) -> nn.Module:
     """Static int8 of a copy (torch.ao FX), calibrated on the given input batches."""
-    from compressor.callbacks import _ao_fx
+    from compressor.quant import fx
 
-    prepared = _ao_fx.prepare_static(copy.deepcopy(model).cpu(), torch.randn(*example_shape), keep_float, only)
+    prepared = fx.prepare_static(copy.deepcopy(model).cpu(), torch.randn(*example_shape), keep_float, only)
     with torch.no_grad():
         for x in calibration:
             prepared(x.cpu())
-    return _ao_fx.convert(prepared)
+    return fx.convert(prepared)
 
 
 def quant_scan(model, loader, calibration, layers: list[str], example_shape) -> list[dict]:

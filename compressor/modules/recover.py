@@ -8,14 +8,14 @@ import copy
 
 from omegaconf import OmegaConf
 
-from compressor.modules import Classifier
+from compressor.modules.classifier import Classifier
 
 
 def module(stage, model, num_classes: int, example, optim: dict):
     """The LightningModule that fine-tunes `model` in this stage."""
     if stage.get("recover", "none") != "kd":
         return Classifier(model, num_classes, **optim)
-    from compressor.modules import Distiller
+    from compressor.modules.distiller import Distiller
 
     teacher = copy.deepcopy(model).eval()  # before the stage's callback changes `model`
     weights = OmegaConf.to_container(stage.recover_weights, resolve=True)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from compressor.errors import ConfigError
-from compressor.export import RuntimeModel
+from compressor.runtimes.onnx import RuntimeModel
 
 
 def require():

@@ -17,7 +17,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from compressor.artifact import FILENAME as MODEL
+from compressor.storage.artifact import FILENAME as MODEL
 from compressor.errors import Interrupted
 
 log = logging.getLogger(__name__)
