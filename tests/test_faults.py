@@ -179,9 +179,6 @@ def test_sensitivity_on_a_small_vit_finishes(tmp_path, cli):
     assert list((tmp_path / "outputs" / "runs").rglob("sensitivity.csv"))
 
 
-STAGE = [*FAST, "technique=prune", "technique.epochs=4", "dataset.batch_size=32", "logger=none"]
-
-
 def stage_weights(root: Path) -> dict:
     from compressor.storage import artifact
 
@@ -189,22 +186,26 @@ def stage_weights(root: Path) -> dict:
     return artifact.load(path.parent / "model.safetensors").state_dict()
 
 
-def test_a_stage_killed_mid_fine_tune_resumes_to_the_same_pruned_weights(tmp_path, cli):
+# a stage's fine-tune resumes like a baseline's fit; weight sharing's too: its cluster assignments
+# are made again at setup, its shared values come back from the checkpoint
+@pytest.mark.parametrize("technique", ["prune", "cluster"])
+def test_a_stage_killed_mid_fine_tune_resumes_to_the_same_weights(tmp_path, cli, technique):
+    stage = [*FAST, f"technique={technique}", "technique.epochs=4", "dataset.batch_size=32", "logger=none"]
     clean = tmp_path / "clean"
     clean.mkdir()
-    assert run_in(clean, STAGE).returncode == 0
+    assert run_in(clean, stage).returncode == 0
     killed = tmp_path / "killed"
     killed.mkdir()
-    proc = start(STAGE, killed)
+    proc = start(stage, killed)
     deadline = time.time() + 300
-    while not glob.glob(str(killed / "outputs" / "index" / "*.partial" / "0_prune" / "last.ckpt")):
+    while not glob.glob(str(killed / "outputs" / "index" / "*.partial" / f"0_{technique}" / "last.ckpt")):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    again = run_in(killed, STAGE)
+    again = run_in(killed, stage)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming prune from" in again.stdout + again.stderr
+    assert f"resuming {technique} from" in again.stdout + again.stderr
     a, b = stage_weights(clean), stage_weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not list((killed / "outputs" / "index").glob("*.partial"))  # the finished job leaves none
