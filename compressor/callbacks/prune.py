@@ -25,6 +25,12 @@ from compressor.stages import prune as spec
 log = logging.getLogger(__name__)
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights are. Not `pl_module.device`: in `setup` Lightning already names the
+    GPU there while the weights are still on the CPU (a CUDA run traced a CPU model with a GPU input)."""
+    return next(model.parameters()).device
+
+
 def cubic(epoch: int, amount: float, ramp_epochs: int) -> float:
     """Zhu & Gupta (2017): s_t = s_f * (1 - (1 - t/n)^3), from 0 at epoch 0 to `amount` at `ramp_epochs`.
     A pure function of the epoch, so a resumed run prunes exactly like an uninterrupted one."""
@@ -265,17 +271,17 @@ class Pruning(L.Callback):
 
             with torch.enable_grad():
                 self._regularizer = tp.pruner.GroupNormPruner(
-                    pl_module.model, torch.randn(*self.example_shape, device=pl_module.device),
+                    pl_module.model, torch.randn(*self.example_shape, device=device_of(pl_module.model)),
                     importance=tp.importance.GroupMagnitudeImportance(p=2), reg=self.reg,
                     ignored_layers=self._ignored(pl_module.model))
         first = self.target(0, trainer.max_epochs or 0)
         if first > 0:
-            self.apply(pl_module.model, first, pl_module.device)
+            self.apply(pl_module.model, first, device_of(pl_module.model))
 
     def on_train_epoch_start(self, trainer, pl_module):
         amount = self.target(trainer.current_epoch, trainer.max_epochs)
         if amount > self.current:
-            self.apply(pl_module.model, amount, pl_module.device)
+            self.apply(pl_module.model, amount, device_of(pl_module.model))
             if self.method == "channel":  # new shapes: a fresh optimizer (and schedule: a warm restart)
                 trainer.strategy.setup_optimizers(trainer)
 

@@ -71,8 +71,8 @@ class Quantization(L.Callback):
 
     @torch.no_grad()
     def on_fit_start(self, trainer, pl_module):
-        if self.backend == "torch" and self.mode == "static":
-            pl_module.model.eval()
+        if self.backend == "torch" and self.mode == "static":  # int8 observers run on the CPU: the
+            pl_module.model.cpu().eval()  # trainer has just moved the model to its device (a GPU)
             for x in self._calibration(trainer):
                 pl_module.model(x.cpu())
 

@@ -11,7 +11,8 @@ project's only registry, and gives its knobs. Its class declares:
   calibration; the budget and the search call the same `apply` on a copy;
 - `searchable()` and `search(budget, model, floor)`: whether an accuracy budget may vary its
   recipe, and the search that sets it (the recipe goes into `overrides`);
-- `label(cfg)`, `precision()`: the run's name in reports, and the number format it leaves.
+- `label(cfg)`, `precision()`: the run's name in reports, and the number format it leaves;
+- `trainer_args()`: what its fit must change in the job's Trainer (QAT trains in fp32).
 
 A stage that fine-tunes through a Lightning callback (prune, quant, cluster) subclasses
 `CallbackStage`, which builds the callback from the config's `callback` node and runs the fit."""
@@ -98,6 +99,10 @@ class Stage:
         """The number format this stage leaves the model in (None: unchanged)."""
         return None
 
+    def trainer_args(self) -> dict:
+        """Trainer arguments its fit overrides (e.g. `precision`); none by default."""
+        return {}
+
     # -- what a budget may vary ----------------------------------------------------------------
     def searchable(self) -> bool:
         return False
@@ -109,7 +114,7 @@ class Stage:
 def fit_args(stage: Stage, ctx: Context) -> dict:
     """How the stage's fit runs: resumable from its checkpoints, logged, or as a quiet probe."""
     return dict(checkpoint_dir=ctx.checkpoint_dir, log_to=ctx.log,
-                knob=f"{stage.prefix}lr={stage.node.get('lr')}")
+                knob=f"{stage.prefix}lr={stage.node.get('lr')}", trainer_args=stage.trainer_args())
 
 
 class CallbackStage(Stage):

@@ -49,6 +49,11 @@ class Quant(CallbackStage):
     def precision(self) -> str:
         return self.node.mode if self.node.mode in ("fp16", "bf16") else "int8"
 
+    def trainer_args(self) -> dict:
+        """Fake quantization has no half-precision kernels: QAT (and the zero-epoch PTQ fits) run in
+        fp32 whatever the trainer's precision (trainer=gpu's 16-mixed failed on CUDA)."""
+        return {"precision": "32-true"}
+
     def before(self, model, ctx) -> None:
         ctx.float_model = copy.deepcopy(model)  # what the artifact rebuilds int8 from, and the exports start from
 

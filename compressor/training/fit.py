@@ -67,11 +67,11 @@ def at_chance(acc: float | None, n: int, num_classes: int) -> bool:
 
 
 def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None,
-        keep_best: bool = False, log_to=True, knob: str = "train.lr") -> dict:
+        keep_best: bool = False, log_to=True, knob: str = "train.lr", trainer_args=None) -> dict:
     """Fit `module` for `epochs`. With `checkpoint_dir`, a last checkpoint is saved there every
     epoch and a rerun resumes from it; `keep_best` also keeps the best validation epoch and
     restores it at the end. `log_to=False` (budget probes) writes no logs. `knob` is what the
-    divergence error tells the user to lower."""
+    divergence error tells the user to lower; `trainer_args` override the job's Trainer for this fit."""
     history = History()
     cbs = [history, Finite(name, knob), resume.RngState(), *callbacks]
     best = None
@@ -100,7 +100,7 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     with validate.torch_flags_kept():  # `trainer.deterministic` holds for this fit only
         trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
                               enable_checkpointing=checkpoint_dir is not None, plugins=[resume.AtomicCheckpointIO()],
-                              default_root_dir=str(checkpoint_dir or run_dir), **extra)
+                              default_root_dir=str(checkpoint_dir or run_dir), **{**extra, **(trainer_args or {})})
         start = time.perf_counter()
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(start_from) if start_from else None, weights_only=True)
