@@ -9,7 +9,8 @@ def run(job=(), outputs="outputs", name="run") -> dict:
     """One job in-process, as the command line runs it: `job` is a list of Hydra overrides
     (`["technique=prune", "technique.amount=0.7"]`) or a composed config
     (`compressor.config.compose`). Its files go to `outputs/<name>/` (a config's own paths are
-    kept), the cache to `outputs/cache/`. Returns the job's results.json as a dict. Bad input
+    kept), the cache to `outputs/cache/`. Returns the job's results.json as a dict (with
+    `search=default`, the search's search.json: compressor/search/frontier.py). Bad input
     raises compressor.errors.ConfigError (one line) and leaves no file of the job behind."""
     import json
     from pathlib import Path
@@ -21,6 +22,10 @@ def run(job=(), outputs="outputs", name="run") -> dict:
 
     cfg = job if isinstance(job, DictConfig) else compose(list(job), outputs, name)
     validate.values(cfg)  # what the command line checks before torch is imported
+    if cfg.get("search") is not None:  # search=default: many jobs, one file to ship
+        from compressor.search import frontier
+
+        return frontier.main(cfg)
     from compressor import job as jobs
 
     jobs.main(cfg)

@@ -41,7 +41,11 @@ def fingerprint(cfg: DictConfig, data: dict) -> str:
     the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
     spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
     spec["dataset"] = unset_added(spec["dataset"])
-    return hashlib.sha256(json.dumps({**spec, **data}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    text = json.dumps({**spec, **data}, sort_keys=True, default=str)
+    # a value resolved from paths.run_dir (quant's callback.workdir) is where, not what: the same job
+    # in another folder (a search's trial, a rerun under a new timestamp) is the same job
+    text = text.replace(json.dumps(str(cfg.paths.run_dir))[1:-1], "<run_dir>")
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def is_rank_zero() -> bool:

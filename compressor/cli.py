@@ -21,6 +21,10 @@ def job(cfg):
 
     try:
         validate.values(cfg)
+        if cfg.get("search") is not None:  # search=default: many jobs, one file to ship
+            from compressor.search import frontier
+
+            return frontier.main(cfg)
         from compressor import job as jobs
 
         return jobs.main(cfg)

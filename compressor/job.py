@@ -104,7 +104,7 @@ def job(cfg: DictConfig):
     if distilling:
         out["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
                      "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
-    out.update(deployed(cfg, plan, model, model_path, ctx, dm, example, metrics["test/acc"]))
+    out.update(deployed(cfg, plan, model, model_path, ctx, dm, example, metrics))
     save(cfg, plan, out, done, partial)
     return objective(cfg, out)
 
@@ -199,14 +199,15 @@ def collect(cfg, plan, dm, ident, metrics, logits, records, reference_cfg, refer
     return out
 
 
-def deployed(cfg, plan, model, model_path, ctx, dm, example, test_acc) -> dict:
-    """Every runtime's file, checked and timed beside the run's model: which one to ship."""
+def deployed(cfg, plan, model, model_path, ctx, dm, example, metrics) -> dict:
+    """Every runtime's file, checked and timed beside the run's model and the baseline: which one to ship."""
     if not runtimes.wanted(cfg, model):
         return {}
     shaping = next((s for s in plan if s.precision()), None)  # the first stage that changes the number format
     return runtimes.measured(model, model_path, ctx.float_model, dm, example, ctx.run_dir, cfg,
                              shaping.precision() if shaping else "fp32",
-                             shaping.node.get("calibration_batches", 32) if shaping else 32, test_acc)
+                             shaping.node.get("calibration_batches", 32) if shaping else 32, metrics["test/acc"],
+                             metrics["val/acc"], baseline=ctx.reference)
 
 
 def save(cfg, plan, out: dict, done: Path, partial: Path) -> None:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from compressor import choices
 from compressor.errors import ConfigError
 from compressor.rules import apply, boolean, choice, fractions, integer, number, numbers, strings, text
+from compressor.search import space as search_space
 from compressor.stages import base as stage_protocol
 
 # -- the rule tables ------------------------------------------------------------------------
@@ -128,6 +129,8 @@ def values(cfg: DictConfig) -> None:
         if not isinstance(cfg[net].get("net"), DictConfig) or "_target_" not in cfg[net].net:
             raise ConfigError(f"{net}.net: must be a config with a _target_ that builds the nn.Module")
     stage_protocol.validate(cfg.technique)  # each stage's own rules (compressor/stages)
+    if cfg.get("search") is not None:  # search=default (compressor/search/frontier.py)
+        search_space.check(cfg)
     for key in ("max_epochs", "callbacks", "logger"):
         if cfg.trainer.get(key) is not None:
             raise ConfigError(f"trainer.{key}={cfg.trainer.get(key)}: compressor sets it for each fit; use "

@@ -133,7 +133,10 @@ def pruning(models) -> list[dict]:
     return rows
 
 
-def sharing(models=("simple_cnn", "mnist_mlp"), amounts=(0.9, 0.95)) -> list[dict]:
+SHARE = ("simple_cnn", "mnist_mlp")  # Deep Compression's two kinds of model: a LeNet-5-like CNN, LeNet-300-100-like MLP
+
+
+def sharing(models=SHARE, amounts=(0.9, 0.95)) -> list[dict]:
     """Deep Compression's three steps against prune + int8, per model, amount and SEEDS:
     unstructured pruning, then weight sharing at 4 bits (technique=cluster) stored as codebook +
     coded indices. At 0.9 a coded zero mask costs about as much as the 4-bit codes."""
@@ -457,7 +460,7 @@ def main(argv=None):
         print(report[-1], flush=True)
     if "share" in parts:
         report.append("## Pruning + weight sharing + coding (Deep Compression) against pruning + int8, on disk\n\n"
-                      + table(sharing()) + "\n")
+                      + table(sharing(models if args.models != parser.get_default("models") else SHARE)) + "\n")
         print(report[-1], flush=True)
     if "kd" in parts:
         report.append(f"## Distillation at default settings: SimpleCNN -> SmallCNN on {data_for()}, 3 seeds\n\n"

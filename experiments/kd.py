@@ -11,7 +11,9 @@ from pathlib import Path
 
 from experiments.bench import OUT, job, mean_std, table
 
-LOSSES = {"ce": "{ce:1.0}", "kl": "{kl:1.0}", "ce+kl": "{ce:0.5,kl:0.5}"}
+# the presets of conf/stage/kd.yaml by their terms; hinton_kl and dkd are their papers' recipes (T=4)
+LOSSES = {"ce": "{ce:1.0}", "kl": "{kl:1.0}", "ce+kl": "{ce:0.5,kl:0.5}", "hinton_kl": "{ce:0.3,kl:0.7}",
+          "dkd": "{ce:1.0,dkd:1.0}"}
 
 
 def study(dataset, lrs, temperatures, seeds, epochs, losses=tuple(LOSSES)) -> list[dict]:
@@ -39,7 +41,7 @@ def main(argv=None):
     parser.add_argument("--temperatures", default="1,2,4")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--losses", default=",".join(LOSSES))
+    parser.add_argument("--losses", default="ce,kl,ce+kl", help=f"of {', '.join(LOSSES)}")
     args = parser.parse_args(argv)
     rows = [r for d in args.datasets.split(",") for r in study(d, args.lrs.split(","), args.temperatures.split(","),
                                                               [int(s) for s in args.seeds.split(",")], args.epochs,
@@ -48,7 +50,9 @@ def main(argv=None):
         r.pop("mean")
     text = f"## Distillation: SimpleCNN -> SmallCNN, {args.epochs} epochs, seeds {args.seeds}\n\n" + table(rows) + "\n"
     Path(OUT).mkdir(parents=True, exist_ok=True)
-    (OUT / f"kd_{args.epochs}ep.md").write_text(text)
+    # one file per study: two run side by side do not overwrite each other
+    name = "_".join(["kd", *args.datasets.split(","), *args.losses.replace("+", "").split(","), f"{args.epochs}ep"])
+    (OUT / f"{name}.md").write_text(text)
     print(text)
 
 

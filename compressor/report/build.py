@@ -59,7 +59,8 @@ def derived(r: dict) -> dict:
         best = r.get("deploy", {}).get(batch)
         if isinstance(best, dict):
             acc = f", acc {best['test/acc']:.4f}" if isinstance(best.get("test/acc"), float) else ""
-            out[f"deploy/{batch}"] = f"{best.get('runtime')} {best.get('file')} ({best.get(f'latency/{batch}_ms', 0):.4f} ms{acc})"
+            slower = ", SLOWER than the baseline" if best.get("slower_than_baseline") else ""
+            out[f"deploy/{batch}"] = f"{best.get('runtime')} {best.get('file')} ({best.get(f'latency/{batch}_ms', 0):.4f} ms{acc}{slower})"
     return out
 
 

@@ -6,10 +6,13 @@ export=openvino  model.xml/.bin (+ model.int8.xml/.bin, NNCF int8 PTQ)          
 export=all       both
 The fp32 exports are of the run's float model; the int8 ones exist where the run quantized, and
 quantize that same float model (before the run's quant stage) with the runtime's own PTQ. The
-candidates to ship are the run's model as it is (torch, or its backend's file) and the exports in
-the run's own precision (int8 for a quantized run, fp32 otherwise) that agree with PyTorch's top-1
-on >= 98% of test images (fp32: 99.5%). results.json: `export` (every file's figures) and
-`deploy` (every candidate with its own test accuracy, and the fastest at batch 1 and at batch 64)."""
+candidates to ship are the run's model as it is (torch, or its backend's file) and every export,
+float and int8, that agrees with PyTorch's top-1 on >= 98% of test images (fp32: 99.5%): a
+quantized run's fp32 ONNX file can be the fastest (it is the model before quantization, and its
+own accuracy is reported). The baseline is timed in the same group, so each candidate's speed-up
+is a ratio measured side by side, and a candidate slower than the baseline at a batch size says so.
+results.json: `export` (every file's figures) and `deploy` (every candidate with its own validation
+and test accuracy, the baseline's latency, and the fastest at batch 1 and at batch 64)."""
 import logging
 from pathlib import Path
 
@@ -63,9 +66,11 @@ def wanted(cfg, model) -> bool:
 
 
 def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, precision: str = "fp32",
-             calibration_batches: int = 32, accuracy: float | None = None) -> dict:
+             calibration_batches: int = 32, accuracy: float | None = None, val_accuracy: float | None = None,
+             baseline=None) -> dict:
     """results.json's `export` and `deploy` blocks. An export that fails is one warning line and an
-    `error` entry; the run keeps everything else."""
+    `error` entry; the run keeps everything else. `baseline` (a float torch model) is timed with the
+    files."""
     reference = float_model if float_model is not None else model  # an int8-backend run always has one
     ref_logits, _ = measure.predict(reference, dm.test_dataloader())
     # `precision`: the run's number format (int8: the int8 exports are made too, calibrated like its stage)
@@ -73,7 +78,8 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
         if precision == "int8" else None
     own = f"{own_runtime(model)} (the run's model)"
     files = {own: (own_runtime(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
-    accuracies = {own: accuracy}  # each shipped file's own test accuracy: an int8 export is not the run's model
+    accuracies = {own: (val_accuracy, accuracy)}  # each shipped file's own: an int8 export is not the run's model
+    precisions = {own: precision}
     shippable, out = [own], {}
     for name, (key, exporter) in EXPORTERS.items():
         if not cfg.export.get(key) and name != own_runtime(model):  # a backend run always checks its own files
@@ -101,23 +107,35 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
                 out[name][kind]["same_as"] = own
                 continue
             files[f"{name} {kind}"] = (name, session, Path(session.path))
-            if kind == precision and agreement >= NEEDED[kind]:
+            if agreement >= NEEDED[kind]:
                 shippable.append(f"{name} {kind}")
-                accuracies[f"{name} {kind}"] = out[name][kind]["test/acc"]
+                precisions[f"{name} {kind}"] = kind
+                val_logits, val_labels = measure.predict(session, dm.val_dataloader())
+                accuracies[f"{name} {kind}"] = (measure.accuracy(val_logits, val_labels), out[name][kind]["test/acc"])
     if float_model is not None:  # the float PyTorch model the int8 files came from, timed with them
         files["torch fp32"] = ("torch", float_model, None)
         out["torch"] = {"fp32": {"note": f"the float model before quantization, not this run's {precision} model"}}
+    if baseline is not None:
+        files["baseline"] = ("torch", baseline, None)
     # every file side by side in one process, threads pinned (measure.latencies alternates them)
     speeds = measure.latencies({label: f[1] for label, f in files.items()}, example, cfg.latency.threads,
                                cfg.latency.reps, cfg.latency.rounds)
     for name, kinds in out.items():
         for kind, entry in kinds.items() if "error" not in kinds else ():
             entry.update(speeds[entry.get("same_as", f"{name} {kind}")])
-    deploy = {"candidates": [{"label": label, "runtime": files[label][0], "file": files[label][2].name,
-                              "size_mb": measure.size_mb(files[label][2]), "test/acc": accuracies.get(label),
+    deploy = {"candidates": [{"label": label, "runtime": files[label][0], "precision": precisions[label],
+                              "file": files[label][2].name, "size_mb": measure.size_mb(files[label][2]),
+                              "val/acc": accuracies[label][0], "test/acc": accuracies[label][1],
                               **speeds[label]} for label in shippable]}
+    if baseline is not None:
+        deploy["baseline"] = speeds["baseline"]
+        for c in deploy["candidates"]:
+            slower = [b for b in ("b1", "b64") if c[f"latency/{b}_ms"] > speeds["baseline"][f"latency/{b}_ms"]]
+            if slower:
+                c["slower_than_baseline"] = slower
     for batch in ("b1", "b64"):
         best = min(deploy["candidates"], key=lambda c: c[f"latency/{batch}_ms"])
         deploy[batch] = {"runtime": best["runtime"], "file": best["file"], "test/acc": best["test/acc"],
-                         f"latency/{batch}_ms": best[f"latency/{batch}_ms"]}
+                         f"latency/{batch}_ms": best[f"latency/{batch}_ms"],
+                         "slower_than_baseline": batch in best.get("slower_than_baseline", ())}
     return {"export": out, "deploy": deploy}

@@ -1,0 +1,279 @@
+"""search=default: which file to ship, across distillation, pruning, quantization and runtimes.
+
+1. The baseline trial: the model as trained (cached), its files on every runtime (the reference).
+2. First rung: `search.max_trials` points of the space (compressor/search/space.py) sampled by
+   Optuna's NSGA-II (multi-objective: validation accuracy and the objective's gain), each a
+   pipeline job with short fine-tunes (`search.rung_epochs`).
+3. Second rung: the `search.promote` first-rung trials with the largest gain within
+   budget.max_drop + search.margin get their full recipe (each stage's own epochs).
+4. Every file of every full-recipe trial is a candidate, scored by its own validation accuracy and
+   its latency on its runtime, timed side by side with the baseline in that trial's process. The
+   frontier is the candidates no other dominates; the chosen one has the largest gain within
+   budget.max_drop on validation. Test accuracy is read for the frontier and the chosen file only.
+
+Each trial is a job: it reuses the cached baseline and teacher, and a finished trial is found in
+the job index and not rerun, so a killed search continues where it stopped. Written to the run
+folder: trials.jsonl (a line per trial as it ends), frontier.csv, summary.md, frontier.png,
+search.json, TensorBoard scalars, and ship/ with the chosen file."""
+import csv
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
+
+import compressor
+from compressor.config import CONF, compose
+from compressor.search import space
+
+log = logging.getLogger("compressor")
+GAIN = {"latency_b1": "speedup_b1", "latency_b64": "speedup_b64", "size": "smaller"}
+OWN = ("search", "budget.", "technique", "export", "model", "teacher", "hydra.")  # what a trial sets itself
+
+
+def origin() -> tuple[str, list[str]]:
+    """The model the search compresses (its config's name) and the user's other overrides, read
+    before the first trial composes its own config over Hydra's."""
+    hydra = HydraConfig.get()
+    base = [o for o in hydra.overrides.task if not o.lstrip("+~").startswith(OWN)]
+    return hydra.runtime.choices.get("model") or hydra.runtime.choices.get("teacher"), base
+
+
+class Trials:
+    """Runs points as jobs and keeps what each produced."""
+
+    def __init__(self, cfg, model: str, base: list[str], out: Path):
+        self.cfg, self.model, self.base, self.out = cfg, model, base, out
+        self.done: dict = {}  # (rung, point) -> record
+        self.log = out / "trials.jsonl"
+
+    def run(self, point: dict, epochs: dict, rung: str) -> dict:
+        key = (rung, tuple(sorted(point.items())))
+        if key in self.done:
+            return self.done[key]
+        name = f"{rung}_{len(self.done):03d}_" + "".join(c if c.isalnum() else "_" for c in space.label(point))[:60]
+        overrides = [*self.base, *space.overrides(point, self.model, self.cfg.search.runtime, epochs)]
+        record = {"rung": rung, "point": point, "label": space.label(point), "overrides": overrides}
+        try:
+            job = compose(overrides, self.cfg.paths.root, name)
+            with open_dict(job):
+                job.paths.run_dir = str(self.out / "trials" / name)
+                job.paths.cache_dir, job.paths.index_dir = self.cfg.paths.cache_dir, self.cfg.paths.index_dir
+            r = compressor.run(job)
+            record.update(run_dir=r["run"]["run_dir"], reused=bool(r["run"].get("reused_from")),
+                          candidates=candidates(r, self.cfg.search.runtime), baseline=r["baseline"])
+        except Exception as exc:  # one point the model cannot take (or that diverged) does not end the search
+            first = (str(exc).splitlines() or [""])[0]
+            log.warning("search: trial %s failed (%s: %s)", record["label"], type(exc).__name__, first)
+            record.update(error=f"{type(exc).__name__}: {first}"[:500], candidates=[])
+        self.done[key] = record
+        with self.log.open("a") as f:
+            f.write(json.dumps({k: v for k, v in record.items() if k != "baseline"}) + "\n")
+        return record
+
+
+def candidates(r: dict, runtime: str) -> list[dict]:
+    """Every shippable file of one job, with its gains over the baseline timed in the same process."""
+    b = r["baseline"]
+    if r["run"].get("at_chance"):  # a broken model is never a result
+        return []
+    if "deploy" in r:
+        reference, files = r["deploy"].get("baseline", b), r["deploy"]["candidates"]
+    else:  # export=none: the run's own model
+        reference = b
+        files = [{"runtime": "torch", "precision": None, "file": "model.safetensors", "size_mb": r["compress/size_mb"],
+                  **{k: r[k] for k in ("val/acc", "test/acc", "latency/b1_ms", "latency/b64_ms")}}]
+    out = []
+    for c in files:
+        if runtime != "any" and c["runtime"] != runtime:
+            continue
+        out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"],
+                    "path": str(Path(r["run"]["run_dir"]) / c["file"]), "size_mb": c["size_mb"],
+                    "val/acc": c["val/acc"], "test/acc": c["test/acc"],
+                    "latency/b1_ms": c["latency/b1_ms"], "latency/b64_ms": c["latency/b64_ms"],
+                    "speedup_b1": reference["latency/b1_ms"] / c["latency/b1_ms"],
+                    "speedup_b64": reference["latency/b64_ms"] / c["latency/b64_ms"],
+                    "smaller": b["compress/size_mb"] / c["size_mb"],
+                    "val_drop": 100 * (b["val/acc"] - c["val/acc"]), "test_drop": 100 * (b["test/acc"] - c["test/acc"])})
+    return out
+
+
+def best(record: dict, gain: str, allowed: float) -> dict | None:
+    """A trial's candidate with the largest gain within `allowed` points; else its most accurate."""
+    within = [c for c in record["candidates"] if c["val_drop"] <= allowed]
+    if within:
+        return max(within, key=lambda c: (c[gain], c["val/acc"]))
+    return max(record["candidates"], key=lambda c: c["val/acc"], default=None)
+
+
+def pareto(rows: list[dict], gain: str) -> list[dict]:
+    """The rows no other row beats on both validation accuracy and gain."""
+    def dominated(p):
+        return any(q["val/acc"] >= p["val/acc"] and q[gain] >= p[gain] and
+                   (q["val/acc"] > p["val/acc"] or q[gain] > p[gain]) for q in rows)
+    return sorted((p for p in rows if not dominated(p)), key=lambda p: -p[gain])
+
+
+def main(cfg) -> dict:
+    import optuna
+
+    model, base = origin()
+    s, max_drop = cfg.search, float(cfg.budget.max_drop)
+    gain = GAIN[s.objective]
+    out = Path(cfg.paths.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    deadline = time.monotonic() + 60 * s.time_budget_min if s.time_budget_min else float("inf")
+    dims = space.dimensions(s, model, CONF)
+    full, short = space.full_epochs(CONF), {k: s.rung_epochs for k in space.FINE_TUNED}
+    trials = Trials(cfg, model, base, out)
+    reference = trials.run({"student": "none", "prune": "none", "precision": "fp32"}, full, "baseline")
+    if "error" in reference:
+        raise RuntimeError(f"search: the baseline trial failed: {reference['error']}")
+    writer = tensorboard(cfg, out)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=optuna.samplers.NSGAIISampler(
+        population_size=max(2, min(s.max_trials, 8)), seed=cfg.seed))
+    distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in dims.items()}
+    first, seen = [], {}
+    for _ in range(20 * s.max_trials):  # repeats of a point are told its values again, not rerun
+        if len(first) >= s.max_trials or time.monotonic() > deadline:
+            break
+        trial = study.ask(distributions)
+        point = dict(trial.params)
+        key = tuple(sorted(point.items()))
+        if key not in seen:
+            if not space.stages(point):  # the baseline: the reference, not a candidate
+                seen[key] = None
+            else:
+                record = trials.run(point, short if space.fine_tunes(point) else full, "rung1")
+                pick = best(record, gain, max_drop + s.margin)
+                seen[key] = None if pick is None else (pick["val/acc"], pick[gain])
+                first.append(record)
+                if writer and pick:
+                    writer.log_metrics({"search/rung1_val_acc": pick["val/acc"], f"search/rung1_{gain}": pick[gain]},
+                                       step=len(first))
+        if seen[key] is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, list(seen[key]))
+
+    # second rung: the most promising get their full recipe; a trial with nothing to fine-tune was full already
+    ranked = sorted((r for r in first if r["candidates"]), key=lambda r: -best(r, gain, max_drop + s.margin)[gain])
+    eligible = [r for r in ranked if best(r, gain, max_drop + s.margin)["val_drop"] <= max_drop + s.margin]
+    finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"])]
+    for r in [r for r in eligible if space.fine_tunes(r["point"])][:s.promote]:
+        if time.monotonic() > deadline:
+            log.warning("search: search.time_budget_min reached; %s keeps its short recipe out of the frontier", r["label"])
+            continue
+        finals.append(trials.run(r["point"], full, "rung2"))
+    rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
+    result = decide(rows, gain, max_drop, reference, s)
+    write(out, result, rows, gain, s, writer)
+    print(result["verdict"])
+    return result
+
+
+def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s) -> dict:
+    """The frontier, the chosen file, and the one-line verdict (test accuracy read here, once)."""
+    front = pareto(rows, gain)
+    within = [r for r in rows if r["val_drop"] <= max_drop]
+    chosen = max(within, key=lambda r: (r[gain], r["val/acc"])) if within else None
+    b = reference["baseline"]
+    per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
+    if chosen:
+        held = chosen["test_drop"] <= max_drop
+        verdict = (f"search: ship {chosen['file']} on {chosen['runtime']} ({chosen['recipe']}): "
+                   f"{chosen[gain]:.2f}x {per[gain]} than the baseline, {chosen['smaller']:.1f}x smaller, "
+                   f"{-chosen['val_drop']:+.2f} pts on validation, {-chosen['test_drop']:+.2f} on test "
+                   f"(budget {max_drop:g} pts {'held' if held else 'NOT held'} on test); copied to ship/")
+    else:
+        closest = min(rows, key=lambda r: r["val_drop"], default=None)
+        verdict = f"search: nothing fits budget.max_drop={max_drop:g}" + (
+            f": the closest is {closest['file']} on {closest['runtime']} ({closest['recipe']}), "
+            f"{-closest['val_drop']:+.2f} pts on validation [over budget]" if closest else ": no trial produced a file")
+    return {"objective": s.objective, "runtime": s.runtime, "max_drop": max_drop, "verdict": verdict,
+            "baseline": {k: b[k] for k in ("val/acc", "test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")},
+            "chosen": chosen, "held/test": chosen["test_drop"] <= max_drop if chosen else None, "frontier": front}
+
+
+COLUMNS = ["recipe", "runtime", "precision", "file", "val/acc", "val_drop", "test/acc", "test_drop", "size_mb", "smaller",
+           "latency/b1_ms", "speedup_b1", "latency/b64_ms", "speedup_b64", "frontier", "chosen", "within_budget"]
+
+
+def write(out: Path, result: dict, rows: list[dict], gain: str, s, writer) -> None:
+    front = {id(r) for r in result["frontier"]}
+    table = []
+    for r in sorted(rows, key=lambda r: -r[gain]):
+        shown = id(r) in front or r is result["chosen"]  # test figures: the frontier and the chosen file only
+        table.append({**{k: r.get(k) for k in COLUMNS}, "frontier": id(r) in front, "chosen": r is result["chosen"],
+                      "within_budget": r["val_drop"] <= result["max_drop"],
+                      **({} if shown else {"test/acc": None, "test_drop": None})})
+    with (out / "frontier.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(table)
+    if result["chosen"]:
+        (out / "ship").mkdir(exist_ok=True)
+        path = Path(result["chosen"]["path"])
+        for p in [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]:
+            shutil.copy2(p, out / "ship" / p.name)
+    b = result["baseline"]
+    lines = [f"# Search: {s.objective} on {s.runtime} within {result['max_drop']:g} validation points", "",
+             f"Baseline: val {b['val/acc']:.4f}, test {b['test/acc']:.4f}, {b['compress/size_mb']:.3f} MB, "
+             f"b1 {b['latency/b1_ms']:.3f} ms, b64 {b['latency/b64_ms']:.4f} ms/img. "
+             f"{len(rows)} files of full-recipe trials; the frontier:", "",
+             "| recipe | runtime | file | val acc | Δ val (pts) | test acc | Δ test (pts) | size × | b1 × | b64 × | |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["frontier"]:
+        slower = " slower than baseline" if r["speedup_b1"] < 1 or r["speedup_b64"] < 1 else ""
+        mark = "**chosen**" if r is result["chosen"] else "over budget" if r["val_drop"] > result["max_drop"] else ""
+        lines.append(f"| {r['recipe']} | {r['runtime']} {r['precision']} | {r['file']} | {r['val/acc']:.4f} | "
+                     f"{-r['val_drop']:+.2f} | {r['test/acc']:.4f} | {-r['test_drop']:+.2f} | {r['smaller']:.1f} | "
+                     f"{r['speedup_b1']:.2f} | {r['speedup_b64']:.2f} | {mark}{slower} |")
+    (out / "summary.md").write_text("\n".join([*lines, "", result["verdict"], ""]))
+    (out / "search.json").write_text(json.dumps(result, indent=2))
+    plot(out / "frontier.png", rows, result, gain)
+    if writer:
+        for i, r in enumerate(result["frontier"]):
+            writer.log_metrics({"search/frontier_val_acc": r["val/acc"], f"search/frontier_{gain}": r[gain]}, step=i)
+        writer.finalize("success")
+
+
+def plot(path: Path, rows: list[dict], result: dict, gain: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    b = result["baseline"]
+    for ax, key, base, name in ((axes[0], "latency/b1_ms" if gain != "speedup_b64" else "latency/b64_ms",
+                                 b["latency/b1_ms"] if gain != "speedup_b64" else b["latency/b64_ms"], "latency (ms)"),
+                                (axes[1], "size_mb", b["compress/size_mb"], "size (MB)")):
+        ax.scatter([r[key] for r in rows], [r["val/acc"] for r in rows], c="0.6", s=14, label="trials' files")
+        front = sorted(result["frontier"], key=lambda r: r[key])
+        ax.plot([r[key] for r in front], [r["val/acc"] for r in front], "r.-", label=f"frontier ({gain})")
+        ax.scatter([base], [b["val/acc"]], marker="*", s=120, c="k", label="baseline")
+        if result["chosen"]:
+            ax.scatter([result["chosen"][key]], [result["chosen"]["val/acc"]], s=120, facecolors="none",
+                       edgecolors="b", label="chosen")
+        ax.axhline(b["val/acc"] - result["max_drop"] / 100, ls=":", c="0.4", label="budget")
+        ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("validation accuracy (the file's own)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def tensorboard(cfg, out: Path):
+    if not cfg.get("logger"):
+        return None
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.logger, save_dir=str(out), version="search")

@@ -1,0 +1,101 @@
+"""search=default's schema and candidate space, torch-free (checked before torch loads).
+
+A point of the space is (student, prune, precision): distil into a student or not, prune channels
+or weights by an amount or not, and leave fp32, int8, fp16 or 4-bit shared weights. `overrides`
+turns a point into the Hydra overrides of one pipeline job: kd -> prune -> quant or cluster, the
+one order in which each stage's input is what it expects (a pruned float model is quantized; an
+int8 model is not pruned)."""
+from pathlib import Path
+
+from compressor import rules
+from compressor.errors import ConfigError
+
+OBJECTIVES = ("latency_b1", "latency_b64", "size")
+RUNTIMES = ("any", "torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8", "fp16", "cluster")
+EXPORT = {"any": "all", "torch": "none", "onnxruntime": "onnx", "openvino": "openvino"}
+FINE_TUNED = ("kd", "prune", "cluster")  # the stages whose epochs a first rung shortens
+
+RULES = {
+    "objective": rules.choice(OBJECTIVES), "runtime": rules.choice(RUNTIMES), "max_trials": rules.integer(1),
+    "time_budget_min": rules.number(gt=0, optional=True), "rung_epochs": rules.integer(0), "promote": rules.integer(1),
+    "margin": rules.number(ge=0), "students": rules.strings(),
+    "channel": (lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
+                "a list of amounts in (0, 1)"),
+    "unstructured": (lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
+                     "a list of amounts in (0, 1)"),
+    "precisions": rules.subset(PRECISIONS),
+}
+
+
+def check(cfg) -> None:
+    """The search's keys; it needs the accuracy you can afford."""
+    rules.apply(cfg.search, RULES, "search.")
+    if cfg.budget.max_drop is None:
+        raise ConfigError("search=default needs budget.max_drop: the validation-accuracy points you can afford, "
+                          "e.g. budget.max_drop=1")
+
+
+def students(search, model: str, conf: Path) -> list[str]:
+    """The model configs a point may distil into: `auto` is student_of_<model> where conf/model has one."""
+    out = []
+    for name in search.students:
+        if name == "auto":
+            name = f"student_of_{model}"
+            if not (conf / "model" / f"{name}.yaml").is_file():
+                continue
+        if not (conf / "model" / f"{name}.yaml").is_file():
+            raise ConfigError(f"search.students names {name!r}: no conf/model/{name}.yaml")
+        out.append(name)
+    return out
+
+
+def dimensions(search, model: str, conf: Path) -> dict:
+    """Each dimension's choices as strings (what Optuna's categorical distribution takes)."""
+    prune = ["none", *(f"channel {a:g}" for a in search.channel), *(f"unstructured {a:g}" for a in search.unstructured)]
+    return {"student": ["none", *students(search, model, conf)], "prune": prune, "precision": list(search.precisions)}
+
+
+def stages(point: dict) -> list[str]:
+    out = [] if point["student"] == "none" else ["kd"]
+    out += [] if point["prune"] == "none" else ["prune"]
+    out += {"int8": ["quant"], "fp16": ["quant"], "cluster": ["cluster"]}.get(point["precision"], [])
+    return out
+
+
+def label(point: dict) -> str:
+    parts = [] if point["student"] == "none" else [f"kd into {point['student']}"]
+    parts += [] if point["prune"] == "none" else [f"prune {point['prune']}"]
+    parts += [] if point["precision"] == "fp32" else [point["precision"]]
+    return " + ".join(parts) or "baseline"
+
+
+def full_epochs(conf: Path) -> dict:
+    """Each fine-tuning stage's own epochs (conf/stage/<kind>.yaml): a promoted trial's recipe."""
+    from omegaconf import OmegaConf
+
+    return {kind: int(OmegaConf.load(conf / "stage" / f"{kind}.yaml").epochs) for kind in FINE_TUNED}
+
+
+def overrides(point: dict, model: str, runtime: str, epochs: dict) -> list[str]:
+    """One job's overrides; `epochs` gives each fine-tuning stage's epochs (short ones: a first rung)."""
+    order = stages(point)
+    out = [f"export={EXPORT[runtime]}", f"teacher={model}"]
+    if not order:
+        return [*out, "technique=baseline", f"model={model}"]
+    out += ["technique=pipeline", f"technique.order=[{','.join(order)}]",
+            f"model={point['student'] if 'kd' in order else model}"]
+    if "prune" in order:
+        method, amount = point["prune"].split()
+        out += [f"technique.prune.method={'channel' if method == 'channel' else 'l1_unstructured'}",
+                f"technique.prune.amount={amount}"]
+    if "quant" in order:
+        out += [f"technique.quant.mode={'static' if point['precision'] == 'int8' else 'fp16'}"]
+    for kind in FINE_TUNED:
+        if kind in order:
+            out.append(f"technique.{kind}.epochs={epochs[kind]}")
+    return out
+
+
+def fine_tunes(point: dict) -> bool:
+    return any(k in stages(point) for k in FINE_TUNED)

@@ -1,0 +1,75 @@
+"""search=default: trials through the stages, a frontier no tried file dominates, a shipped file whose
+reported accuracy is its own, finished trials not retrained, and 'nothing fits' said in one line."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from compressor.search.frontier import decide, pareto
+from tests.conftest import make_cfg
+
+SEARCH = ["search=default", "budget.max_drop=1", "dataset=digits", "train.epochs=2", "latency.reps=2", "latency.rounds=1",
+          "trainer.enable_progress_bar=false", "search.runtime=onnxruntime", "search.promote=1"]
+
+
+def test_a_search_needs_a_budget_and_known_values(cli):
+    proc = cli("search=default", "dataset=digits")
+    assert proc.returncode == 2 and "budget.max_drop" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = cli("search=default", "budget.max_drop=1", "search.objective=speed")
+    assert proc.returncode == 2 and "search.objective" in proc.stderr and "latency_b1" in proc.stderr
+
+
+def row(val_drop, gain, name):
+    return {"recipe": name, "runtime": "onnxruntime", "precision": "fp32", "file": f"{name}.onnx", "val/acc": 0.9 - val_drop / 100,
+            "val_drop": val_drop, "test_drop": val_drop + 0.1, "speedup_b1": gain, "smaller": 2.0}
+
+
+def test_the_frontier_keeps_undominated_files_and_nothing_fits_is_one_line():
+    rows = [row(0.5, 2.0, "a"), row(0.2, 1.5, "b"), row(0.6, 1.9, "c"), row(2.0, 4.0, "d")]
+    assert [r["recipe"] for r in pareto(rows, "speedup_b1")] == ["d", "a", "b"]  # c: a is better on both
+    s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
+    reference = {"baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0,
+                              "latency/b64_ms": 1.0}}
+    chosen = decide(rows, "speedup_b1", 1.0, reference, s)
+    assert chosen["chosen"]["recipe"] == "a" and "ship a.onnx" in chosen["verdict"] and chosen["held/test"]
+    none = decide(rows, "speedup_b1", 0.1, reference, s)
+    assert none["chosen"] is None and "nothing fits budget.max_drop=0.1" in none["verdict"]
+    assert "b.onnx" in none["verdict"] and "[over budget]" in none["verdict"] and "\n" not in none["verdict"]
+
+
+@pytest.mark.slow  # ~2 min: make test-all
+def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials(tmp_path):
+    import compressor
+    from compressor import measure
+    from compressor.config import compose
+    from compressor.runtimes.onnx import OnnxModel
+
+    outputs = tmp_path / "outputs"
+    first = compressor.run(compose([*SEARCH, "search.max_trials=2"], outputs, "first"))
+    rows = list(csv.DictReader((outputs / "first" / "frontier.csv").open()))
+    assert rows and (outputs / "first" / "frontier.png").is_file() and (outputs / "first" / "summary.md").is_file()
+    gains = [(float(r["val/acc"]), float(r["speedup_b1"]), r["frontier"] == "True") for r in rows]
+    for acc, gain, on_front in gains:  # no frontier point is dominated by another tried point
+        beaten = any(a >= acc and g >= gain and (a > acc or g > gain) for a, g, _ in gains)
+        assert on_front == (not beaten)
+    chosen = first["chosen"]
+    assert chosen is not None and first["verdict"].startswith("search: ship")
+    shipped = outputs / "first" / "ship" / chosen["file"]
+    dm = instantiate(make_cfg(tmp_path).dataset)
+    dm.setup()
+    logits, labels = measure.predict(OnnxModel(shipped), dm.val_dataloader())
+    assert measure.accuracy(logits, labels) == pytest.approx(chosen["val/acc"], abs=1e-6)  # the file's own accuracy
+    logits, labels = measure.predict(OnnxModel(shipped), dm.test_dataloader())
+    assert measure.accuracy(logits, labels) == pytest.approx(chosen["test/acc"], abs=1e-6)
+
+    compressor.run(compose([*SEARCH, "search.max_trials=3"], outputs, "again"))  # as if stopped after two, rerun
+    before = [json.loads(x) for x in (outputs / "first" / "trials.jsonl").read_text().splitlines()]
+    after = [json.loads(x) for x in (outputs / "again" / "trials.jsonl").read_text().splitlines()]
+    done = {json.dumps(t["point"], sort_keys=True) for t in before if t["rung"] == "rung1"}
+    again = [t for t in after if t["rung"] == "rung1" and json.dumps(t["point"], sort_keys=True) in done]
+    assert len(again) == 2 and all(t["reused"] for t in again), "a finished trial was trained again"
+    assert any(not t["reused"] for t in after if t["rung"] == "rung1"), "the third trial is new"
+    assert Path(outputs / "again" / "search.json").is_file()
