@@ -163,8 +163,8 @@ def main(cfg) -> dict:
             study.tell(trial, list(seen[key]))
 
     # second rung: the most promising get their full recipe; a trial with nothing to fine-tune was full already
-    ranked = sorted((r for r in first if r["candidates"]), key=lambda r: -best(r, gain, max_drop + s.margin)[gain])
-    eligible = [r for r in ranked if best(r, gain, max_drop + s.margin)["val_drop"] <= max_drop + s.margin]
+    picks = [(best(r, gain, max_drop + s.margin), r) for r in first if r["candidates"]]
+    eligible = [r for pick, r in sorted(picks, key=lambda p: -p[0][gain]) if pick["val_drop"] <= max_drop + s.margin]
     finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"])]
     for r in [r for r in eligible if space.fine_tunes(r["point"])][:s.promote]:
         if time.monotonic() > deadline:

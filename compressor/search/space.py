@@ -16,14 +16,14 @@ PRECISIONS = ("fp32", "int8", "fp16", "cluster")
 EXPORT = {"any": "all", "torch": "none", "onnxruntime": "onnx", "openvino": "openvino"}
 FINE_TUNED = ("kd", "prune", "cluster")  # the stages whose epochs a first rung shortens
 
+# a dimension may be empty (search.channel=[] tries no channel pruning), unlike budget.grid
+AMOUNTS = (lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
+           "a list of amounts in (0, 1)")
 RULES = {
     "objective": rules.choice(OBJECTIVES), "runtime": rules.choice(RUNTIMES), "max_trials": rules.integer(1),
     "time_budget_min": rules.number(gt=0, optional=True), "rung_epochs": rules.integer(0), "promote": rules.integer(1),
     "margin": rules.number(ge=0), "students": rules.strings(),
-    "channel": (lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
-                "a list of amounts in (0, 1)"),
-    "unstructured": (lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
-                     "a list of amounts in (0, 1)"),
+    "channel": AMOUNTS, "unstructured": AMOUNTS,
     "precisions": rules.subset(PRECISIONS),
 }
 
