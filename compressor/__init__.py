@@ -22,11 +22,19 @@ def run(job=(), outputs="outputs", name="run") -> dict:
 
     cfg = job if isinstance(job, DictConfig) else compose(list(job), outputs, name)
     validate.values(cfg)  # what the command line checks before torch is imported
-    if cfg.get("search") is not None:  # search=default: many jobs, one file to ship
+    if cfg.get("search") is not None:
+        return dispatch(cfg)
+    dispatch(cfg)
+    return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
+
+
+def dispatch(cfg):
+    """Run a checked config: one job (compressor.job), or with `search=default` many jobs and
+    one file to ship (compressor.search.frontier, which returns its search.json)."""
+    if cfg.get("search") is not None:
         from compressor.search import frontier
 
         return frontier.main(cfg)
     from compressor import job as jobs
 
-    jobs.main(cfg)
-    return json.loads((Path(cfg.paths.run_dir) / "results.json").read_text())
+    return jobs.main(cfg)

@@ -17,17 +17,11 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 def job(cfg):
     """One job: exit 2 for bad input (one line), 1 for a full disk (one line naming the folder),
     130 for Ctrl-C and 143 for SIGTERM (one line: the same command continues from the last epoch)."""
-    from compressor import validate
+    from compressor import dispatch, validate
 
     try:
         validate.values(cfg)
-        if cfg.get("search") is not None:  # search=default: many jobs, one file to ship
-            from compressor.search import frontier
-
-            return frontier.main(cfg)
-        from compressor import job as jobs
-
-        return jobs.main(cfg)
+        return dispatch(cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
