@@ -7,6 +7,7 @@ PRUNE_SCOPES = ("global", "layer", "lamp")  # lamp: layer-adaptive magnitude sco
 PRUNE_SCHEDULES = ("oneshot", "cubic")
 QUANT_MODES = ("dynamic", "static", "qat", "fp16", "bf16")
 QUANT_BACKENDS = ("torch", "onnxruntime", "openvino")
+QUANT_APIS = ("fx", "pt2e")  # static/QAT int8 on backend=torch: torch.ao FX (deprecated) or torchao pt2e
 LOSS_TERMS = ("ce", "kl", "cosine", "feature_mse", "dkd")
 SCAN_METHODS = ("l1_unstructured", "channel")  # sensitivity scans and budget searches: random has no ranking
 PRUNE_IMPORTANCES = ("l1", "group_norm", "taylor")  # channel pruning: Torch-Pruning importance criteria

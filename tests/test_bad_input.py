@@ -58,6 +58,8 @@ CASES = [  # (overrides, what the one line must name)
     ("technique=prune technique.epochs=-1", "technique.epochs"),
     ("technique=quant technique.mode=int4", "technique.mode"),
     ("technique=quant technique.calibration_batches=0", "technique.calibration_batches"),
+    ("technique=quant technique.api=tflite", "technique.api"),
+    ("technique=quant technique.api=pt2e technique.mode=dynamic", "technique.api=pt2e"),
     ("technique=kd technique.temperature=-1", "technique.temperature"),
     ("technique=kd technique.loss=bogus", "technique.loss"),
     ("technique=kd technique.weights={ce:-1}", "technique.weights"),

@@ -48,11 +48,15 @@ def digits():
     return dm
 
 
-@pytest.mark.parametrize("mode,kernel", [("static", "quantized::conv2d"), ("qat", "quantized::conv2d"),
-                                         ("dynamic", "aten::_int_mm")])
-def test_int8_modes_hold_int8_weights_and_run_int8_kernels(tmp_path, digits, mode, kernel):
+@pytest.mark.parametrize("mode,api,kernel", [("static", "fx", "quantized::conv2d"), ("qat", "fx", "quantized::conv2d"),
+                                             ("static", "pt2e", "onednn::qconv"),
+                                             pytest.param("qat", "pt2e", "onednn::qconv", marks=pytest.mark.slow),
+                                             ("dynamic", "fx", "aten::_int_mm")])
+def test_int8_modes_hold_int8_weights_and_run_int8_kernels(tmp_path, digits, mode, api, kernel):
+    """api=pt2e: torchao's graph lowered to oneDNN int8 kernels (onednn::qconv_pointwise)."""
     r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}", "technique.epochs=1",
-                           "technique.calibration_batches=4"])
+                           "technique.calibration_batches=4", *([f"technique.api={api}"] if api != "fx" else []),
+                           *(["export=all"] if (mode, api) == ("static", "pt2e") else [])])
     path = tmp_path / "outputs" / "run" / "model.safetensors"
     model = artifact.load(path)
     assert int8_tensors(model), "no int8 weight tensor in the saved artifact"
@@ -62,6 +66,9 @@ def test_int8_modes_hold_int8_weights_and_run_int8_kernels(tmp_path, digits, mod
     assert r["compress/size_mb"] < r["baseline"]["compress/size_mb"]
     if mode != "dynamic":  # conv and linear both int8: about 4x smaller
         assert r["baseline"]["compress/size_mb"] / r["compress/size_mb"] > 3.0
+    if (mode, api) == ("static", "pt2e"):  # the exports of a pt2e run pass today's agreement checks
+        files = [(rt, p) for rt in ("onnxruntime", "openvino") for p in ("fp32", "int8")]
+        assert all(r["export"][rt][p]["agreement_ok"] for rt, p in files), r["export"]
 
 
 @pytest.mark.parametrize("mode,dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
@@ -120,3 +127,17 @@ def test_static_calibration_sees_exactly_calibration_batches(digits, batches):
     cb.on_fit_start(trainer, module)
     expected = [x.shape[0] for x, _ in list(digits.train_dataloader())[:batches]]
     assert seen == expected
+
+
+def test_a_torch_without_fx_quantizes_on_pt2e_and_says_so(monkeypatch, caplog):
+    """torch.ao's FX quantization is deprecated: where a torch lacks it, api=fx falls back to pt2e."""
+    import sys
+
+    from compressor import quant
+
+    monkeypatch.delattr(quant, "fx", raising=False)
+    monkeypatch.setitem(sys.modules, "compressor.quant.fx", None)  # import now raises ImportError
+    with caplog.at_level("WARNING"):
+        assert quant.engine("fx").__name__ == "compressor.quant.pt2e"
+    assert "int8 runs on pt2e" in caplog.text
+    assert quant.engine("pt2e").__name__ == "compressor.quant.pt2e"

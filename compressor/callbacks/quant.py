@@ -6,8 +6,8 @@ modes run with 0 fine-tune epochs; QAT fine-tunes with fake quantization in the 
 
 mode      backend=torch                                   backend=onnxruntime                 backend=openvino
 dynamic   torchao Int8DynamicActivationInt8Weight (Linear)  onnxruntime quantize_dynamic        -
-static    torch.ao FX int8, per-channel, fused (see compressor/quant/fx.py)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
-qat       torch.ao FX QAT, then int8 convert                 -                                   -
+static    int8, per-channel, fused: api=fx torch.ao FX (compressor/quant/fx.py), api=pt2e torchao (quant/pt2e.py)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
+qat       FX or pt2e QAT, then int8 convert                   -                                   -
 fp16/bf16 cast of weights and inputs                         -                                   -
 The converted model is left in `self.compressed`. The onnxruntime and openvino backends write
 model.onnx/model.int8.onnx or model.xml/model.int8.xml (+ .bin) into the run directory."""
@@ -26,14 +26,15 @@ log = logging.getLogger(__name__)
 
 
 class Quantization(L.Callback):
-    def __init__(self, mode: str = "static", backend: str = "torch", calibration_batches: int = 32,
+    def __init__(self, mode: str = "static", backend: str = "torch", api: str = "fx", calibration_batches: int = 32,
                  example_shape=None, workdir: str = ".", keep_float=(), accuracy_control=None):
-        spec.check(dict(mode=mode, backend=backend, calibration_batches=calibration_batches, keep_float=list(keep_float)))
+        spec.check(dict(mode=mode, backend=backend, api=api, calibration_batches=calibration_batches,
+                        keep_float=list(keep_float)))
         if backend == "openvino":
             from compressor.runtimes.openvino import require
 
             require()  # a missing extra is one line before any training
-        self.mode, self.backend, self.calibration_batches = mode, backend, calibration_batches
+        self.mode, self.backend, self.api, self.calibration_batches = mode, backend, api, calibration_batches
         self.example_shape, self.workdir = example_shape, workdir
         self.keep_float = list(keep_float)  # layers left float on purpose (by hand, or by the accuracy budget)
         # backend=openvino under an accuracy budget: (validation loader, max_drop points), chosen by the budget
@@ -62,8 +63,9 @@ class Quantization(L.Callback):
     def setup(self, trainer, pl_module, stage):
         if stage != "fit" or self.backend != "torch":
             return
-        from compressor.quant import fx
+        from compressor.quant import engine
 
+        fx = engine(self.api)
         if self.mode == "static":
             pl_module.model = fx.prepare_static(pl_module.model.cpu(), self._example(), self.keep_float)
         elif self.mode == "qat":
@@ -84,8 +86,9 @@ class Quantization(L.Callback):
             runtime = self._onnxruntime if self.backend == "onnxruntime" else self._openvino
             self.compressed = runtime(model, trainer)
         elif self.mode in ("static", "qat"):
-            from compressor.quant import fx
+            from compressor.quant import engine
 
+            fx = engine(self.api)
             self.compressed = fx.mark(fx.convert(model), self.mode, self.example_shape, self.keep_float)
             self.float_layers = fx.float_layers(self.compressed)
         elif self.mode == "dynamic":
@@ -117,5 +120,5 @@ class Quantization(L.Callback):
         return ovx.OpenVinoModel(ovx.save(quantized, f"{self.workdir}/model.int8.xml"))
 
     def summary(self) -> dict:
-        return {"mode": self.mode, "backend": self.backend, "calibration_batches": self.calibration_batches,
+        return {"mode": self.mode, "backend": self.backend, "api": self.api, "calibration_batches": self.calibration_batches,
                 "float_layers": self.float_layers, "keep_float": self.keep_float}

@@ -238,19 +238,19 @@ def prune(budget: Budget, stage, model, floor: float) -> dict:
 def quant(budget: Budget, stage, model, floor: float) -> dict:
     """The layers a static-int8 stage keeps float: none, or the most harmful until the floor holds."""
     calibration = list(calibration_inputs(budget.dm.train_dataloader(), stage.node.calibration_batches))
-    val = budget.dm.val_dataloader()
-    full = sensitivity.accuracy(sensitivity.int8(model, budget.shape, calibration), val)
+    val, api = budget.dm.val_dataloader(), stage.node.get("api", "fx")
+    full = sensitivity.accuracy(sensitivity.int8(model, budget.shape, calibration, api=api), val)
     tried, rows, why = [{"keep_float": [], "val/acc": full}], [], {}
     if full < floor - TOLERANCE:
         layers = sensitivity.quant_layers(model, [n for n, _ in model.named_modules()])
-        rows = sensitivity.quant_scan(model, val, calibration, layers, budget.shape)
+        rows = sensitivity.quant_scan(model, val, calibration, layers, budget.shape, api)
         gain = {r["layer"]: r["val/acc"] - full for r in rows if r["method"] == "int8_all_but"}
         alone = {r["layer"]: r["drop"] for r in rows if r["method"] == "int8_only"}
         # most harmful first: float helps most when all else is int8; ties: costs most when int8 alone
         for rank, name in enumerate(sorted(layers, key=lambda n: (-gain[n], -alone[n])), 1):
             kept = tried[-1]["keep_float"] + [name]
             tried.append({"keep_float": kept, "val/acc": sensitivity.accuracy(
-                sensitivity.int8(model, budget.shape, calibration, kept), val)})
+                sensitivity.int8(model, budget.shape, calibration, kept, api=api), val)})
             why[name] = (f"int8 everywhere scored {full:.4f} on validation, under the floor {floor:.4f}; harm rank "
                          f"{rank}: float alone gains {100 * gain[name]:.2f} pts, int8 alone costs {alone[name]:.2f}")
             if tried[-1]["val/acc"] >= floor - TOLERANCE:

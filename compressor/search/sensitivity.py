@@ -83,10 +83,11 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
     return rows
 
 
-def int8(model, example_shape, calibration, keep_float=(), only=None) -> nn.Module:
-    """Static int8 of a copy (torch.ao FX), calibrated on the given input batches."""
-    from compressor.quant import fx
+def int8(model, example_shape, calibration, keep_float=(), only=None, api="fx") -> nn.Module:
+    """Static int8 of a copy (torch.ao FX or torchao pt2e), calibrated on the given input batches."""
+    from compressor.quant import engine
 
+    fx = engine(api)
     prepared = fx.prepare_static(copy.deepcopy(model).cpu(), torch.randn(*example_shape), keep_float, only)
     with torch.no_grad():
         for x in calibration:
@@ -94,10 +95,10 @@ def int8(model, example_shape, calibration, keep_float=(), only=None) -> nn.Modu
     return fx.convert(prepared)
 
 
-def quant_scan(model, loader, calibration, layers: list[str], example_shape) -> list[dict]:
+def quant_scan(model, loader, calibration, layers: list[str], example_shape, api="fx") -> list[dict]:
     base = accuracy(model, loader)
     try:
-        full = accuracy(int8(model, example_shape, calibration), loader)
+        full = accuracy(int8(model, example_shape, calibration, api=api), loader)
     except Exception as exc:  # FX cannot trace every architecture
         log.warning("sensitivity (int8): skipping the quantization scan, the model does not quantize (%s)",
                     brief(exc))
@@ -106,8 +107,8 @@ def quant_scan(model, loader, calibration, layers: list[str], example_shape) -> 
              "drop": 100 * (base - full)}]
     for name in layers:
         try:
-            only = accuracy(int8(model, example_shape, calibration, only=name), loader)
-            but = accuracy(int8(model, example_shape, calibration, keep_float=[name]), loader)
+            only = accuracy(int8(model, example_shape, calibration, only=name, api=api), loader)
+            but = accuracy(int8(model, example_shape, calibration, keep_float=[name], api=api), loader)
         except Exception as exc:
             log.warning("sensitivity (int8): skipping %s (%s)", name, brief(exc))
             continue

@@ -8,6 +8,7 @@ from compressor.errors import ConfigError
 from compressor.stages.base import CallbackStage
 
 RULES = {"mode": rules.choice(choices.QUANT_MODES), "backend": rules.choice(choices.QUANT_BACKENDS),
+         "api": rules.choice(choices.QUANT_APIS),
          "calibration_batches": rules.integer(1), "keep_float": rules.strings()}
 
 
@@ -18,6 +19,9 @@ def check(values: dict, prefix: str = "technique.") -> None:
         raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=onnxruntime: choose dynamic or static")
     if backend == "openvino" and mode != "static":
         raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=openvino: choose static (NNCF PTQ)")
+    if values.get("api", "fx") != "fx" and (backend, mode) not in (("torch", "static"), ("torch", "qat")):
+        raise ConfigError(f"{prefix}api={values['api']} with mode={mode} backend={backend}: the int8 API is chosen "
+                          "for mode=static or qat with backend=torch")
     if values.get("keep_float") and (backend, mode) not in (("torch", "static"), ("torch", "qat")):
         raise ConfigError(f"{prefix}keep_float with mode={mode} backend={backend}: layers can be kept float "
                           "for mode=static or qat with backend=torch")

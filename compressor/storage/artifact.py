@@ -5,7 +5,7 @@ One file, `model.safetensors`. The safetensors header's metadata holds the manif
   (`compressor.models.`, `torchvision.models.` or a prefix the caller allows);
 - `structure`: shape attributes and tensor shapes of the float model, so a channel-pruned net
   rebuilds without size mismatch;
-- `kind` and `recipe`: float | torchao (dynamic int8) | ao_fx (static/QAT int8) | cast (fp16/bf16),
+- `kind` and `recipe`: float | torchao (dynamic int8) | ao_fx or pt2e (static/QAT int8) | cast (fp16/bf16),
   and what rebuilds that form from the float structure;
 - `state`: how each state-dict entry is made of the stored tensors (plain, sparse, shared: a
   codebook and bit-packed DEFLATE-coded indices for a float tensor of at most 256 distinct
@@ -41,8 +41,9 @@ SHAPE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "nu
 
 # -- what kind of model --------------------------------------------------------------------
 def kind(model: nn.Module) -> str:
-    if getattr(model, "compressor_recipe", None):
-        return "ao_fx"
+    recipe = getattr(model, "compressor_recipe", None)
+    if recipe:
+        return "pt2e" if recipe.get("api") == "pt2e" else "ao_fx"
     if isinstance(model, Cast):
         return "cast"
     tensors = list(model.parameters()) + list(model.buffers())
@@ -56,7 +57,7 @@ def kind(model: nn.Module) -> str:
 
 
 def recipe(model: nn.Module, k: str) -> dict:
-    if k == "ao_fx":
+    if k in ("ao_fx", "pt2e"):
         return dict(model.compressor_recipe)
     if k == "cast":
         return {"dtype": str(model.dtype).removeprefix("torch.")}
@@ -115,10 +116,10 @@ def template(manifest: dict) -> nn.Module:
     k = manifest["kind"]
     if k == "torchao":
         return torchao_dynamic(model)
-    if k == "ao_fx":
-        from compressor.quant import fx
+    if k in ("ao_fx", "pt2e"):
+        from compressor.quant import engine
 
-        return fx.rebuild(model, manifest["recipe"])
+        return engine("pt2e" if k == "pt2e" else "fx").rebuild(model, manifest["recipe"])
     if k == "cast":
             return Cast(model, CAST_DTYPES[manifest["recipe"]["dtype"]])
     if k != "float":
