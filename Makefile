@@ -35,7 +35,7 @@ run: $(STAMP)
 	$(BIN)/python run.py -m technique=kd technique.loss=ce $(RUN_DATA) hydra.sweep.dir=$(RUN_DIR) hydra.sweep.subdir=student_alone
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m '' tests

@@ -24,7 +24,7 @@ from compressor.report.build import derived
 
 OUT = Path("outputs/bench")
 # ResNet-18 trains ~3 min/epoch on mnist5k here (8x8 digits: seconds); the other models use mnist5k
-DATA = {"resnet18": "digits"}
+DATA = {"resnet18": "digits"}  # MobileNetV2 halves 8x8 digits five times: at chance there
 DATASET = None  # --dataset: one data set for every model and part (e.g. fashion_mnist, the benchmark's own)
 
 
@@ -210,6 +210,54 @@ def quantization(models) -> list[dict]:
                              "b1 speed-up ×": fp32["latency/b1_ms"] / int8["latency/b1_ms"],
                              "b64 speed-up ×": fp32["latency/b64_ms"] / int8["latency/b64_ms"]})
     return rows
+
+
+# -- int8 on two APIs: torch.ao FX (deprecated) against torchao pt2e (issue 28) --------------------
+APIS_MODELS = ("simple_cnn", "resnet18", "mobilenet_v2")
+# pt2e becomes the default where it matches FX within these, on every model (issue 28)
+SAME_ACC_PTS, SAME_SPEED = 0.2, 1.10
+
+
+def int8_apis(models=APIS_MODELS) -> list[dict]:
+    """Per model and seed: static int8 through technique.api=fx and =pt2e on the same cached
+    baseline and calibration batches; the float baseline and both int8 files timed side by side."""
+    from compressor.storage import artifact
+
+    rows = []
+    for model in models:
+        for seed in SEEDS:
+            runs = {api: job([*data_args(model), f"model={model}", "technique=quant", f"technique.api={api}",
+                              f"seed={seed}"], seeded(f"int8_{api}_{model}", seed)) for api in ("fx", "pt2e")}
+            base = runs["fx"]["baseline"]
+            if base.get("at_chance") or not base.get("cache_entry"):
+                raise SystemExit(f"int8api: the {model} baseline on {data_for(model)} is at chance (not cached): "
+                                 f"nothing to quantize; pick another --dataset")
+            files = {"fp32": artifact.load(Path(base["cache_entry"]) / artifact.FILENAME),
+                     **{api: artifact.load(Path(r["run"]["run_dir"]) / artifact.FILENAME) for api, r in runs.items()}}
+            speeds = measure.latencies(files, _example(Path(runs["fx"]["run"]["run_dir"])), threads=1, reps=20, rounds=3)
+            for api, r in runs.items():
+                s = speeds[api]
+                rows.append({"model": model, "dataset": data_for(model), "seed": seed, "api": api,
+                             "test/acc": r["test/acc"], "Δ vs fp32 (pts)": 100 * (r["test/acc"] - base["test/acc"]),
+                             "size MB": r["compress/size_mb"], "size ×": base["compress/size_mb"] / r["compress/size_mb"],
+                             "b1 ms": s["latency/b1_ms"], "b64 ms/img": s["latency/b64_ms"],
+                             "b1 speed-up ×": speeds["fp32"]["latency/b1_ms"] / s["latency/b1_ms"],
+                             "b64 speed-up ×": speeds["fp32"]["latency/b64_ms"] / s["latency/b64_ms"]})
+    return rows
+
+
+def api_verdict(rows) -> list[dict]:
+    """Per model, means over seeds: pt2e against FX on the issue's criteria."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        by = {api: [r for r in rows if r["model"] == model and r["api"] == api] for api in ("fx", "pt2e")}
+        m = {api: {k: statistics.mean(r[k] for r in v) for k in ("test/acc", "b1 ms", "b64 ms/img")} for api, v in by.items()}
+        acc = 100 * (m["pt2e"]["test/acc"] - m["fx"]["test/acc"])
+        b1, b64 = (m["pt2e"][k] / m["fx"][k] for k in ("b1 ms", "b64 ms/img"))
+        out.append({"model": model, "seeds": len(by["fx"]), "pt2e − fx acc (pts)": acc,
+                    "pt2e / fx b1 time": b1, "pt2e / fx b64 time": b64,
+                    "pt2e matches fx": abs(acc) <= SAME_ACC_PTS and b1 <= SAME_SPEED and b64 <= SAME_SPEED})
+    return out
 
 
 # -- deploy runtimes: every runtime's file of one int8 run, then our best compressed model --------
@@ -430,7 +478,8 @@ def table(rows) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--only", choices=["throughput", "prune", "share", "kd", "quant", "deploy", "budget"], action="append")
+    parser.add_argument("--only", choices=["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget"],
+                        action="append")
     parser.add_argument("--models", default="simple_cnn,resnet18")
     parser.add_argument("--methods", default=",".join(UNIFORM), help="budget: pruning methods compared")
     parser.add_argument("--scopes", default=",".join(SCOPES), help="budget: single-amount scopes compared against")
@@ -445,7 +494,7 @@ def main(argv=None):
     global REUSE, DATASET, SEEDS, PROBE_EPOCHS
     REUSE, DATASET, SEEDS = args.reuse, args.dataset, tuple(int(x) for x in args.seeds.split(","))
     PROBE_EPOCHS = args.probe_epochs
-    parts = args.only or ["throughput", "prune", "share", "kd", "quant", "deploy", "budget"]
+    parts = args.only or ["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget"]
     models = args.models.split(",")
     report = []
     if "throughput" in parts:
@@ -468,6 +517,11 @@ def main(argv=None):
         print(report[-1], flush=True)
     if "quant" in parts:
         report.append(f"## Quantization on {DATASET or 'mnist5k'} (latency at 1 thread; QAT 1 epoch)\n\n" + table(quantization(models)) + "\n")
+        print(report[-1], flush=True)
+    if "int8api" in parts:
+        rows = int8_apis(models if args.models != parser.get_default("models") else APIS_MODELS)
+        report.append("## Static int8: torch.ao FX against torchao pt2e, side by side (1 thread)\n\n" + table(rows)
+                      + "\n\n" + table(api_verdict(rows)) + "\n")
         print(report[-1], flush=True)
     if "deploy" in parts:
         report.append(f"## Deploy runtimes, 1 thread: which file to ship ({', '.join(f'{m} on {data_for(m)}' for m in models)})\n\n"

@@ -63,6 +63,7 @@ def test_cluster_shares_fine_tunes_and_reloads_without_pickle(tmp_path, monkeypa
     assert any(not torch.equal(torch.unique(tuned[n]), torch.unique(w)) for n, w in layers(reload(tmp_path, r0, monkeypatch)).items())
 
 
+@pytest.mark.slow  # 70 s: a pipeline of prune and cluster fine-tunes (make test-all)
 def test_after_pruning_the_zeros_stay_and_the_sizes_compound(tmp_path, monkeypatch):
     prune = run_job(tmp_path, ["technique=prune", "technique.amount=0.8", "technique.epochs=1"], "prune")
     both = run_job(tmp_path, ["technique=pipeline", "technique.order=[prune,cluster]", "model=simple_cnn",

@@ -171,6 +171,7 @@ def test_a_full_run_folder_is_one_line_and_leaves_no_partial_file(tmp_path, cli,
     assert entries(tmp_path)  # the baseline trained before the full disk was met stays cached, whole
 
 
+@pytest.mark.slow  # 36 s (make test-all)
 def test_sensitivity_on_a_small_vit_finishes(tmp_path, cli):
     timm_vit = ["model=timm", "model.net.model_name=vit_tiny_patch16_224", "+model.net.img_size=8",
                 "+model.net.patch_size=2", "+model.net.depth=1", "+model.net.embed_dim=32", "+model.net.num_heads=2"]
@@ -188,7 +189,7 @@ def stage_weights(root: Path) -> dict:
 
 # a stage's fine-tune resumes like a baseline's fit; weight sharing's too: its cluster assignments
 # are made again at setup, its shared values come back from the checkpoint
-@pytest.mark.parametrize("technique", ["prune", "cluster"])
+@pytest.mark.parametrize("technique", ["prune", pytest.param("cluster", marks=pytest.mark.slow)])  # cluster: 54 s, make test-all
 def test_a_stage_killed_mid_fine_tune_resumes_to_the_same_weights(tmp_path, cli, technique):
     stage = [*FAST, f"technique={technique}", "technique.epochs=4", "dataset.batch_size=32", "logger=none"]
     clean = tmp_path / "clean"
