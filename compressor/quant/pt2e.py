@@ -140,14 +140,17 @@ def _reshape_views(lowered: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return lowered
 
 
+def _activation_quantizers(graph: torch.fx.GraphModule) -> list:
+    """The per-tensor quantize/dequantize nodes, in graph order: their scale and zero point are literals."""
+    return [n for n in graph.graph.nodes if n.op == "call_function" and str(n.target).split(".")[1] in PER_TENSOR]
+
+
 def qparams(graph: torch.fx.GraphModule) -> list[list]:
-    """The literal (scale, zero point) of every per-tensor quantize/dequantize node, in graph order."""
-    return [[float(n.args[1]), int(n.args[2])] for n in graph.graph.nodes
-            if n.op == "call_function" and str(n.target).split(".")[1] in PER_TENSOR]
+    return [[float(n.args[1]), int(n.args[2])] for n in _activation_quantizers(graph)]
 
 
 def set_qparams(graph: torch.fx.GraphModule, values: list[list]) -> None:
-    nodes = [n for n in graph.graph.nodes if n.op == "call_function" and str(n.target).split(".")[1] in PER_TENSOR]
+    nodes = _activation_quantizers(graph)
     if len(nodes) != len(values):
         raise ValueError(f"the int8 graph has {len(nodes)} activation quantizers, the artifact {len(values)}")
     for node, (scale, zero) in zip(nodes, values):
