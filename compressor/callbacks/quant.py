@@ -65,11 +65,11 @@ class Quantization(L.Callback):
             return
         from compressor.quant import engine
 
-        fx = engine(self.api)
+        int8 = engine(self.api)
         if self.mode == "static":
-            pl_module.model = fx.prepare_static(pl_module.model.cpu(), self._example(), self.keep_float)
+            pl_module.model = int8.prepare_static(pl_module.model.cpu(), self._example(), self.keep_float)
         elif self.mode == "qat":
-            pl_module.model = fx.prepare_qat(pl_module.model, self._example().to(pl_module.device), self.keep_float)
+            pl_module.model = int8.prepare_qat(pl_module.model, self._example().to(pl_module.device), self.keep_float)
 
     @torch.no_grad()
     def on_fit_start(self, trainer, pl_module):
@@ -88,9 +88,9 @@ class Quantization(L.Callback):
         elif self.mode in ("static", "qat"):
             from compressor.quant import engine
 
-            fx = engine(self.api)
-            self.compressed = fx.mark(fx.convert(model), self.mode, self.example_shape, self.keep_float)
-            self.float_layers = fx.float_layers(self.compressed)
+            int8 = engine(self.api)
+            self.compressed = int8.mark(int8.convert(model), self.mode, self.example_shape, self.keep_float)
+            self.float_layers = int8.float_layers(self.compressed)
         elif self.mode == "dynamic":
             self.compressed = self._torchao_dynamic(model)
         else:

@@ -87,12 +87,12 @@ def int8(model, example_shape, calibration, keep_float=(), only=None, api="fx") 
     """Static int8 of a copy (torch.ao FX or torchao pt2e), calibrated on the given input batches."""
     from compressor.quant import engine
 
-    fx = engine(api)
-    prepared = fx.prepare_static(copy.deepcopy(model).cpu(), torch.randn(*example_shape), keep_float, only)
+    flow = engine(api)
+    prepared = flow.prepare_static(copy.deepcopy(model).cpu(), torch.randn(*example_shape), keep_float, only)
     with torch.no_grad():
         for x in calibration:
             prepared(x.cpu())
-    return fx.convert(prepared)
+    return flow.convert(prepared)
 
 
 def quant_scan(model, loader, calibration, layers: list[str], example_shape, api="fx") -> list[dict]:

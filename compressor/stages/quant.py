@@ -12,6 +12,9 @@ RULES = {"mode": rules.choice(choices.QUANT_MODES), "backend": rules.choice(choi
          "calibration_batches": rules.integer(1), "keep_float": rules.strings()}
 
 
+GRAPH_INT8 = (("torch", "static"), ("torch", "qat"))  # (backend, mode) built by an int8 API (fx or pt2e)
+
+
 def check(values: dict, prefix: str = "technique.") -> None:
     rules.apply(values, RULES, prefix)
     mode, backend = values.get("mode", "static"), values.get("backend", "torch")
@@ -19,10 +22,10 @@ def check(values: dict, prefix: str = "technique.") -> None:
         raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=onnxruntime: choose dynamic or static")
     if backend == "openvino" and mode != "static":
         raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=openvino: choose static (NNCF PTQ)")
-    if values.get("api", "fx") != "fx" and (backend, mode) not in (("torch", "static"), ("torch", "qat")):
+    if values.get("api", "fx") != "fx" and (backend, mode) not in GRAPH_INT8:
         raise ConfigError(f"{prefix}api={values['api']} with mode={mode} backend={backend}: the int8 API is chosen "
                           "for mode=static or qat with backend=torch")
-    if values.get("keep_float") and (backend, mode) not in (("torch", "static"), ("torch", "qat")):
+    if values.get("keep_float") and (backend, mode) not in GRAPH_INT8:
         raise ConfigError(f"{prefix}keep_float with mode={mode} backend={backend}: layers can be kept float "
                           "for mode=static or qat with backend=torch")
 
