@@ -32,8 +32,11 @@ def cached_weights(root: Path) -> dict:
 
 def start(args, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    # SIGINT as a terminal gives it: a shell's background job (`make test &`, nohup) passes SIGINT on
+    # ignored, and Python then never raises KeyboardInterrupt, so the Ctrl-C test would see a clean exit
     return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_checkpoint(proc, root: Path, timeout=300) -> None:
