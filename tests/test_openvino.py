@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from compressor import measure
 from compressor.errors import ConfigError
@@ -51,7 +52,10 @@ def test_export_openvino_of_a_channel_pruned_model(tmp_path):
     assert "int8" not in r["export"]["openvino"]  # a float run ships float files
     assert all(isinstance(c["test/acc"], float) for c in r["deploy"]["candidates"])  # each shipped file's own accuracy
     labels = {c["label"] for c in r["deploy"]["candidates"]}
-    assert labels == {"torch (the run's model)", "onnxruntime fp32", "openvino fp32"}
+    assert labels == {"torch (the run's model)", "onnxruntime fp32", "openvino fp32", "openvino fp32 static"}
+    static = [c for c in r["deploy"]["candidates"] if c["static_shape"]]
+    assert [c["label"] for c in static] == ["openvino fp32 static"] and static[0]["file"] == "model.xml"
+    assert r["export"]["openvino"]["fp32 static"]["agreement_ok"]  # checked as a file of its own
     for batch in ("b1", "b64"):
         best = r["deploy"][batch]
         assert best[f"latency/{batch}_ms"] == min(c[f"latency/{batch}_ms"] for c in r["deploy"]["candidates"])
@@ -59,6 +63,21 @@ def test_export_openvino_of_a_channel_pruned_model(tmp_path):
     header = text.splitlines()[0]
     assert "best runtime b1" in header and "best runtime b64" in header
     assert r["deploy"]["b1"]["file"] in text
+
+
+def test_a_static_shape_compile_fixes_the_input_shape_and_computes_the_same(tmp_path):
+    r = run_job(tmp_path, ["technique=baseline", "export=openvino"])
+    xml = Path(r["run"]["run_dir"]) / "model.xml"
+    dynamic, static = OpenVinoModel(xml), OpenVinoModel(xml, static=True)
+    for x, _ in loaders(tmp_path).test_dataloader():
+        assert torch.allclose(dynamic(x), static(x), atol=1e-4)
+    shapes = {tuple(s) for s in static._compiled}
+    assert len(shapes) >= 2 and all(not dynamic_dims(static._compiled[s]) for s in static._compiled)
+    assert dynamic_dims(dynamic._compiled[None])  # the IR itself keeps its batch axis dynamic
+
+
+def dynamic_dims(compiled) -> bool:
+    return compiled.inputs[0].get_partial_shape().is_dynamic
 
 
 def test_budgeted_openvino_int8_uses_nncf_accuracy_control(tmp_path):

@@ -60,7 +60,9 @@ def derived(r: dict) -> dict:
         if isinstance(best, dict):
             acc = f", acc {best['test/acc']:.4f}" if isinstance(best.get("test/acc"), float) else ""
             slower = ", SLOWER than the baseline" if best.get("slower_than_baseline") else ""
-            out[f"deploy/{batch}"] = f"{best.get('runtime')} {best.get('file')} ({best.get(f'latency/{batch}_ms', 0):.4f} ms{acc}{slower})"
+            static = ", static shape" if best.get("static_shape") else ""
+            out[f"deploy/{batch}"] = (f"{best.get('runtime')} {best.get('file')} "
+                                      f"({best.get(f'latency/{batch}_ms', 0):.4f} ms{static}{acc}{slower})")
     return out
 
 

@@ -9,7 +9,9 @@ quantize that same float model (before the run's quant stage) with the runtime's
 candidates to ship are the run's model as it is (torch, or its backend's file) and every export,
 float and int8, that agrees with PyTorch's top-1 on >= 98% of test images (fp32: 99.5%): a
 quantized run's fp32 ONNX file can be the fastest (it is the model before quantization, and its
-own accuracy is reported). The baseline is timed in the same group, so each candidate's speed-up
+own accuracy is reported). An OpenVINO file is also compiled with its input shape fixed per batch
+size (`<precision> static`: the same file, as a user who knows the batch deploys it), and that
+compiled model is checked, scored and timed as a candidate of its own. The baseline is timed in the same group, so each candidate's speed-up
 is a ratio measured side by side, and a candidate slower than the baseline at a batch size says so.
 results.json: `export` (every file's figures) and `deploy` (every candidate with its own validation
 and test accuracy, the baseline's latency, and the fastest at batch 1 and at batch 64)."""
@@ -49,7 +51,8 @@ def _openvino(reference, example, run_dir: Path, calibration, threads, written: 
         paths["int8"] = run_dir / "model.int8.xml"
         if not written:
             ovx.save(ovx.int8(ov_model, calibration), paths["int8"])
-    return {name: ovx.OpenVinoModel(path, threads=threads) for name, path in paths.items()}
+    return {**{name: ovx.OpenVinoModel(path, threads=threads) for name, path in paths.items()},
+            **{f"{name} static": ovx.OpenVinoModel(path, threads=threads, static=True) for name, path in paths.items()}}
 
 
 EXPORTERS = {"onnxruntime": ("onnx", _onnx), "openvino": ("openvino", _openvino)}
@@ -92,24 +95,25 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
             out[name] = {"error": f"{type(exc).__name__}: {first}"[:500]}
             continue
         out[name] = {}
-        for kind, session in sessions.items():
+        for kind, session in sessions.items():  # kind: fp32 | int8, + " static" for a fixed input shape
+            number = kind.split()[0]
             logits, labels = measure.predict(session, dm.test_dataloader())
             agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
-            if agreement < NEEDED[kind]:
+            if agreement < NEEDED[number]:
                 log.warning("%s %s agrees with PyTorch on only %.2f%% of test images (needed %.1f%%)", name, kind,
-                            100 * agreement, 100 * NEEDED[kind])
+                            100 * agreement, 100 * NEEDED[number])
             out[name][kind] = {"path": str(session.path), "size_mb": measure.size_mb(session.path),
                                "test/acc": measure.accuracy(logits, labels), "agreement": agreement,
-                               "agreement_ok": agreement >= NEEDED[kind]}
-            if kind != precision:
+                               "agreement_ok": agreement >= NEEDED[number]}
+            if number != precision:
                 out[name][kind]["note"] = f"the float model before quantization, not this run's {precision} model"
-            if Path(session.path) == Path(model_path):  # the run's own backend file: already timed as the run's model
+            if Path(session.path) == Path(model_path) and kind == number:  # the run's own backend file, as it ran
                 out[name][kind]["same_as"] = own
                 continue
             files[f"{name} {kind}"] = (name, session, Path(session.path))
-            if agreement >= NEEDED[kind]:
+            if agreement >= NEEDED[number]:
                 shippable.append(f"{name} {kind}")
-                precisions[f"{name} {kind}"] = kind
+                precisions[f"{name} {kind}"] = number
                 val_logits, val_labels = measure.predict(session, dm.val_dataloader())
                 accuracies[f"{name} {kind}"] = (measure.accuracy(val_logits, val_labels), out[name][kind]["test/acc"])
     if float_model is not None:  # the float PyTorch model the int8 files came from, timed with them
@@ -124,6 +128,7 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
         for kind, entry in kinds.items() if "error" not in kinds else ():
             entry.update(speeds[entry.get("same_as", f"{name} {kind}")])
     deploy = {"candidates": [{"label": label, "runtime": files[label][0], "precision": precisions[label],
+                              "static_shape": bool(getattr(files[label][1], "static", False)),
                               "file": files[label][2].name, "size_mb": measure.size_mb(files[label][2]),
                               "val/acc": accuracies[label][0], "test/acc": accuracies[label][1],
                               **speeds[label]} for label in shippable]}
@@ -135,7 +140,8 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
                 c["slower_than_baseline"] = slower
     for batch in ("b1", "b64"):
         best = min(deploy["candidates"], key=lambda c: c[f"latency/{batch}_ms"])
-        deploy[batch] = {"runtime": best["runtime"], "file": best["file"], "test/acc": best["test/acc"],
+        deploy[batch] = {"runtime": best["runtime"], "file": best["file"], "static_shape": best["static_shape"],
+                         "test/acc": best["test/acc"],
                          f"latency/{batch}_ms": best[f"latency/{batch}_ms"],
                          "slower_than_baseline": batch in best.get("slower_than_baseline", ())}
     return {"export": out, "deploy": deploy}

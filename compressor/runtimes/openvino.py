@@ -87,13 +87,36 @@ def int8(ov_model, calibration, validation=None, max_drop: float | None = None):
 
 class OpenVinoModel(RuntimeModel):
     """A compiled IR on the CPU plugin. Threads are pinned like torch's when timing (one stream,
-    latency hint); float ops run in float32 (no bf16 down-cast on CPUs that have it), int8 ops in int8."""
+    latency hint); float ops run in float32 (no bf16 down-cast on CPUs that have it), int8 ops in int8.
+
+    static=True compiles the IR once per input shape with that shape fixed (model.reshape), as a
+    user who knows the batch size deploys it; the default keeps the IR's dynamic batch axis."""
+
+    def __init__(self, path, threads: int = 1, static: bool = False):
+        super().__init__(path, threads)
+        self.static = static
+        self._compiled = {}  # input shape -> compiled model (static)
 
     def open(self):
         ov, _ = require()
+        return ov.Core()
+
+    def compile(self, shape=None):
+        ov, _ = require()
         config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": "f32"}
-        return ov.Core().compile_model(str(self.path), "CPU", config)
+        core = self.session()
+        if shape is None:
+            return core.compile_model(str(self.path), "CPU", config)
+        model = core.read_model(str(self.path))
+        model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
+        return core.compile_model(model, "CPU", config)
 
     def run(self, x: np.ndarray):
-        return self.session()(x)[0]
+        key = tuple(x.shape) if self.static else None
+        if key not in self._compiled:
+            self._compiled[key] = self.compile(key)
+        return self._compiled[key](x)[0]
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "static": self.static, "_compiled": {}}
