@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from compressor.search import launch
 from compressor.search.frontier import decide, pareto
 from tests.conftest import make_cfg
 
@@ -40,6 +41,28 @@ def test_the_frontier_keeps_undominated_files_and_nothing_fits_is_one_line():
     assert "b.onnx" in none["verdict"] and "[over budget]" in none["verdict"] and "\n" not in none["verdict"]
 
 
+def where(job) -> tuple[str, object]:
+    """A stand-in trial: which process ran it."""
+    import os
+
+    return ("error", "no") if job == "bad" else ("ok", (job, os.getpid()))
+
+
+@pytest.mark.parametrize("launcher", [None, {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+                                             "timeout_min": 5, "cpus_per_task": 1, "tasks_per_node": 1, "nodes": 1}],
+                         ids=["joblib", "submitit_local"])
+def test_parallel_trials_run_in_other_processes_and_keep_their_order(tmp_path, launcher, monkeypatch):
+    import os
+
+    # pytest imports this file as `test_search`; submitit's job process must find it by that name
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+
+    out = launch.run(["a", "bad", "c"], 2, launcher, tmp_path, fn=where)
+    assert [o[0] for o in out] == ["ok", "error", "ok"] and [out[0][1][0], out[2][1][0]] == ["a", "c"], out
+    assert {out[0][1][1], out[2][1][1]}.isdisjoint({os.getpid()})
+    assert launch.run(["a"], 2, launcher, tmp_path, fn=where)[0][1][1] == os.getpid()  # one trial: no process started
+
+
 @pytest.mark.slow  # ~2 min: make test-all
 def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials(tmp_path):
     import compressor
@@ -48,7 +71,7 @@ def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials
     from compressor.runtimes.onnx import OnnxModel
 
     outputs = tmp_path / "outputs"
-    first = compressor.run(compose([*SEARCH, "search.max_trials=2"], outputs, "first"))
+    first = compressor.run(compose([*SEARCH, "search.max_trials=2", "search.parallel=2"], outputs, "first"))  # joblib
     rows = list(csv.DictReader((outputs / "first" / "frontier.csv").open()))
     assert rows and (outputs / "first" / "frontier.png").is_file() and (outputs / "first" / "summary.md").is_file()
     gains = [(float(r["val/acc"]), float(r["speedup_b1"]), r["frontier"] == "True") for r in rows]

@@ -3,16 +3,18 @@
 1. The baseline trial: the model as trained (cached), its files on every runtime (the reference).
 2. First rung: `search.max_trials` points of the space (compressor/search/space.py) sampled by
    Optuna's NSGA-II (multi-objective: validation accuracy and the objective's gain), each a
-   pipeline job with short fine-tunes (`search.rung_epochs`).
+   pipeline job with a fraction of each stage's epochs (`search.rung_fraction`).
 3. Second rung: the `search.promote` first-rung trials with the largest gain within
-   budget.max_drop + search.margin get their full recipe (each stage's own epochs).
+   budget.max_drop + search.margin get their full recipe (each stage's own epochs, or
+   `search.full_epochs`: a student, trained from scratch, needs more than a fine-tune).
 4. Every file of every full-recipe trial is a candidate, scored by its own validation accuracy and
    its latency on its runtime, timed side by side with the baseline in that trial's process. The
    frontier is the candidates no other dominates; the chosen one has the largest gain within
    budget.max_drop on validation. Test accuracy is read for the frontier and the chosen file only.
 
 Each trial is a job: it reuses the cached baseline and teacher, and a finished trial is found in
-the job index and not rerun, so a killed search continues where it stopped. Written to the run
+the job index and not rerun, so a killed search continues where it stopped. `search.parallel`
+trials run at once (compressor/search/launch.py: joblib, or submitit under hydra/launcher=slurm). Written to the run
 folder: trials.jsonl (a line per trial as it ends), frontier.csv, summary.md, frontier.png,
 search.json, TensorBoard scalars, and ship/ with the chosen file."""
 import json
@@ -23,13 +25,13 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-import compressor
 from compressor.config import CONF, compose
-from compressor.search import space
+from compressor.search import launch, space
 from compressor.search.outputs import tensorboard, write
 
 log = logging.getLogger("compressor")
 GAIN = {"latency_b1": "speedup_b1", "latency_b64": "speedup_b64", "size": "smaller"}
+BATCH = {"speedup_b1": 1, "speedup_b64": 64}  # the batch a static-shape file is compiled for
 OWN = ("search", "budget.", "technique", "export", "model", "teacher", "hydra.")  # what a trial sets itself
 
 
@@ -42,36 +44,53 @@ def origin() -> tuple[str, list[str]]:
 
 
 class Trials:
-    """Runs points as jobs and keeps what each produced."""
+    """Runs points as jobs (compressor/search/launch.py: here, or several at once) and keeps what
+    each produced."""
 
-    def __init__(self, cfg, model: str, base: list[str], out: Path):
-        self.cfg, self.model, self.base, self.out = cfg, model, base, out
+    def __init__(self, cfg, model: str, base: list[str], out: Path, launcher: dict | None = None):
+        self.cfg, self.model, self.base, self.out, self.launcher = cfg, model, base, out, launcher
         self.done: dict = {}  # (rung, point) -> record
         self.log = out / "trials.jsonl"
 
     def run(self, point: dict, epochs: dict, rung: str) -> dict:
-        key = (rung, tuple(sorted(point.items())))
-        if key in self.done:
-            return self.done[key]
-        name = f"{rung}_{len(self.done):03d}_" + "".join(c if c.isalnum() else "_" for c in space.label(point))[:60]
-        overrides = [*self.base, *space.overrides(point, self.model, self.cfg.search.runtime, epochs)]
-        record = {"rung": rung, "point": point, "label": space.label(point), "overrides": overrides}
-        try:
-            job = compose(overrides, self.cfg.paths.root, name)
-            with open_dict(job):
-                job.paths.run_dir = str(self.out / "trials" / name)
-                job.paths.cache_dir, job.paths.index_dir = self.cfg.paths.cache_dir, self.cfg.paths.index_dir
-            r = compressor.run(job)
-            record.update(run_dir=r["run"]["run_dir"], reused=bool(r["run"].get("reused_from")),
-                          candidates=candidates(r, self.cfg.search.runtime), baseline=r["baseline"])
-        except Exception as exc:  # one point the model cannot take (or that diverged) does not end the search
-            first = (str(exc).splitlines() or [""])[0]
-            log.warning("search: trial %s failed (%s: %s)", record["label"], type(exc).__name__, first)
-            record.update(error=f"{type(exc).__name__}: {first}"[:500], candidates=[])
-        self.done[key] = record
-        with self.log.open("a") as f:
-            f.write(json.dumps({k: v for k, v in record.items() if k != "baseline"}) + "\n")
-        return record
+        return self.run_many([point], epochs, rung)[0]
+
+    def run_many(self, points: list[dict], epochs, rung: str) -> list[dict]:
+        """Each point's record; the new ones run search.parallel at a time. `epochs`: a dict for
+        every point, or a function of the point."""
+        todo = {}  # key -> (record, job)
+        for point in points:
+            key = (rung, tuple(sorted(point.items())))
+            if key in self.done or key in todo:
+                continue
+            name = f"{rung}_{len(self.done) + len(todo):03d}_" + "".join(
+                c if c.isalnum() else "_" for c in space.label(point))[:60]
+            recipe = epochs(point) if callable(epochs) else epochs
+            overrides = [*self.base, *space.overrides(point, self.model, self.cfg.search.runtime, recipe)]
+            record = {"rung": rung, "point": point, "label": space.label(point), "overrides": overrides}
+            try:
+                job = compose(overrides, self.cfg.paths.root, name)
+            except Exception as exc:  # a point whose overrides do not compose (a user's student config)
+                job = ("error", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"[:500])
+            else:
+                with open_dict(job):
+                    job.paths.run_dir = str(self.out / "trials" / name)
+                    job.paths.cache_dir, job.paths.index_dir = self.cfg.paths.cache_dir, self.cfg.paths.index_dir
+            todo[key] = (record, job)
+        runnable = [job for _, job in todo.values() if not isinstance(job, tuple)]
+        ran = iter(launch.run(runnable, self.cfg.search.parallel, self.launcher, self.out))
+        outcomes = [job if isinstance(job, tuple) else next(ran) for _, job in todo.values()]
+        for (key, (record, _)), (status, value) in zip(todo.items(), outcomes):
+            if status == "ok":
+                record.update(run_dir=value["run"]["run_dir"], reused=bool(value["run"].get("reused_from")),
+                              candidates=candidates(value, self.cfg.search.runtime), baseline=value["baseline"])
+            else:  # one point the model cannot take (or that diverged) does not end the search
+                log.warning("search: trial %s failed (%s)", record["label"], value)
+                record.update(error=value, candidates=[])
+            self.done[key] = record
+            with self.log.open("a") as f:
+                f.write(json.dumps({k: v for k, v in record.items() if k != "baseline"}) + "\n")
+        return [self.done[(rung, tuple(sorted(p.items())))] for p in points]
 
 
 def candidates(r: dict, runtime: str) -> list[dict]:
@@ -90,6 +109,7 @@ def candidates(r: dict, runtime: str) -> list[dict]:
         if runtime != "any" and c["runtime"] != runtime:
             continue
         out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"],
+                    "static_shape": c.get("static_shape", False),
                     "path": str(Path(r["run"]["run_dir"]) / c["file"]), "size_mb": c["size_mb"],
                     "val/acc": c["val/acc"], "test/acc": c["test/acc"],
                     "latency/b1_ms": c["latency/b1_ms"], "latency/b64_ms": c["latency/b64_ms"],
@@ -120,6 +140,7 @@ def main(cfg) -> dict:
     import optuna
 
     model, base = origin()
+    launcher = launch.settings()
     s, max_drop = cfg.search, float(cfg.budget.max_drop)
     gain = GAIN[s.objective]
     out = Path(cfg.paths.run_dir)
@@ -127,8 +148,9 @@ def main(cfg) -> dict:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     deadline = time.monotonic() + 60 * s.time_budget_min if s.time_budget_min else float("inf")
     dims = space.dimensions(s, model, CONF)
-    full, short = space.full_epochs(CONF), {k: s.rung_epochs for k in space.FINE_TUNED}
-    trials = Trials(cfg, model, base, out)
+    full = space.full_epochs(s, CONF)
+    short = space.rung_epochs(s, full)
+    trials = Trials(cfg, model, base, out, launcher)
     reference = trials.run({"student": "none", "prune": "none", "precision": "fp32"}, full, "baseline")
     if "error" in reference:
         raise RuntimeError(f"search: the baseline trial failed: {reference['error']}")
@@ -138,43 +160,61 @@ def main(cfg) -> dict:
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=optuna.samplers.NSGAIISampler(
         population_size=max(2, min(s.max_trials, 8)), seed=cfg.seed))
     distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in dims.items()}
-    first, seen = [], {}
-    for _ in range(20 * s.max_trials):  # repeats of a point are told its values again, not rerun
-        if len(first) >= s.max_trials or time.monotonic() > deadline:
-            break
-        trial = study.ask(distributions)
-        point = dict(trial.params)
-        key = tuple(sorted(point.items()))
-        if key not in seen:
-            if not space.stages(point):  # the baseline: the reference, not a candidate
+    first, seen, asked = [], {}, 0
+    while len(first) < s.max_trials and time.monotonic() <= deadline and asked < 20 * s.max_trials:
+        batch, waiting = {}, []  # the new points to run now (up to search.parallel), and their Optuna trials
+        while len(first) + len(batch) < s.max_trials and len(batch) < s.parallel and asked < 20 * s.max_trials:
+            trial = study.ask(distributions)
+            asked += 1
+            point = dict(trial.params)
+            key = tuple(sorted(point.items()))
+            if key in batch:
+                waiting.append((trial, key))
+            elif key in seen:  # a repeat: told its values again, not rerun
+                tell(study, trial, seen[key])
+            elif not space.stages(point):  # the baseline: the reference, not a candidate
                 seen[key] = None
+                tell(study, trial, None)
             else:
-                record = trials.run(point, short if space.fine_tunes(point) else full, "rung1")
-                pick = best(record, gain, max_drop + s.margin)
-                seen[key] = None if pick is None else (pick["val/acc"], pick[gain])
-                first.append(record)
-                if writer and pick:
-                    writer.log_metrics({"search/rung1_val_acc": pick["val/acc"], f"search/rung1_{gain}": pick[gain]},
-                                       step=len(first))
-        if seen[key] is None:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        else:
-            study.tell(trial, list(seen[key]))
+                batch[key] = point
+                waiting.append((trial, key))
+        records = trials.run_many(list(batch.values()), lambda p: short if space.fine_tunes(p) else full, "rung1")
+        for key, record in zip(batch, records):
+            pick = best(record, gain, max_drop + s.margin)
+            seen[key] = None if pick is None else (pick["val/acc"], pick[gain])
+            first.append(record)
+            if writer and pick:
+                writer.log_metrics({"search/rung1_val_acc": pick["val/acc"], f"search/rung1_{gain}": pick[gain]},
+                                   step=len(first))
+        for trial, key in waiting:
+            tell(study, trial, seen[key])
 
     # second rung: the most promising get their full recipe; a trial with nothing to fine-tune was full already
     picks = [(best(r, gain, max_drop + s.margin), r) for r in first if r["candidates"]]
     eligible = [r for pick, r in sorted(picks, key=lambda p: -p[0][gain]) if pick["val_drop"] <= max_drop + s.margin]
     finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"])]
-    for r in [r for r in eligible if space.fine_tunes(r["point"])][:s.promote]:
+    promoted = [r for r in eligible if space.fine_tunes(r["point"])][:s.promote]
+    for i in range(0, len(promoted), s.parallel):
         if time.monotonic() > deadline:
-            log.warning("search: search.time_budget_min reached; %s keeps its short recipe out of the frontier", r["label"])
-            continue
-        finals.append(trials.run(r["point"], full, "rung2"))
+            for r in promoted[i:]:
+                log.warning("search: search.time_budget_min reached; %s keeps its short recipe out of the frontier",
+                            r["label"])
+            break
+        finals += trials.run_many([r["point"] for r in promoted[i:i + s.parallel]], full, "rung2")
     rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
     result = decide(rows, gain, max_drop, reference, s)
     write(out, result, rows, gain, s, writer)
     print(result["verdict"])
     return result
+
+
+def tell(study, trial, values) -> None:
+    import optuna
+
+    if values is None:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, list(values))
 
 
 def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s) -> dict:
@@ -186,7 +226,8 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s) -> 
     per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
     if chosen:
         held = chosen["test_drop"] <= max_drop
-        verdict = (f"search: ship {chosen['file']} on {chosen['runtime']} ({chosen['recipe']}): "
+        how = f", compiled for a fixed batch of {BATCH[gain]}" if chosen.get("static_shape") and gain != "smaller" else ""
+        verdict = (f"search: ship {chosen['file']} on {chosen['runtime']}{how} ({chosen['recipe']}): "
                    f"{chosen[gain]:.2f}x {per[gain]} than the baseline, {chosen['smaller']:.1f}x smaller, "
                    f"{-chosen['val_drop']:+.2f} pts on validation, {-chosen['test_drop']:+.2f} on test "
                    f"(budget {max_drop:g} pts {'held' if held else 'NOT held'} on test); copied to ship/")

@@ -19,9 +19,12 @@ FINE_TUNED = ("kd", "prune", "cluster")  # the stages whose epochs a first rung 
 # a dimension may be empty (search.channel=[] tries no channel pruning), unlike budget.grid
 AMOUNTS = (lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
            "a list of amounts in (0, 1)")
+EPOCHS = (lambda v: isinstance(v, dict) and all(k in FINE_TUNED and (n is None or rules._int(n) and n >= 1)
+                                                for k, n in v.items()),
+          f"a mapping of stage ({', '.join(FINE_TUNED)}) to epochs >= 1 or null (the stage's own), e.g. {{kd: 12}}")
 RULES = {
     "objective": rules.choice(OBJECTIVES), "runtime": rules.choice(RUNTIMES), "max_trials": rules.integer(1),
-    "time_budget_min": rules.number(gt=0, optional=True), "rung_epochs": rules.integer(0), "promote": rules.integer(1),
+    "time_budget_min": rules.number(gt=0, optional=True), "parallel": rules.integer(1), "rung_fraction": rules.number(gt=0, le=1), "full_epochs": EPOCHS, "promote": rules.integer(1),
     "margin": rules.number(ge=0), "students": rules.strings(),
     "channel": AMOUNTS, "unstructured": AMOUNTS,
     "precisions": rules.subset(PRECISIONS),
@@ -70,11 +73,18 @@ def label(point: dict) -> str:
     return " + ".join(parts) or "baseline"
 
 
-def full_epochs(conf: Path) -> dict:
-    """Each fine-tuning stage's own epochs (conf/stage/<kind>.yaml): a promoted trial's recipe."""
+def full_epochs(search, conf: Path) -> dict:
+    """Each fine-tuning stage's full recipe (a promoted trial's): search.full_epochs, else the stage's
+    own epochs (conf/stage/<kind>.yaml)."""
     from omegaconf import OmegaConf
 
-    return {kind: int(OmegaConf.load(conf / "stage" / f"{kind}.yaml").epochs) for kind in FINE_TUNED}
+    return {kind: int(search.full_epochs.get(kind) or OmegaConf.load(conf / "stage" / f"{kind}.yaml").epochs)
+            for kind in FINE_TUNED}
+
+
+def rung_epochs(search, full: dict) -> dict:
+    """A first-rung trial's epochs: search.rung_fraction of each stage's full epochs, at least 1."""
+    return {kind: max(1, round(search.rung_fraction * n)) for kind, n in full.items()}
 
 
 def overrides(point: dict, model: str, runtime: str, epochs: dict) -> list[str]:
