@@ -335,6 +335,104 @@ def _example(run: Path) -> torch.Tensor:
     return example_input(d.in_channels, d.image_size, 1)
 
 
+# -- the search (issue 27): which file to ship, against what a user would pick instead ----------------
+# the single techniques at their defaults, and the best combination found by hand (experiments/README.md,
+# Deploy on Fashion-MNIST: KD into SmallCNN for 12 epochs, then int8, on ONNX Runtime)
+SINGLES = {"int8 alone": ["technique=quant"],
+           "channel 0.5 alone": ["technique=prune", "technique.method=channel", "technique.amount=0.5"],
+           "distillation alone": ["technique=kd"]}
+HAND = ["technique=pipeline", "technique.order=[kd,quant]", f"technique.kd.epochs={KD_EPOCHS}", "model=small_cnn"]
+SEARCH_MINUTES = 50  # search.time_budget_min: no trial starts after it, so a search ends within about an hour
+
+
+def untimed(overrides, name, logger: str = "none") -> dict:
+    """A job that a later bench part, or the search's own trials, may find in the job index instead of
+    training it again (rerun=false, whatever --reuse says)."""
+    cfg = compose(["trainer.enable_progress_bar=false", f"logger={logger}", "rerun=false", *overrides], OUT,
+                  f"{DATASET}_{name}" if DATASET else name)
+    return compressor.run(cfg)
+
+
+def shipped(files: list[dict], gain: str, max_drop: float) -> dict:
+    """The file a user of one run would ship: the largest gain within max_drop validation points, else
+    its most accurate, marked over budget."""
+    within = [c for c in files if c["val_drop"] <= max_drop]
+    if within:
+        return max(within, key=lambda c: (c[gain], c["val/acc"]))
+    return {**max(files, key=lambda c: c["val/acc"]), "over_budget": True}
+
+
+def runnable(c: dict):
+    from compressor.runtimes.onnx import OnnxModel
+    from compressor.runtimes.openvino import OpenVinoModel
+    from compressor.storage import artifact
+
+    if c["runtime"] == "openvino":
+        return OpenVinoModel(c["path"], static=c.get("static_shape", False))
+    return OnnxModel(c["path"]) if c["runtime"] == "onnxruntime" else artifact.load(c["path"])
+
+
+def searching(seeds, max_drop: float = 1.0, objectives=("latency_b1", "latency_b64"), trials=None,
+              parallel: int = 1) -> list[dict]:
+    """Per seed (each its own baseline) and objective: `search=default` at budget.max_drop on SimpleCNN,
+    then its chosen file timed side by side in this process with the best file of each single technique
+    at its defaults (within the same budget on validation), the hand-found combination, and NNCF +
+    OpenVINO int8 PTQ of the same baseline compiled for a static input shape. Ratios are the others'
+    latency over the chosen file's, at the objective's batch size; accuracies are each file's own."""
+    from compressor.search.frontier import GAIN, candidates
+
+    rows = []
+    data = data_args()  # SimpleCNN is the default model and teacher
+    for seed in seeds:
+        ours = {name: untimed([*data, *o, "export=all", f"seed={seed}"], f"search_single_{name.split()[0]}_s{seed}")
+                for name, o in {**SINGLES, "hand-found: KD into SmallCNN (12 epochs) + int8": HAND}.items()}
+        nncf = ours["int8 alone"]["export"]["openvino"]["int8 static"]
+        for objective in objectives:
+            gain, batch = GAIN[objective], objective.split("_")[1]
+            start = time.monotonic()
+            found = untimed([*data, "search=default", f"budget.max_drop={max_drop}", f"search.objective={objective}",
+                             f"search.time_budget_min={SEARCH_MINUTES}", f"seed={seed}",
+                             f"search.parallel={parallel}", *([f"search.max_trials={trials}"] if trials else [])],
+                            f"search_{objective}_s{seed}", logger="tensorboard")
+            minutes = (time.monotonic() - start) / 60
+            chosen = found["chosen"] or {**found["frontier"][0], "over_budget": True}
+            base = found["baseline"]
+            files = {"chosen": chosen, **{name: shipped(candidates(r, "any"), gain, max_drop) for name, r in ours.items()},
+                     "NNCF + OpenVINO int8, static shape": {**nncf, "runtime": "openvino", "static_shape": True,
+                                                            "val_drop": None,
+                                                            "test_drop": 100 * (base["test/acc"] - nncf["test/acc"])}}
+            example = _example(Path(ours["int8 alone"]["run"]["run_dir"]))
+            speeds = measure.latencies({k: runnable(c) for k, c in files.items()}, example, threads=1, reps=20, rounds=3)
+            ms = {k: v[f"latency/{batch}_ms"] for k, v in speeds.items()}
+            for name, c in files.items():
+                what = "search: " + c.get("recipe", "") if name == "chosen" else name
+                rows.append({"objective": objective, "seed": seed, "file": f"{what} → {c['runtime']} {Path(c['path']).name}"
+                             + (" (static shape)" if c.get("static_shape") else "") + (" [over budget]" if c.get("over_budget") else ""),
+                             "Δ val (pts)": None if c.get("val_drop") is None else -c["val_drop"],
+                             "Δ test (pts)": -c["test_drop"], f"{batch} ms/img": ms[name],
+                             "chosen is × faster": ms[name] / ms["chosen"],
+                             "budget held on test": (c["test_drop"] <= max_drop) if name == "chosen" else None,
+                             "search minutes": minutes if name == "chosen" else None})
+    return rows
+
+
+def search_verdict(rows, max_drop: float = 1.0) -> list[dict]:
+    """Per objective, over seeds: the chosen file against each other path (geometric mean of the ratios)."""
+    out = []
+    for objective in dict.fromkeys(r["objective"] for r in rows):
+        mine = [r for r in rows if r["objective"] == objective]
+        seeds = sorted({r["seed"] for r in mine})
+        held = [r for r in mine if r["budget held on test"] is not None]
+        row = {"objective": objective, "seeds": len(seeds),
+               "budget held on test": f"{sum(r['budget held on test'] for r in held)}/{len(held)}",
+               "search minutes (max)": max(r["search minutes"] for r in held)}
+        for other in dict.fromkeys(r["file"].split(" → ")[0] for r in mine if not r["file"].startswith("search:")):
+            ratios = [r["chosen is × faster"] for r in mine if r["file"].startswith(other + " → ")]
+            row[f"× vs {other}"] = math.exp(statistics.mean(math.log(x) for x in ratios))
+        out.append(row)
+    return out
+
+
 # -- accuracy budgets: the per-layer search against the best single amount ------------------------
 # single amounts tried (each a prune run with the default fine-tune); closer where each method's edge lies
 UNIFORM = {"l1_unstructured": (0.93, 0.94, 0.95, 0.97, 0.98, 0.985, 0.9875, 0.99),
@@ -484,7 +582,8 @@ def table(rows) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--only", choices=["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget"],
+    parser.add_argument("--only", choices=["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget",
+                                           "search"],
                         action="append")
     parser.add_argument("--models", default="simple_cnn,resnet18")
     parser.add_argument("--methods", default=",".join(UNIFORM), help="budget: pruning methods compared")
@@ -493,14 +592,17 @@ def main(argv=None):
                         "(fashion_mnist: the benchmark data set, issue 25)")
     parser.add_argument("--probe-epochs", type=int, help="budget: fine-tune epochs of each search probe "
                         "(budget.probe_epochs; default: the stage's epochs)")
-    parser.add_argument("--seeds", default="0", help="prune: seeds of each row (each its own baseline), e.g. 0,1,2")
+    parser.add_argument("--seeds", help="seeds of each row (each its own baseline), e.g. 0,1,2 (default: 0; the "
+                        "search part: 0,1,2)")
+    parser.add_argument("--search-trials", type=int, help="search: search.max_trials (default: the config's)")
+    parser.add_argument("--search-parallel", type=int, default=1, help="search: search.parallel, trials at once")
     parser.add_argument("--reuse", action="store_true", help="read the results of jobs already run with the same "
                         "config instead of running them again (after a part failed, or to rebuild the tables)")
     args = parser.parse_args(argv)
     global REUSE, DATASET, SEEDS, PROBE_EPOCHS
-    REUSE, DATASET, SEEDS = args.reuse, args.dataset, tuple(int(x) for x in args.seeds.split(","))
+    REUSE, DATASET, SEEDS = args.reuse, args.dataset, tuple(int(x) for x in (args.seeds or "0").split(","))
     PROBE_EPOCHS = args.probe_epochs
-    parts = args.only or ["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget"]
+    parts = args.only or ["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget", "search"]
     models = args.models.split(",")
     report = []
     if "throughput" in parts:
@@ -540,10 +642,18 @@ def main(argv=None):
         report.append("## Accuracy budget 1 point: per-layer search against the best single amount (3 seeds)\n\n"
                       + "\n\n".join(tables + [table(quant_rows)]) + "\n")
         print(report[-1], flush=True)
+    if "search" in parts:
+        rows = searching(SEEDS if args.seeds else (0, 1, 2), trials=args.search_trials, parallel=args.search_parallel)
+        report.append(f"## Search (search=default, budget.max_drop=1) on simple_cnn, {data_for()}: the chosen file "
+                      f"against the alternatives, timed side by side (1 thread)\n\n" + table(rows) + "\n\n"
+                      + table(search_verdict(rows)) + "\n")
+        print(report[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     # a partial bench (--only, --models, --methods, --scopes) gets its own file: two run side by side do not
     # overwrite each other (the l1 and channel budget runs of one model did)
-    narrowed = [getattr(args, k) for k in ("models", "methods", "scopes", "dataset", "seeds", "probe_epochs") if getattr(args, k) != parser.get_default(k)]
+    narrowed = [getattr(args, k) for k in ("models", "methods", "scopes", "dataset", "seeds", "probe_epochs", "search_trials",
+                                           "search_parallel")
+                if getattr(args, k) != parser.get_default(k)]
     name = "_".join(["bench", *parts, *(n for v in narrowed for n in str(v).split(","))]) if args.only or narrowed else "bench"
     (OUT / f"{name}.md").write_text("\n".join(report))
     print(f"written to {OUT / name}.md")
