@@ -137,8 +137,6 @@ def pareto(rows: list[dict], gain: str) -> list[dict]:
 
 
 def main(cfg) -> dict:
-    import optuna
-
     model, base = origin()
     launcher = launch.settings()
     s, max_drop = cfg.search, float(cfg.budget.max_drop)
@@ -156,13 +154,28 @@ def main(cfg) -> dict:
         raise RuntimeError(f"search: the baseline trial failed: {reference['error']}")
     writer = tensorboard(cfg, out)
 
+    first = first_rung(trials, dims, s, gain, max_drop, deadline, epochs=lambda p: short if space.fine_tunes(p) else full,
+                       seed=cfg.seed, writer=writer)
+    finals = second_rung(trials, first, s, gain, max_drop, deadline, full)
+    rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
+    result = decide(rows, gain, max_drop, reference, s)
+    write(out, result, rows, gain, s, writer)
+    print(result["verdict"])
+    return result
+
+
+def first_rung(trials, dims: dict, s, gain: str, max_drop: float, deadline: float, epochs, seed: int, writer) -> list[dict]:
+    """`search.max_trials` new points sampled by NSGA-II (validation accuracy and gain), run
+    `search.parallel` at a time with short recipes; a repeated point is told its values again."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=optuna.samplers.NSGAIISampler(
-        population_size=max(2, min(s.max_trials, 8)), seed=cfg.seed))
+        population_size=max(2, min(s.max_trials, 8)), seed=seed))
     distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in dims.items()}
     first, seen, asked = [], {}, 0
     while len(first) < s.max_trials and time.monotonic() <= deadline and asked < 20 * s.max_trials:
-        batch, waiting = {}, []  # the new points to run now (up to search.parallel), and their Optuna trials
+        batch, waiting = {}, []  # the new points to run now, and the Optuna trials to tell after them
         while len(first) + len(batch) < s.max_trials and len(batch) < s.parallel and asked < 20 * s.max_trials:
             trial = study.ask(distributions)
             asked += 1
@@ -170,7 +183,7 @@ def main(cfg) -> dict:
             key = tuple(sorted(point.items()))
             if key in batch:
                 waiting.append((trial, key))
-            elif key in seen:  # a repeat: told its values again, not rerun
+            elif key in seen:
                 tell(study, trial, seen[key])
             elif not space.stages(point):  # the baseline: the reference, not a candidate
                 seen[key] = None
@@ -178,8 +191,7 @@ def main(cfg) -> dict:
             else:
                 batch[key] = point
                 waiting.append((trial, key))
-        records = trials.run_many(list(batch.values()), lambda p: short if space.fine_tunes(p) else full, "rung1")
-        for key, record in zip(batch, records):
+        for key, record in zip(batch, trials.run_many(list(batch.values()), epochs, "rung1")):
             pick = best(record, gain, max_drop + s.margin)
             seen[key] = None if pick is None else (pick["val/acc"], pick[gain])
             first.append(record)
@@ -188,8 +200,12 @@ def main(cfg) -> dict:
                                    step=len(first))
         for trial, key in waiting:
             tell(study, trial, seen[key])
+    return first
 
-    # second rung: the most promising get their full recipe; a trial with nothing to fine-tune was full already
+
+def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadline: float, full: dict) -> list[dict]:
+    """The `search.promote` first-rung trials with the largest gain within max_drop + margin, run
+    with their full recipe; a trial with nothing to fine-tune was full already."""
     picks = [(best(r, gain, max_drop + s.margin), r) for r in first if r["candidates"]]
     eligible = [r for pick, r in sorted(picks, key=lambda p: -p[0][gain]) if pick["val_drop"] <= max_drop + s.margin]
     finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"])]
@@ -201,11 +217,7 @@ def main(cfg) -> dict:
                             r["label"])
             break
         finals += trials.run_many([r["point"] for r in promoted[i:i + s.parallel]], full, "rung2")
-    rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
-    result = decide(rows, gain, max_drop, reference, s)
-    write(out, result, rows, gain, s, writer)
-    print(result["verdict"])
-    return result
+    return finals
 
 
 def tell(study, trial, values) -> None:
