@@ -11,8 +11,9 @@ float and int8, that agrees with PyTorch's top-1 on >= 98% of test images (fp32:
 quantized run's fp32 ONNX file can be the fastest (it is the model before quantization, and its
 own accuracy is reported). An OpenVINO file is also compiled with its input shape fixed per batch
 size (`<precision> static`: the same file, as a user who knows the batch deploys it), and that
-compiled model is checked, scored and timed as a candidate of its own. The baseline is timed in the same group, so each candidate's speed-up
-is a ratio measured side by side, and a candidate slower than the baseline at a batch size says so.
+compiled model is checked, scored and timed as a candidate of its own. The baseline is timed in
+the same group, so each candidate's speed-up is a ratio measured side by side, and a candidate
+slower than the baseline at a batch size says so.
 results.json: `export` (every file's figures) and `deploy` (every candidate with its own validation
 and test accuracy, the baseline's latency, and the fastest at batch 1 and at batch 64)."""
 import logging
