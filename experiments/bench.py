@@ -416,7 +416,7 @@ def searching(seeds, max_drop: float = 1.0, objectives=("latency_b1", "latency_b
     return rows
 
 
-def search_verdict(rows, max_drop: float = 1.0) -> list[dict]:
+def search_verdict(rows) -> list[dict]:
     """Per objective, over seeds: the chosen file against each other path (geometric mean of the ratios)."""
     out = []
     for objective in dict.fromkeys(r["objective"] for r in rows):
