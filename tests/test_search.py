@@ -63,6 +63,19 @@ def test_parallel_trials_run_in_other_processes_and_keep_their_order(tmp_path, l
     assert launch.run(["a"], 2, launcher, tmp_path, fn=where)[0][1][1] == os.getpid()  # one trial: no process started
 
 
+def extract_dir(job) -> tuple[str, object]:
+    return "ok", job.dataset.extract_dir
+
+
+def test_a_parallel_trial_gets_its_config_resolved_where_hydra_composed_it(tmp_path):
+    from compressor.config import compose
+
+    jobs = [compose(["dataset=fashion_mnist", f"seed={s}"], tmp_path, f"t{s}") for s in (0, 1)]
+    assert "${hydra:" in OmegaConf.to_yaml(jobs[0].dataset, resolve=False)  # resolvable only beside Hydra
+    out = launch.run(jobs, 2, None, tmp_path, fn=extract_dir)
+    assert [o[0] for o in out] == ["ok", "ok"] and out[0][1] == jobs[0].dataset.extract_dir, out
+
+
 @pytest.mark.slow  # ~2 min: make test-all
 def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials(tmp_path):
     import compressor

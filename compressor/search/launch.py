@@ -36,11 +36,22 @@ def run(jobs: list, parallel: int, launcher: dict | None, folder: Path, fn=trial
     """Each job's outcome (`fn(job)`), in the order given."""
     if parallel <= 1 or len(jobs) <= 1:
         return [fn(job) for job in jobs]
+    jobs = [resolved(job) for job in jobs]
     if launcher and "submitit" in str(launcher.get("_target_", "")):
         return _submitit(jobs, parallel, launcher, folder, fn)
     from joblib import Parallel, delayed
 
     return Parallel(n_jobs=min(parallel, len(jobs)), backend="loky")(delayed(fn)(job) for job in jobs)
+
+
+def resolved(job):
+    """A copy with every interpolation resolved here: `${hydra:...}` (the data folder, the run folder)
+    resolves only in the process Hydra composed it in, not in a worker."""
+    if not OmegaConf.is_config(job):
+        return job
+    job = job.copy()
+    OmegaConf.resolve(job)
+    return job
 
 
 def _submitit(jobs: list, parallel: int, launcher: dict, folder: Path, fn) -> list:
