@@ -14,9 +14,9 @@
 
 Each trial is a job: it reuses the cached baseline and teacher, and a finished trial is found in
 the job index and not rerun, so a killed search continues where it stopped. `search.parallel`
-trials run at once (compressor/search/launch.py: joblib, or submitit under hydra/launcher=slurm). Written to the run
-folder: trials.jsonl (a line per trial as it ends), frontier.csv, summary.md, frontier.png,
-search.json, TensorBoard scalars, and ship/ with the chosen file."""
+trials run at once (compressor/search/launch.py: joblib, or submitit under hydra/launcher=slurm).
+Written to the run folder: trials.jsonl (a line per trial as it ends), frontier.csv, summary.md,
+frontier.png, search.json, TensorBoard scalars, and ship/ with the chosen file."""
 import json
 import logging
 import time
@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 from compressor.config import CONF, compose
+from compressor.errors import brief
 from compressor.search import launch, space
 from compressor.search.outputs import tensorboard, write
 
@@ -71,7 +72,7 @@ class Trials:
             try:
                 job = compose(overrides, self.cfg.paths.root, name)
             except Exception as exc:  # a point whose overrides do not compose (a user's student config)
-                job = ("error", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"[:500])
+                job = ("error", brief(exc, 500))
             else:
                 with open_dict(job):
                     job.paths.run_dir = str(self.out / "trials" / name)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from compressor.errors import brief
+
 
 def trial(job) -> tuple[str, object]:
     """One trial's job, in whichever process runs it."""
@@ -17,8 +19,7 @@ def trial(job) -> tuple[str, object]:
     try:
         return "ok", compressor.run(job)
     except Exception as exc:  # noqa: BLE001 - the search records it and goes on
-        first = (str(exc).splitlines() or [""])[0]
-        return "error", f"{type(exc).__name__}: {first}"[:500]
+        return "error", brief(exc, 500)
 
 
 def settings() -> dict | None:
@@ -76,5 +77,5 @@ def _submitit(jobs: list, parallel: int, launcher: dict, folder: Path, fn) -> li
         try:
             out.append(handle.result())
         except Exception as exc:  # noqa: BLE001 - the job itself died (killed, preempted past its requeues)
-            out.append(("error", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"[:500]))
+            out.append(("error", brief(exc, 500)))
     return out
