@@ -6,8 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-COLUMNS = ["recipe", "runtime", "precision", "static_shape", "file", "val/acc", "val_drop", "test/acc", "test_drop", "size_mb", "smaller",
-           "latency/b1_ms", "speedup_b1", "latency/b64_ms", "speedup_b64", "frontier", "chosen", "within_budget"]
+COLUMNS = ["recipe", "runtime", "precision", "static_shape", "file", "val/acc", "val_drop", "test/acc", "test_drop",
+           "size_mb", "smaller", "latency/b1_ms", "speedup_b1", "latency/b64_ms", "speedup_b64", "frontier", "chosen",
+           "within_budget"]
 
 
 def write(out: Path, result: dict, rows: list[dict], gain: str, s, writer) -> None:
@@ -37,7 +38,8 @@ def write(out: Path, result: dict, rows: list[dict], gain: str, s, writer) -> No
     for r in result["frontier"]:
         slower = " slower than baseline" if r["speedup_b1"] < 1 or r["speedup_b64"] < 1 else ""
         mark = "**chosen**" if r is result["chosen"] else "over budget" if r["val_drop"] > result["max_drop"] else ""
-        lines.append(f"| {r['recipe']} | {r['runtime']} {r['precision']}{' static' if r.get('static_shape') else ''} | {r['file']} | {r['val/acc']:.4f} | "
+        shape = " static" if r.get("static_shape") else ""
+        lines.append(f"| {r['recipe']} | {r['runtime']} {r['precision']}{shape} | {r['file']} | {r['val/acc']:.4f} | "
                      f"{-r['val_drop']:+.2f} | {r['test/acc']:.4f} | {-r['test_drop']:+.2f} | {r['smaller']:.1f} | "
                      f"{r['speedup_b1']:.2f} | {r['speedup_b64']:.2f} | {mark}{slower} |")
     (out / "summary.md").write_text("\n".join([*lines, "", result["verdict"], ""]))

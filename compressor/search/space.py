@@ -24,7 +24,8 @@ EPOCHS = (lambda v: isinstance(v, dict) and all(k in FINE_TUNED and (n is None o
           f"a mapping of stage ({', '.join(FINE_TUNED)}) to epochs >= 1 or null (the stage's own), e.g. {{kd: 12}}")
 RULES = {
     "objective": rules.choice(OBJECTIVES), "runtime": rules.choice(RUNTIMES), "max_trials": rules.integer(1),
-    "time_budget_min": rules.number(gt=0, optional=True), "parallel": rules.integer(1), "rung_fraction": rules.number(gt=0, le=1), "full_epochs": EPOCHS, "promote": rules.integer(1),
+    "time_budget_min": rules.number(gt=0, optional=True), "parallel": rules.integer(1),
+    "rung_fraction": rules.number(gt=0, le=1), "full_epochs": EPOCHS, "promote": rules.integer(1),
     "margin": rules.number(ge=0), "students": rules.strings(),
     "channel": AMOUNTS, "unstructured": AMOUNTS,
     "precisions": rules.subset(PRECISIONS),
