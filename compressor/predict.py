@@ -3,7 +3,7 @@
 Works for every artifact a run leaves: fp32, pruned, quantized (model.safetensors, or the
 model.pt of earlier releases), ONNX (`--runtime onnxruntime`, or `--onnx fp32|int8`) and
 OpenVINO IR (`--runtime openvino`): the int8 file where the run has one, `--precision fp32` the
-float one. Nothing in the run folder can run code: the model loads without pickle, its
+float one, `--static-shape` compiled for the input's fixed shape (a search's `static` file). Nothing in the run folder can run code: the model loads without pickle, its
 architecture may only name model factories (`--allow-target PREFIX` adds one), and the image
 transform is built from the numbers in config.yaml, never from a `_target_` there.
 An unreadable image is reported by name and the rest are still predicted."""
@@ -22,7 +22,7 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(), runtime: str = "torch",
-               precision: str | None = None):
+               precision: str | None = None, static: bool = False):
     from compressor.storage import artifact
     from compressor.storage import checkpoint
     from compressor.runtimes import onnx as export
@@ -38,7 +38,7 @@ def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(),
             raise ConfigError(f"{path}: no such OpenVINO IR (run with export=openvino or export=all, or "
                               "technique.backend=openvino)")
         require()
-        return OpenVinoModel(path)
+        return OpenVinoModel(path, static=static)
     if onnx:
         path = run_dir / ("model.int8.onnx" if onnx == "int8" else "model.onnx")
         if not path.is_file():
@@ -60,7 +60,8 @@ def transform_of(config: Path):
         raise ConfigError(f"{config}: no usable dataset.in_channels/image_size/mean/std ({type(exc).__name__})") from None
 
 
-def predict_folder(run_dir, folder, onnx=None, trust=False, targets=(), runtime="torch", precision=None) -> list[dict]:
+def predict_folder(run_dir, folder, onnx=None, trust=False, targets=(), runtime="torch", precision=None,
+                   static=False) -> list[dict]:
     run_dir, folder = Path(run_dir), Path(folder)
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -68,7 +69,9 @@ def predict_folder(run_dir, folder, onnx=None, trust=False, targets=(), runtime=
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such image folder")
     transform = transform_of(config)
-    model = load_model(run_dir, onnx, trust, targets, runtime, precision)
+    if static and runtime != "openvino":
+        raise ConfigError(f"--static-shape with --runtime {runtime}: only OpenVINO files are compiled for a fixed shape")
+    model = load_model(run_dir, onnx, trust, targets, runtime, precision, static)
     results = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS):
         try:
@@ -96,6 +99,8 @@ def main(argv=None) -> int:
                         help="run the run's file for this runtime (results.json's deploy block names the fastest)")
     parser.add_argument("--precision", choices=["fp32", "int8"],
                         help="with --runtime onnxruntime|openvino: which export (default: int8 where there is one)")
+    parser.add_argument("--static-shape", action="store_true",
+                        help="with --runtime openvino: compile for the input's fixed shape (a `static` deploy file)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a pickled model file that names classes or functions (only one you vouch for)")
     parser.add_argument("--allow-target", action="append", default=[], metavar="PREFIX",
@@ -104,7 +109,7 @@ def main(argv=None) -> int:
     console.quiet()
     try:
         results = predict_folder(args.run_dir, args.folder, args.onnx, args.trust_checkpoint, args.allow_target,
-                                 args.runtime, args.precision)
+                                 args.runtime, args.precision, args.static_shape)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
