@@ -24,7 +24,7 @@ def study(dataset, lrs, temperatures, seeds, epochs, losses=tuple(LOSSES)) -> li
                 runs = [job([f"dataset={dataset}", "technique=kd", f"technique.weights={weights}",
                              f"technique.temperature={t}", f"technique.lr={lr}", f"technique.epochs={epochs}",
                              f"seed={seed}", "latency.reps=2", "latency.rounds=1"],
-                            f"kd_{dataset}_{loss}_T{t}_{lr}_e{epochs}_s{seed}") for seed in seeds]
+                            f"kd_{loss}_T{t}_{lr}_e{epochs}_s{seed}") for seed in seeds]
                 rows.append({"dataset": dataset, "loss": loss, "T": t if loss != "ce" else "–", "lr": lr,
                              "student test acc": mean_std([r["test/acc"] for r in runs]),
                              "agreement with teacher": mean_std([r["kd"]["test/agreement"] for r in runs]),

@@ -30,20 +30,20 @@ def main(argv=None):
         for lr in args.lrs.split(","):
             for rec in ("none", "kd"):
                 r = job(base + [f"technique.lr={lr}", f"technique.recover={rec}"],
-                        f"recipe_{model}_{dataset}_{lr}_{rec}")
+                        f"recipe_{model}_{lr}_{rec}")
                 rows.append(row(model, dataset, r, lr=lr, recover=rec, importance="l1"))
                 print(rows[-1], flush=True)
         best = max((r for r in rows if (r["model"], r["dataset"]) == (model, dataset)), key=lambda r: r["Δ test (pts)"])
         for importance in ("group_norm", "taylor"):
             r = job(base + [f"technique.lr={best['lr']}", f"technique.recover={best['recover']}",
-                            f"technique.importance={importance}"], f"recipe_{model}_{dataset}_{importance}")
+                            f"technique.importance={importance}"], f"recipe_{model}_{importance}")
             rows.append(row(model, dataset, r, lr=best["lr"], recover=best["recover"], importance=importance))
             print(rows[-1], flush=True)
     unstructured = []
     for model, dataset in PAIRS:  # the same learning rates must not hurt unstructured pruning
         for lr in args.lrs.split(","):
             r = job([f"model={model}", f"dataset={dataset}", "technique=prune", "technique.amount=0.9",
-                     f"technique.epochs={args.epochs}", f"technique.lr={lr}"], f"recipe_l1_{model}_{dataset}_{lr}")
+                     f"technique.epochs={args.epochs}", f"technique.lr={lr}"], f"recipe_l1_{model}_{lr}")
             unstructured.append(row(model, dataset, r, lr=lr, recover="none", importance="l1 unstructured 0.9"))
             print(unstructured[-1], flush=True)
     text = ("## Channel pruning 0.5: fine-tune recipes\n\n" + table(rows) + "\n\n## Unstructured 0.9\n\n"
