@@ -291,7 +291,6 @@ def deployment(models) -> list[dict]:
     loaders = {"torch": artifact.load, "onnxruntime": OnnxModel, "openvino": OpenVinoModel}  # a deploy file's runtime
     rows = []
     for model in models:
-        data = DATASET
         r = job([*data_args(model), f"model={model}", "technique=quant", "export=all"], f"deploy_int8_{model}")
         e = r["export"]
         own = r["deploy"]["candidates"][0]
@@ -301,7 +300,7 @@ def deployment(models) -> list[dict]:
                  ("OpenVINO fp32", e["openvino"]["fp32"], e["openvino"]["fp32"]["test/acc"]),
                  ("NNCF PTQ + OpenVINO int8", e["openvino"]["int8"], e["openvino"]["int8"]["test/acc"])]
         for name, m, acc in paths:
-            rows.append({"model": model, "dataset": data, "path": name, "test/acc": acc,
+            rows.append({"model": model, "dataset": DATASET, "path": name, "test/acc": acc,
                          "b1 ms": m["latency/b1_ms"], "b64 ms/img": m["latency/b64_ms"],
                          "× vs NNCF+OpenVINO int8": None, "Δ test vs baseline (pts)": 100 * (acc - r["baseline"]["test/acc"])})
         recipes = [(f"channel {amount} ({epochs} epochs) + int8", f"deploy_channel{amount}_int8_{model}",
@@ -321,7 +320,7 @@ def deployment(models) -> list[dict]:
             speeds = measure.latencies(timed, _example(run), threads=1, reps=20, rounds=3)  # side by side
             for b in ("b1", "b64"):  # the accuracy of the file shipped, not of the run's torch model
                 acc = best[b]["test/acc"]
-                rows.append({"model": model, "dataset": data,
+                rows.append({"model": model, "dataset": DATASET,
                              "path": f"compressor {what}, fastest at {b}: {best[b]['runtime']} {best[b]['file']}",
                              "test/acc": acc, "b1 ms": speeds[b]["latency/b1_ms"],
                              "b64 ms/img": speeds[b]["latency/b64_ms"],
@@ -514,9 +513,8 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
     int8 against budgeted static int8 at max_drop and at 0 points (seed 0)."""
     prune_rows, quant_rows = [], []
     quick = ["latency.reps=2", "latency.rounds=1"]  # the pruning rows compare MACs and weights, not time
+    images = val_images(f"dataset={DATASET}")  # one data set for every model
     for model in models:
-        data = f"dataset={DATASET}"
-        images = val_images(data)
         for method in methods:
             size = "compress/macs" if method == "channel" else "compress/nonzero_params"
             fewer = f"fewer {'MACs' if method == 'channel' else 'non-zeros'} ×"
@@ -538,7 +536,7 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
                 fits = [a for a, runs in single.items() if delta(runs) >= -max_drop]
                 on_val = [a for a, runs in single.items() if delta(runs, "val") >= -max_drop]
                 u, v = (single[max(fits)] if fits else None), (single[max(on_val)] if on_val else None)
-                row = {"model": model, "dataset": data.split("=")[1], "method": method, "against": what,
+                row = {"model": model, "dataset": DATASET, "method": method, "against": what,
                        "best single on test (Δ test)": f"{max(fits)} ({mean_std(deltas(u))})"
                        if u else "none fits",
                        "budgeted (Δ test / Δ val)": f"max_drop={limit:g} ({mean_std(deltas(budgeted))}"
@@ -566,7 +564,7 @@ def budgets(models, max_drop: float = 1.0, methods=tuple(UNIFORM), seeds=(0, 1, 
                                                             f"budget.max_drop={limit}"], f"quant_budget{limit:g}_{model}")))
         for name, r in quant:
             d = derived(r)
-            quant_rows.append({"model": model, "dataset": data.split("=")[1], "run": name,
+            quant_rows.append({"model": model, "dataset": DATASET, "run": name,
                                "Δ val (pts)": delta([r], "val"), "Δ test (pts)": d["delta"],
                                "kept float": ", ".join(r["stages"][0]["keep_float"]) or "none",
                                "size ×": d["ratio"], "b1 speed-up ×": d["speedup_b1"], "b64 speed-up ×": d["speedup_b64"]})
@@ -580,14 +578,6 @@ def table(rows) -> str:
         lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else "–" if v is None else str(v)
                                        for v in r.values()) + " |")
     return "\n".join(lines)
-
-
-def seed_list(text: str) -> tuple[int, ...]:
-    """--seeds: comma-separated integers, e.g. 0,1,2."""
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"{text!r}: seeds are comma-separated integers, e.g. 0,1,2") from None
 
 
 def arguments(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -612,9 +602,9 @@ def arguments(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     args = parser.parse_args(argv)
     global REUSE, DATASET, SEEDS, PROBE_EPOCHS
     try:
-        seeds = seed_list(args.seeds)
-    except ValueError as e:
-        parser.error(f"--seeds: {e}")
+        seeds = tuple(int(x) for x in args.seeds.split(","))
+    except ValueError:
+        parser.error(f"--seeds: {args.seeds!r}: seeds are comma-separated integers, e.g. 0,1,2")
     REUSE, DATASET, SEEDS = args.reuse, args.dataset, seeds
     PROBE_EPOCHS = args.probe_epochs
     return parser, args
