@@ -37,3 +37,20 @@ def test_bench_names_a_run_folder_after_its_own_data_set():
     """experiments/kd.py and recipes.py pass their data set in the overrides: the folder says which."""
     assert bench.folder(["dataset=digits", "technique=kd"], "kd_ce") == "digits_kd_ce"
     assert bench.folder(["technique=quant"], "quant_full") == "fashion_mnist_quant_full"
+
+
+def test_bench_prunes_resnet18_with_its_recipe_and_names_it(monkeypatch):
+    """ResNet-18's channel row fine-tunes 12 epochs on its subset (4 lost 5.4 points there): the row says
+    so, and its runs get their own folders beside the default runs'."""
+    calls = []
+    monkeypatch.setattr(bench, "job", lambda overrides, name: calls.append((overrides, name)) or {})
+    monkeypatch.setattr(bench, "fit_row", lambda name, data, runs: {"run": name, "seeds": len(runs)})
+    bench.arguments(["--seeds", "0,1"])
+    rows = bench.pruning(["resnet18"])
+    assert rows == [{"run": "resnet18 channel 0.5 (epochs=12)", "seeds": 2}]
+    assert [name for _, name in calls] == ["prune_channel_resnet18_epochs12", "prune_channel_resnet18_epochs12_s1"]
+    assert all("technique.epochs=12" in o and "dataset.train_size=5000" in o for o, _ in calls)
+    calls.clear()
+    bench.pruning(["mnist_mlp"])  # no recipe: the shipped fine-tune, the folders as before
+    assert [name for _, name in calls][::2] == ["prune_channel_mnist_mlp", "prune_l1_unstructured_mnist_mlp"]
+    assert not any(o.startswith("technique.epochs") for overrides, _ in calls for o in overrides)
