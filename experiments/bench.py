@@ -123,6 +123,11 @@ def seeded(name: str, seed: int) -> str:
     return name if seed == 0 else f"{name}_s{seed}"
 
 
+def recipe_note(recipe) -> str:
+    """How a row's recipe reads in its name: ' (epochs=8, lr=3e-3)' for technique.prune.epochs=8 etc.; '' for none."""
+    return f" ({', '.join(o.split('.')[-1] for o in recipe)})" if recipe else ""
+
+
 def pruning(models) -> list[dict]:
     """Channel 0.5 and unstructured 0.9 at default settings (fine-tune epochs and lr as shipped, unless
     PRUNE gives the model a recipe, which its row names), then unstructured 0.9 + static int8 on SimpleCNN
@@ -135,8 +140,7 @@ def pruning(models) -> list[dict]:
             name = "_".join([f"prune_{method}_{model}", *(o.split(".")[-1].replace("=", "") for o in recipe)])
             runs = [job([*data_args(model), f"model={model}", "technique=prune", f"technique.method={method}",
                          f"technique.amount={amount}", *recipe, f"seed={s}"], seeded(name, s)) for s in SEEDS]
-            how = f" ({', '.join(o.split('.')[-1] for o in recipe)})" if recipe else ""
-            rows.append(fit_row(f"{model} {method} {amount}{how}", DATASET, runs))
+            rows.append(fit_row(f"{model} {method} {amount}{recipe_note(recipe)}", DATASET, runs))
     if "simple_cnn" not in models:
         return rows
     runs = [job([*data_args(), "technique=pipeline", "technique.order=[prune,quant]", "model=simple_cnn",
@@ -165,8 +169,7 @@ def sharing(models=SHARE, amounts=(0.9, 0.95)) -> list[dict]:
                 runs = [job([*data_args(model), "technique=pipeline", f"technique.order={order}", f"teacher={model}",
                              f"model={model}", f"technique.prune.amount={amount}", *recipe, f"seed={s}"], seeded(name, s))
                         for s in SEEDS]
-                how = f" ({', '.join(o.split('.')[-1] for o in recipe)})" if recipe else ""
-                rows.append(fit_row(f"{model} unstructured {amount:g}{how} + {what}", DATASET, runs))
+                rows.append(fit_row(f"{model} unstructured {amount:g}{recipe_note(recipe)} + {what}", DATASET, runs))
     return rows
 
 
