@@ -27,20 +27,20 @@ def plain(node):
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-# dataset keys added since jobs were first cached: unset, they stay out of every key, so the
-# baselines and results keyed before them are still found (the data fingerprint holds the subset)
-ADDED = ("train_size",)
+# keys added since jobs were first cached: unset, they stay out of every key, so the baselines and
+# results keyed before them are still found (the data fingerprint holds the subset)
+ADDED = ("train_size", "patience")
 
 
-def unset_added(dataset: dict) -> dict:
-    return {k: v for k, v in dataset.items() if not (k in ADDED and v is None)}
+def unset_added(node: dict) -> dict:
+    return {k: v for k, v in node.items() if not (k in ADDED and v is None)}
 
 
 def fingerprint(cfg: DictConfig, data: dict) -> str:
     """Hash of the resolved config minus where things are written, plus the data's fingerprint:
     the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
     spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
-    spec["dataset"] = unset_added(spec["dataset"])
+    spec["dataset"], spec["train"] = unset_added(spec["dataset"]), unset_added(spec["train"])
     text = json.dumps({**spec, **data}, sort_keys=True, default=str)
     # a value resolved from paths.run_dir (quant's callback.workdir) is where, not what: the same job
     # in another folder (a search's trial, a rerun under a new timestamp) is the same job
@@ -83,15 +83,17 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
     limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
                                                 "gradient_clip_val") if k in cfg.trainer}
     spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},
-            "train": plain(cfg.train), "trainer": limits, "seed": cfg.seed}
+            "train": unset_added(plain(cfg.train)), "trainer": limits, "seed": cfg.seed}
 
     def build(folder: Path) -> dict:
-        log.info("training %s on %s (%d epochs): nothing cached for this recipe", net_cfg.name, cfg.dataset.name,
-                 cfg.train.epochs)
+        patience = cfg.train.get("patience")
+        log.info("training %s on %s (%s): nothing cached for this recipe", net_cfg.name, cfg.dataset.name,
+                 f"up to {cfg.train.epochs} epochs, stopping after {patience} without a better val/acc" if patience
+                 else f"{cfg.train.epochs} epochs")
         L.seed_everything(cfg.seed, workers=True)
         module = Classifier(instantiate(net_cfg.net), dm.num_classes, **optim_args(cfg))
         record = fit(cfg, module, dm, run_dir, f"train_{net_cfg.name}", cfg.train.epochs,
-                     checkpoint_dir=folder / "checkpoints", keep_best=True, knob=f"train.lr={cfg.train.lr}")
+                     checkpoint_dir=folder / "checkpoints", keep_best=True, knob=f"train.lr={cfg.train.lr}", patience=patience)
         record["at_chance"] = at_chance(record["val/acc_best"], len(dm.val_dataloader().dataset), dm.num_classes)
         artifact.save(module.model, folder / artifact.FILENAME, plain(net_cfg.net), [{"stage": "train", **record}])
         return record

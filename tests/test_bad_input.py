@@ -46,7 +46,7 @@ CASES = [  # (overrides, what the one line must name)
     ("seed=abc", "seed"), ("seed=-1", "seed"), ("rerun=maybe", "rerun"), ("size_budget_mb=0", "size_budget_mb"),
     ("train.epochs=0", "train.epochs"), ("train.epochs=2.5", "train.epochs"), ("train.lr=abc", "train.lr"),
     ("train.lr=0", "train.lr"), ("train.lr=-1", "train.lr"), ("train.optimizer=adagrad", "train.optimizer"),
-    ("train.scheduler=linear", "train.scheduler"), ("train.weight_decay=-1", "train.weight_decay"),
+    ("train.scheduler=linear", "train.scheduler"), ("train.patience=0", "train.patience"), ("train.weight_decay=-1", "train.weight_decay"),
     ("latency.threads=0", "latency.threads"), ("latency.reps=x", "latency.reps"),
     ("dataset.batch_size=0", "dataset.batch_size"), ("dataset.val_fraction=1.5", "dataset.val_fraction"),
     ("dataset.train_size=0", "dataset.train_size"), ("technique=cluster technique.bits=9", "technique.bits"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from compressor import validate
@@ -58,6 +58,19 @@ class Finite(L.Callback):
             self._stop(trainer, f"weight {bad} holds NaN or inf")
 
 
+class Plateau(EarlyStopping):
+    """Stops a fit after `patience` epochs without a better validation accuracy (`train.patience`).
+    Its count is kept in checkpoints; a fit resumed after the count ran out stops at once, as the
+    uninterrupted fit did, instead of training one epoch more."""
+
+    def __init__(self, patience: int):
+        super().__init__(monitor="val/acc", mode="max", patience=patience, min_delta=0.0, check_finite=False)
+
+    def on_train_start(self, trainer, pl_module):
+        if self.wait_count >= self.patience:
+            trainer.should_stop = True
+
+
 def at_chance(acc: float | None, n: int, num_classes: int) -> bool:
     """Accuracy no better than guessing: within two binomial standard errors of 1/num_classes."""
     if acc is None or n <= 0:
@@ -67,13 +80,14 @@ def at_chance(acc: float | None, n: int, num_classes: int) -> bool:
 
 
 def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None,
-        keep_best: bool = False, log_to=True, knob: str = "train.lr", trainer_args=None) -> dict:
+        keep_best: bool = False, log_to=True, knob: str = "train.lr", trainer_args=None, patience=None) -> dict:
     """Fit `module` for `epochs`. With `checkpoint_dir`, a last checkpoint is saved there every
     epoch and a rerun resumes from it; `keep_best` also keeps the best validation epoch and
-    restores it at the end. `log_to=False` (budget probes) writes no logs. `knob` is what the
+    restores it at the end; `patience` stops the fit once that many epochs in a row brought no better
+    validation accuracy (`epochs` is then a maximum). `log_to=False` (budget probes) writes no logs. `knob` is what the
     divergence error tells the user to lower; `trainer_args` override the job's Trainer for this fit."""
     history = History()
-    cbs = [history, Finite(name, knob), resume.RngState(), *callbacks]
+    cbs = [history, Finite(name, knob), resume.RngState(), *callbacks, *([Plateau(patience)] if patience else [])]
     best = None
     if checkpoint_dir is not None:  # `last` every epoch (resume); `best` only when it improves
         cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1,
@@ -120,6 +134,7 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     # under another count (SimpleCNN on mnist5k, seed 0: test 0.973 at 1 thread, 0.976 at 2)
     return {"val/acc_per_epoch": history.val_acc, "val/acc_best": max(history.val_acc, default=None),
             "train/time_s": seconds, "train/threads": torch.get_num_threads(), "epochs": epochs,
+            **({"epochs_trained": len(history.val_acc), "patience": patience} if patience else {}),
             **({"resumed_from_epoch": done} if start_from else {})}
 
 

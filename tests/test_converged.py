@@ -1,0 +1,42 @@
+"""train=converged: the baseline trains until `patience` epochs bring no better validation accuracy,
+the best epoch is kept, and the default recipe keeps every cache key it had."""
+import json
+from types import SimpleNamespace
+
+from compressor import baseline
+from compressor.training.fit import Plateau
+from tests.conftest import make_cfg, run_job
+
+
+def test_early_stopping_ends_the_fit_and_keeps_the_best_epoch(tmp_path):
+    out = run_job(tmp_path, ["train=converged", "train.epochs=12", "train.patience=2"])
+    (meta,) = (tmp_path / "outputs" / "cache").rglob("meta.json")
+    record = json.loads(meta.read_text())["record"]
+    curve = record["val/acc_per_epoch"]
+    assert record["patience"] == 2 and record["epochs_trained"] == len(curve) < 12  # stopped early
+    best = curve.index(max(curve))
+    assert len(curve) - 1 - best == 2  # exactly `patience` epochs without a better val/acc
+    assert abs(out["val/acc"] - max(curve)) < 1e-6  # the model measured is the best epoch's
+
+
+def test_a_resumed_fit_whose_patience_ran_out_stops_at_once():
+    stop = Plateau(patience=3)
+    stop.wait_count = 3  # as restored from the last checkpoint of a fit that had stopped
+    trainer = SimpleNamespace(should_stop=False)
+    stop.on_train_start(trainer, None)
+    assert trainer.should_stop
+    stop.wait_count, trainer.should_stop = 2, False
+    stop.on_train_start(trainer, None)
+    assert not trainer.should_stop
+
+
+def test_the_default_recipe_keeps_its_cache_keys(tmp_path):
+    """`patience` is new: unset, it is left out of the job's key, so jobs cached before it are found."""
+    cfg = make_cfg(tmp_path)
+    assert cfg.train.patience is None
+    spec = baseline.plain(cfg)
+    del spec["train"]["patience"]
+    data = {"data": "fingerprint"}
+    without = baseline.fingerprint(baseline.OmegaConf.create(spec), data)
+    assert baseline.fingerprint(cfg, data) == without
+    assert baseline.fingerprint(make_cfg(tmp_path, ["train=converged"]), data) != without
