@@ -58,8 +58,9 @@ def build_net(net_cfg: DictConfig, key: str) -> torch.nn.Module:
         return instantiate(net_cfg)
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
-        if isinstance(cause, ConfigError):
-            raise cause from None
+        if isinstance(cause, ConfigError):  # a factory names its own argument ("net.weights=..."): say whose
+            text = str(cause)
+            raise ConfigError(f"{key.split('.')[0]}.{text}" if text.startswith("net.") else text) from None
         raise ConfigError(f"{key}: {net_cfg._target_} cannot be built with these arguments "
                           f"({brief(cause, 300)})") from None
 

@@ -11,6 +11,7 @@ PRESETS = {  # preset -> (techniques its sweep runs, the teacher/baseline model,
     "seed002_cifar10_deepnn": ({"kd"}, "deep_nn", "light_nn"),
     "seed003_mnist_kl": ({"baseline", "kd"}, "mnist_cnn", "mnist_mlp"),
     "seed004_cifar10_resnet50": ({"baseline", "prune", "quant", "kd"}, "resnet50", "mobilenet_v2"),
+    "lite0_fashion": ({"baseline", "prune", "quant", "kd"}, "efficientnet_lite0", "small_cnn"),
 }
 
 
@@ -27,7 +28,7 @@ def test_preset_at_smoke_scale(cli, tmp_path, preset):
     techniques, teacher, student = PRESETS[preset]
     proc = cli("-m", f"+experiment={preset}", "+smoke=tiny")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    study = tmp_path / "outputs" / "studies" / preset[:7]
+    study = tmp_path / "outputs" / "studies" / (preset if preset.startswith("lite0") else preset[:7])
     found = [json.loads(p.read_text()) for p in study.rglob("results.json")]
     assert {r["run"]["technique"] for r in found} == techniques
     for r in found:
