@@ -28,19 +28,24 @@ OUT = Path("outputs/bench")
 BENCH_DATA = "fashion_mnist"
 DATASET = BENCH_DATA
 REUSE = False  # --reuse: a job whose exact config already has results.json (any run folder) is read, not rerun
+# --train: the recipe of every baseline and teacher. converged (issue 41): a model trained to its plateau, as users
+# ship; default is the 4-epoch recipe every figure before 2026-12-06 compressed (its folders keep their names)
+BENCH_TRAIN = "converged"
+TRAIN = BENCH_TRAIN
 
 
 def folder(overrides, name) -> str:
     """A job's run folder under OUT, named after its data set too: runs on two data sets do not overwrite
     each other (experiments/kd.py and recipes.py name theirs)."""
     data = next((o.split("=", 1)[1] for o in overrides if o.startswith("dataset=")), DATASET)
-    return f"{data}_{name}"
+    return f"{data}_{name}" if TRAIN == "default" else f"{data}_{TRAIN}_{name}"
 
 
 def job(overrides, name) -> dict:
     """One job in-process; no ONNX/OpenVINO files unless the overrides ask (deployment() does)."""
     exports = [] if any(o.startswith("export=") for o in overrides) else ["export=none"]
-    cfg = compose(["trainer.enable_progress_bar=false", "logger=none", f"rerun={not REUSE}", *exports, *overrides], OUT,
+    cfg = compose(["trainer.enable_progress_bar=false", "logger=none", f"rerun={not REUSE}", f"train={TRAIN}", *exports,
+                   *overrides], OUT,
                   folder(overrides, name))
     return compressor.run(cfg)
 
@@ -362,7 +367,7 @@ SEARCH_MINUTES = 50  # search.time_budget_min: no trial starts after it, so a se
 def untimed(overrides, name, logger: str = "none") -> dict:
     """A job that a later bench part, or the search's own trials, may find in the job index instead of
     training it again (rerun=false, whatever --reuse says)."""
-    cfg = compose(["trainer.enable_progress_bar=false", f"logger={logger}", "rerun=false", *overrides], OUT,
+    cfg = compose(["trainer.enable_progress_bar=false", f"logger={logger}", "rerun=false", f"train={TRAIN}", *overrides], OUT,
                   folder(overrides, name))
     return compressor.run(cfg)
 
@@ -602,6 +607,8 @@ def arguments(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--scopes", default=",".join(SCOPES), help="budget: single-amount scopes compared against")
     parser.add_argument("--dataset", default=BENCH_DATA, help="one data set for every model and part (default: "
                         "fashion_mnist, the benchmark data set; mnist5k or digits for a quick look)")
+    parser.add_argument("--train", default=BENCH_TRAIN, choices=["converged", "default"], help="the baselines' and "
+                        "teachers' recipe (train=...): converged, trained to a plateau (default), or the short default")
     parser.add_argument("--probe-epochs", type=int, help="budget: fine-tune epochs of each search probe "
                         "(budget.probe_epochs; default: the stage's epochs)")
     parser.add_argument("--seeds", default=",".join(map(str, BENCH_SEEDS)), help="seeds of each row that compares "
@@ -611,12 +618,12 @@ def arguments(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--reuse", action="store_true", help="read the results of jobs already run with the same "
                         "config instead of running them again (after a part failed, or to rebuild the tables)")
     args = parser.parse_args(argv)
-    global REUSE, DATASET, SEEDS, PROBE_EPOCHS
+    global REUSE, DATASET, SEEDS, PROBE_EPOCHS, TRAIN
     try:
         seeds = tuple(int(x) for x in args.seeds.split(","))
     except ValueError:
         parser.error(f"--seeds: {args.seeds!r}: seeds are comma-separated integers, e.g. 0,1,2")
-    REUSE, DATASET, SEEDS = args.reuse, args.dataset, seeds
+    REUSE, DATASET, SEEDS, TRAIN = args.reuse, args.dataset, seeds, args.train
     PROBE_EPOCHS = args.probe_epochs
     return parser, args
 
@@ -625,7 +632,9 @@ def main(argv=None):
     parser, args = arguments(argv)
     parts = args.only or ["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget", "search"]
     models = args.models.split(",")
-    report = []
+    report = [f"Every baseline and teacher below: train={TRAIN}"
+              + (" (trained to a plateau: conf/train/converged.yaml)" if TRAIN == "converged" else
+                 " (4 epochs, not converged)") + "\n"]
     if "throughput" in parts:
         t = throughput()
         report.append(f"## Training throughput ({t['model']} on {t['dataset']}, batch {t['batch_size']}, "
@@ -675,7 +684,7 @@ def main(argv=None):
     # a partial bench (--only, --models, --methods, --scopes) gets its own file: two run side by side do not
     # overwrite each other (the l1 and channel budget runs of one model did)
     narrowed = [getattr(args, k) for k in ("models", "methods", "scopes", "dataset", "seeds", "probe_epochs", "search_trials",
-                                           "search_parallel")
+                                           "search_parallel", "train")
                 if getattr(args, k) != parser.get_default(k)]
     name = "_".join(["bench", *parts, *(n for v in narrowed for n in str(v).split(","))]) if args.only or narrowed else "bench"
     (OUT / f"{name}.md").write_text("\n".join(report))

@@ -8,7 +8,7 @@ from experiments import bench
 @pytest.fixture(autouse=True)
 def settings(monkeypatch):
     """arguments() sets the module's settings; put them back after each test."""
-    for name in ("DATASET", "SEEDS", "REUSE", "PROBE_EPOCHS"):
+    for name in ("DATASET", "SEEDS", "REUSE", "PROBE_EPOCHS", "TRAIN"):
         monkeypatch.setattr(bench, name, getattr(bench, name))
 
 
@@ -33,10 +33,27 @@ def test_bench_refuses_seeds_that_are_not_integers(capsys):
     assert "--seeds: '0,one': seeds are comma-separated integers" in capsys.readouterr().err
 
 
-def test_bench_names_a_run_folder_after_its_own_data_set():
-    """experiments/kd.py and recipes.py pass their data set in the overrides: the folder says which."""
+def test_bench_names_a_run_folder_after_its_own_data_set_and_recipe():
+    """experiments/kd.py and recipes.py pass their data set in the overrides: the folder says which. The
+    4-epoch baselines' runs keep the folders they had; converged ones get their own beside them."""
+    bench.arguments(["--train", "default"])
     assert bench.folder(["dataset=digits", "technique=kd"], "kd_ce") == "digits_kd_ce"
     assert bench.folder(["technique=quant"], "quant_full") == "fashion_mnist_quant_full"
+    bench.arguments([])
+    assert bench.folder(["technique=quant"], "quant_full") == "fashion_mnist_converged_quant_full"
+
+
+def test_every_bench_baseline_is_converged_unless_asked(monkeypatch):
+    composed = []
+    monkeypatch.setattr(bench, "compose", lambda overrides, out, name: composed.append(overrides))
+    monkeypatch.setattr(bench.compressor, "run", lambda cfg: {})
+    bench.arguments([])
+    bench.job(["technique=prune"], "p")
+    bench.untimed(["technique=prune"], "p")
+    assert all("train=converged" in o for o in composed)
+    bench.arguments(["--train", "default"])
+    bench.job(["technique=prune"], "p")
+    assert "train=default" in composed[-1]
 
 
 def test_bench_prunes_resnet18_with_its_recipe_and_names_it(monkeypatch):
