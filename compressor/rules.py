@@ -24,6 +24,11 @@ def integer(lo=None, hi=None, optional=False):
             text + (" (or null)" if optional else ""))
 
 
+class Number(tuple):
+    """A number rule (test, what is allowed). An integer given for it is the same number as a float:
+    `apply` writes it back as a float, so `budget.max_drop=1` and `=1.0` are one job to the index."""
+
+
 def number(gt=None, ge=None, lt=None, le=None, optional=False):
     bounds = [f"{op} {b}" for op, b in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if b is not None]
 
@@ -32,7 +37,7 @@ def number(gt=None, ge=None, lt=None, le=None, optional=False):
             return True
         return _num(v) and (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt) \
             and (le is None or v <= le)
-    return ok, " ".join(["a number", " and ".join(bounds)]).strip() + (" (or null)" if optional else "")
+    return Number((ok, " ".join(["a number", " and ".join(bounds)]).strip() + (" (or null)" if optional else "")))
 
 
 def boolean():
@@ -102,6 +107,16 @@ def apply(node, rules: dict, prefix: str = "", required=()) -> None:
             raise ConfigError(f"{prefix}{key} is not set: must be {allowed}")
         if not ok(got):
             raise ConfigError(f"{prefix}{key}={got!r}: must be {allowed}")
+        if isinstance(rules[key], Number) and _int(got):
+            as_float(node, key)
+
+
+def as_float(node: DictConfig, key: str) -> None:
+    """The integer at `key` written back as a float, unless it is an interpolation (its source is checked)."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(node, parent_key) if parent_key else node
+    if not OmegaConf.is_interpolation(parent, leaf):
+        parent[leaf] = float(parent[leaf])
 
 
 

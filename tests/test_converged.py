@@ -3,9 +3,11 @@ the best epoch is kept, and the default recipe keeps every cache key it had."""
 import json
 from types import SimpleNamespace
 
-from compressor import baseline
+import pytest
+
+from compressor import baseline, validate
 from compressor.training.fit import Plateau
-from tests.conftest import make_cfg, run_job
+from tests.conftest import CONF, make_cfg, run_job
 
 
 def test_early_stopping_ends_the_fit_and_keeps_the_best_epoch(tmp_path):
@@ -40,3 +42,25 @@ def test_the_default_recipe_keeps_its_cache_keys(tmp_path):
     without = baseline.fingerprint(baseline.OmegaConf.create(spec), data)
     assert baseline.fingerprint(cfg, data) == without
     assert baseline.fingerprint(make_cfg(tmp_path, ["train=converged"]), data) != without
+
+
+@pytest.mark.parametrize("technique", sorted(p.stem for p in (CONF / "technique").glob("*.yaml")))
+def test_validation_leaves_every_default_job_key_as_it_was(tmp_path, technique):
+    """An integer given for a number key is written back as a float (below); no default is such an
+    integer, so every job keyed before keeps its key."""
+    cfg = make_cfg(tmp_path, [f"technique={technique}", "search=default", "budget.max_drop=1.0"])
+    data = {"data": "fingerprint"}
+    before = baseline.fingerprint(cfg, data)
+    validate.values(cfg)
+    assert baseline.fingerprint(cfg, data) == before
+
+
+def test_an_integer_and_a_float_for_the_same_number_are_one_job(tmp_path):
+    data = {"data": "fingerprint"}
+    keys = set()
+    for given in ("1", "1.0"):
+        cfg = make_cfg(tmp_path, ["technique=prune", f"budget.max_drop={given}", f"technique.reg={given}"])
+        validate.values(cfg)
+        assert isinstance(cfg.budget.max_drop, float) and isinstance(cfg.technique.reg, float)
+        keys.add(baseline.fingerprint(cfg, data))
+    assert len(keys) == 1
