@@ -7,16 +7,17 @@ dry run. A bad value is one ConfigError line that names the key and says what is
 nothing has been written when it is raised."""
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from compressor import choices
 from compressor.errors import ConfigError
-from compressor.rules import apply, boolean, choice, fractions, integer, number, numbers, strings, text
+from compressor.data.rules import DATASET, dataset  # noqa: F401 - the dataset's rules, checked with the rest
+from compressor.rules import apply, boolean, choice, fractions, integer, number, strings, text
 from compressor.search import space as search_space
 from compressor.stages import base as stage_protocol
+from compressor.training.flags import torch_flags_kept
 
 # -- the rule tables ------------------------------------------------------------------------
 TOP = {
@@ -30,39 +31,6 @@ TOP = {
     "model.name": text(), "model.checkpoint": text(optional=True),
     "teacher.name": text(), "teacher.checkpoint": text(optional=True),
 }
-
-
-DATASET = {
-    "name": text(), "in_channels": integer(1), "image_size": integer(1), "num_classes": integer(2),
-    "mean": numbers(), "std": numbers(positive=True), "batch_size": integer(1), "num_workers": integer(0),
-    "val_fraction": number(gt=0, lt=1), "test_fraction": number(gt=0, lt=1), "seed": integer(0, 2**32 - 1),
-    "train_size": integer(1, optional=True), "data_dir": text(optional=True), "extract_dir": text(), "download": boolean(), "skip_bad_images": boolean(), "datamodule._target_": text(),
-}
-
-
-def dataset(d) -> None:
-    """The dataset keys (a config or a datamodule's arguments): each key's rule, then the joint ones."""
-    apply(d, DATASET, "dataset.", required=("in_channels", "image_size", "num_classes") if isinstance(d, DictConfig) else ())
-    if "val_fraction" in d and "test_fraction" in d and d["val_fraction"] + d["test_fraction"] >= 1:
-        raise ConfigError(f"dataset.val_fraction + dataset.test_fraction = {d['val_fraction'] + d['test_fraction']}: "
-                          "must be < 1")
-    for key in ("mean", "std"):
-        if key in d and "in_channels" in d and len(d[key]) not in (1, d["in_channels"]):
-            raise ConfigError(f"dataset.{key} has {len(d[key])} values: give 1 or dataset.in_channels={d['in_channels']}")
-
-
-@contextmanager
-def torch_flags_kept():
-    """Building a Lightning Trainer sets torch's global deterministic-algorithms flag
-    (`trainer.deterministic`); this keeps it to the block, so int8 kernels measured afterwards
-    do not warn hundreds of times that they have no deterministic twin."""
-    import torch
-
-    state = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(state[0], warn_only=state[1])
 
 
 SET_ELSEWHERE = {"max_epochs": "train.epochs (the baseline or teacher) or technique.epochs (a stage)",

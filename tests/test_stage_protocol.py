@@ -131,6 +131,49 @@ def test_the_import_graph_has_no_cycle_and_the_checks_load_no_torch():
             seen |= graph[cur]
 
 
+def every_import(path: Path, modules: set, package: str) -> set[str]:
+    """The compressor modules a file imports anywhere in it, inside functions too: `from a import b`
+    is a.b where that is a module, else a."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                     for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name.startswith(package):
+                out.add(name)
+    return out
+
+
+def test_no_import_cycle_counting_imports_inside_functions():
+    """A function-local import is still an inversion: the layers point one way, however far apart."""
+    paths = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (ROOT / "compressor").rglob("*.py")}
+    graph = {m: every_import(p, set(paths), "compressor") - {m} for m, p in paths.items()}
+    assert graph["compressor.stages.prune"] and graph["compressor.search.launch"]  # the walk sees local imports
+    state, path = {}, []
+
+    def visit(m):  # depth-first; a module met again while still on the path closes a cycle
+        state[m] = "open"
+        path.append(m)
+        for nxt in sorted(graph[m]):
+            if state.get(nxt) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[m] = "done"
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
 def test_layers_point_one_way():
     """The primitives (quant, storage, runtimes, training) never import a technique, a search or the
     job, not even inside a function: the file format and the runtimes work without any stage."""

@@ -1,6 +1,6 @@
 """Pruning as one Lightning callback.
 
-Arguments are checked in __init__ by the stage's own rules (compressor.stages.prune.check); the one-shot prune (or the structural surgery) happens in
+Arguments are checked in __init__ by the stage's own rules (compressor.stages.prune_rules.check); the one-shot prune (or the structural surgery) happens in
 `setup`, the gradual schedule in `on_train_epoch_start`, and `on_fit_end` makes it permanent:
 no mask buffers or hooks are left in the saved model.
 
@@ -20,7 +20,7 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from compressor.errors import ConfigError
-from compressor.stages import prune as spec
+from compressor.stages import prune_rules as spec
 
 log = logging.getLogger(__name__)
 

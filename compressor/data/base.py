@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 from torchvision import transforms
 
+from compressor.data import rules
 from compressor.errors import ConfigError
 
 
@@ -45,9 +46,7 @@ class ClassificationData(L.LightningDataModule):
                  batch_size: int = 64, num_workers: int = 0, val_fraction: float = 0.1,
                  test_fraction: float = 0.2, seed: int = 0, train_size: int | None = None, **_):
         super().__init__()
-        from compressor import validate
-
-        validate.dataset(dict(in_channels=in_channels, image_size=image_size, num_classes=num_classes, mean=list(mean),
+        rules.dataset(dict(in_channels=in_channels, image_size=image_size, num_classes=num_classes, mean=list(mean),
                               std=list(std), batch_size=batch_size, num_workers=num_workers, val_fraction=val_fraction,
                               test_fraction=test_fraction, seed=seed, train_size=train_size))
         self.in_channels, self.image_size, self.num_classes = in_channels, image_size, num_classes

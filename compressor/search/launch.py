@@ -13,11 +13,15 @@ from compressor.errors import brief
 
 
 def trial(job) -> tuple[str, object]:
-    """One trial's job, in whichever process runs it."""
-    import compressor
+    """One trial's job (a composed config), checked and run as compressor.run runs one, in whichever
+    process runs it; the job layer is below the search, so this imports it, never the package's `run`."""
+    from compressor import job as jobs
+    from compressor import results, validate
 
     try:
-        return "ok", compressor.run(job)
+        validate.values(job)
+        jobs.main(job)
+        return "ok", results.read(Path(job.paths.run_dir) / "results.json")
     except Exception as exc:  # noqa: BLE001 - the search records it and goes on
         return "error", brief(exc, 500)
 

@@ -20,13 +20,14 @@ import lightning as L
 import torch
 from torch import nn
 
-from compressor import measure, validate
+from compressor import measure
 from compressor.callbacks.prune import Pruning, classifier, make_permanent, select_layers
 from compressor.quant.ops import calibration_inputs
 from compressor import rules
 from compressor.choices import SCAN_METHODS
 from compressor.stages import sensitivity as spec
 from compressor.errors import brief
+from compressor.training.flags import torch_flags_kept
 
 log = logging.getLogger(__name__)
 GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]  # = conf budget.grid, for callers outside Hydra
@@ -221,7 +222,7 @@ class Sensitivity(L.Callback):
         self.rows = prune_scan(model, loader, layers, self.grid, self.methods, self.example_shape)
         if self.quant:
             calibration = list(calibration_inputs(dm.train_dataloader(), self.calibration_batches))
-            with validate.torch_flags_kept():  # restored after: int8 kernels have no deterministic twin to warn about
+            with torch_flags_kept():  # restored after: int8 kernels have no deterministic twin to warn about
                 torch.use_deterministic_algorithms(False)
                 self.rows += quant_scan(model, loader, calibration, quant_layers(model, layers), self.example_shape)
         if trainer.global_rank == 0:

@@ -13,8 +13,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from compressor import validate
 from compressor.training import resume
+from compressor.training.flags import torch_flags_kept
 from compressor.errors import Diverged, Interrupted
 
 log = logging.getLogger("compressor")
@@ -111,7 +111,7 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") and log_to else False
     extra = {} if log_to else {"enable_progress_bar": False, "enable_model_summary": False}
     module.train()  # cached models load in eval mode; the distiller keeps its teacher in eval
-    with validate.torch_flags_kept():  # `trainer.deterministic` holds for this fit only
+    with torch_flags_kept():  # `trainer.deterministic` holds for this fit only
         trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
                               enable_checkpointing=checkpoint_dir is not None, plugins=[resume.AtomicCheckpointIO()],
                               default_root_dir=str(checkpoint_dir or run_dir), **{**extra, **(trainer_args or {})})
