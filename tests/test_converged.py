@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from compressor import baseline, validate
+from compressor.config import compose
 from compressor.training.fit import Plateau
 from tests.conftest import CONF, make_cfg, run_job
 
@@ -41,7 +42,9 @@ def test_the_default_recipe_keeps_its_cache_keys(tmp_path):
     data = {"data": "fingerprint"}
     without = baseline.fingerprint(baseline.OmegaConf.create(spec), data)
     assert baseline.fingerprint(cfg, data) == without
-    assert baseline.fingerprint(make_cfg(tmp_path, ["train=converged"]), data) != without
+    converged = compose(["dataset=digits", "train=converged"], tmp_path / "outputs")
+    assert (converged.train.epochs, converged.train.patience) == (16, None)
+    assert baseline.fingerprint(converged, data) != baseline.fingerprint(compose(["dataset=digits"], tmp_path / "outputs"), data)
 
 
 @pytest.mark.parametrize("technique", sorted(p.stem for p in (CONF / "technique").glob("*.yaml")))

@@ -93,3 +93,32 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path):
 
     with pytest.raises(ConfigError, match="model.checkpoint: /nowhere.pt: no such file"):
         compressor.run(make_cfg(tmp_path, ["technique=prune", "model.checkpoint=/nowhere.pt"]))
+
+
+def test_the_teacher_runs_once_per_training_image_not_every_epoch(tmp_path, monkeypatch):
+    """teacher_once: its logits are computed before the fit and ride with each batch; the student
+    learns the same as against the live teacher (up to float summation order)."""
+    from compressor.models import cnn
+
+    calls = []
+    forward = cnn.FeatureNet.forward
+
+    def counted(self, x):
+        if type(self).__name__ == "SimpleCNN":
+            calls.append(len(x))
+        return forward(self, x)
+    monkeypatch.setattr(cnn.FeatureNet, "forward", counted)
+    args = ["technique=kd", "technique.loss=kl", "technique.epochs=3"]
+    run_job(tmp_path, [], "teacher")  # trains and caches the teacher: both runs below reuse it
+    calls.clear()
+    once = run_job(tmp_path, args, "once")
+    seen_once, calls[:] = sum(calls), []
+    live = run_job(tmp_path, [*args, "technique.teacher_once=false"], "live")
+    seen_live = sum(calls)
+    assert once["stages"][0]["teacher_once"] is True and live["stages"][0]["teacher_once"] is False
+    train = once["run"]["images"]["train"]
+    # live: every training image in each of the 3 epochs; once: each image one time (plus evaluation in both)
+    assert seen_live - seen_once == 2 * train
+    assert abs(once["test/acc"] - live["test/acc"]) <= 0.02
+    cosine = run_job(tmp_path, ["technique=kd", "technique.loss=cosine", "technique.epochs=1"], "cosine")
+    assert cosine["stages"][0]["teacher_once"] is False  # a feature term needs the teacher's taps live

@@ -73,9 +73,12 @@ class Distiller(Classifier):
                 for name in self.weights}
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        with torch.no_grad():
-            t_logits = self.teacher(x)
+        x, y, *given = batch  # given: the teacher's logits, computed once (compressor/training/teacher_logits.py)
+        if given:
+            t_logits = given[0]
+        else:
+            with torch.no_grad():
+                t_logits = self.teacher(x)
         s_logits = self(x)
         terms = self.loss_terms(s_logits, t_logits, y)
         loss = sum(self.weights[k] * v for k, v in terms.items())

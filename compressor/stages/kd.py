@@ -6,7 +6,8 @@ from compressor.errors import ConfigError
 from compressor.stages.base import Context, Stage, fit_args
 
 RULES = {"temperature": rules.number(gt=0), "dkd_alpha": rules.number(ge=0), "dkd_beta": rules.number(ge=0),
-         "weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight")}
+         "weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight"),
+         "teacher_once": rules.boolean()}
 TAPS = {"cosine": ("hidden", "student_hidden", "teacher_hidden"),
         "feature_mse": ("feature", "student_feature", "teacher_feature")}
 
@@ -47,11 +48,17 @@ class Kd(Stage):
         from hydra.utils import instantiate
 
         from compressor.data.base import example_input
+        from compressor.training import teacher_logits
         from compressor.training.fit import fit, optim_args
 
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
         module = instantiate(self.node.distiller, student=model, teacher=ctx.reference, example=pair,
                              num_classes=ctx.dm.num_classes, **optim_args(ctx.cfg, self.node.get("lr")))
-        record = fit(ctx.cfg, module, ctx.dm, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), **fit_args(self, ctx))
-        record["weights"] = dict(module.weights)
+        data, once = ctx.dm, self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)
+        if once:  # the teacher's logits per training image, once for every epoch
+            ctx.dm.setup("fit")
+            data = teacher_logits.TeacherLogits(ctx.dm, teacher_logits.computed(ctx.reference, ctx.dm.train_set,
+                                                                                 ctx.dm.batch_size))
+        record = fit(ctx.cfg, module, data, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), **fit_args(self, ctx))
+        record["weights"], record["teacher_once"] = dict(module.weights), bool(once)
         return module.model, record
