@@ -187,3 +187,17 @@ def test_layers_point_one_way():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             wrong = [n for n in names if n.startswith(upper)]
             assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
+
+
+def test_a_pipeline_without_kd_keeps_the_model_and_with_kd_trains_the_student(tmp_path):
+    """technique=pipeline names student_of_<teacher> for its kd-first order; prune + sharing of
+    "SimpleCNN" came out as a pruned SmallCNN, named only in results.json."""
+    from tests.conftest import run_job
+
+    short = ["technique=pipeline", "technique.prune.epochs=1", "technique.kd.epochs=1", "technique.cluster.epochs=1"]
+    plain = run_job(tmp_path, [*short, "technique.order=[prune,cluster]"], "plain")
+    assert plain["run"]["model"] == "simple_cnn" and plain["baseline"]["model"] == "simple_cnn"
+    distilled = run_job(tmp_path, [*short, "technique.order=[kd,prune]"], "distilled")
+    assert distilled["run"]["model"] == "small_cnn" and distilled["run"]["teacher"] == "simple_cnn"
+    named = run_job(tmp_path, [*short, "technique.order=[prune]", "model=small_cnn"], "named")
+    assert named["run"]["model"] == "small_cnn" and named["baseline"]["model"] == "small_cnn"

@@ -193,7 +193,7 @@ def sections(technique: DictConfig) -> list[tuple[str, DictConfig]]:
     """(key prefix, stage config) of each stage: one stage (its own keys), a pipeline's `order`,
     or none (the baseline)."""
     if "order" in technique:
-        names = [k for k in technique if k not in ("name", "order")]
+        names = [k for k, v in technique.items() if isinstance(v, DictConfig)]
         if not isinstance(technique.order, ListConfig) or not technique.order:
             raise ConfigError(f"technique.order={technique.order}: must be a non-empty list of sections: {names}")
         missing = [s for s in technique.order if s not in technique]
