@@ -41,6 +41,7 @@ def fingerprint(cfg: DictConfig, data: dict) -> str:
     the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
     spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
     spec["dataset"], spec["train"] = unset_added(spec["dataset"]), unset_added(spec["train"])
+    spec["technique"].pop("model_without_kd", None)  # what it decides is the model, keyed below it: jobs keep their keys
     text = json.dumps({**spec, **data}, sort_keys=True, default=str)
     # a value resolved from paths.run_dir (quant's callback.workdir) is where, not what: the same job
     # in another folder (a search's trial, a rerun under a new timestamp) is the same job
