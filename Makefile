@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install fashion-mnist run test test-all bench tensorboard clean
+.PHONY: install fashion-mnist run test test-all docs bench tensorboard clean
 
 install: $(STAMP) fashion-mnist
 
@@ -39,6 +39,10 @@ run: $(STAMP) fashion-mnist
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15 tests
+
+# the manual (docs/, mkdocs.yml): --strict turns a broken link, anchor or page left out of nav into a failure
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m '' tests

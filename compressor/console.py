@@ -9,7 +9,7 @@ import warnings
 WARNINGS = (
     (r".*isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own use of a torch internal"),
     (r"Found \d+ module\(s\) in eval mode at the start of training", "the KD teacher is frozen in eval mode on purpose"),
-    # torch.ao FX int8 is deprecated; the path is isolated in compressor/quant/fx.py and the README says so
+    # torch.ao FX int8 is deprecated; the path is isolated in compressor/quant/fx.py and docs/techniques.md says so
     (r"torch\.ao\.quantization is deprecated", "see compressor/quant/fx.py"),
     (r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", "see compressor/quant/fx.py"),
     (r"Please use quant_min and quant_max to specify the range for observers", "torch.ao's own default qconfig"),

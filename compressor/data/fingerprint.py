@@ -1,5 +1,5 @@
 """What the cache key knows of the data, so a baseline trained on one data set is never reused
-for another (README: Baseline and the cache). The rule, by what a datamodule holds:
+for another (docs/techniques.md: Baseline and the cache). The rule, by what a datamodule holds:
 
 - `fingerprint()`: a datamodule that defines it (any string) is keyed by it; compressor's own
   datamodules define it from their splits, with the rules below.
