@@ -18,7 +18,8 @@ from compressor.storage import cache
 from compressor.storage import checkpoint
 from compressor.errors import ConfigError, brief
 from compressor.modules import Classifier
-from compressor.training.fit import at_chance, fit, optim_args
+from compressor.results import at_chance
+from compressor.training.fit import fit, optim_args
 
 log = logging.getLogger("compressor")
 

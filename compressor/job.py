@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -29,7 +30,6 @@ from compressor.data.fingerprint import of as fingerprint_data
 from compressor.errors import ConfigError
 from compressor.search.budget import Budget
 from compressor.stages.base import Context, build
-from compressor.training.fit import at_chance
 
 log = logging.getLogger("compressor")
 
@@ -54,10 +54,19 @@ def main(cfg: DictConfig):
         ddp.teardown(env_before)
 
 
+@dataclass
+class Reference:
+    """The model a job compresses or distils from (the baseline, or the teacher), as measured."""
+    cfg: DictConfig          # its model config (model or teacher)
+    model: object
+    path: Path | None        # its artifact (the cache entry's file)
+    record: dict             # how it was trained (the cache's record)
+    metrics: dict = field(default_factory=dict)
+    logits: object = None    # on the test set
+
+
 def job(cfg: DictConfig):
-    chosen_model(cfg)
-    name_models(cfg)
-    validate.trainer(cfg)
+    prepared(cfg)
     run_dir, index = Path(cfg.paths.run_dir), Path(cfg.paths.index_dir)
     L.seed_everything(cfg.seed, workers=True)
     dm = datamodule.build(cfg.dataset)
@@ -70,47 +79,32 @@ def job(cfg: DictConfig):
 
     plan = build(cfg.technique)
     example = example_input(cfg.dataset.in_channels, cfg.dataset.image_size)
-    distilling = bool(plan) and plan[0].uses_teacher  # then the model is the student, the reference the teacher
-    student, teacher = architectures(cfg, dm, distilling)
-    for stage in plan:
-        stage.check(student, teacher)
-    reference_cfg, key = (cfg.teacher, "teacher") if distilling else (cfg.model, "model")
-    reference, reference_record, reference_path = baseline.trained(cfg, reference_cfg, dm, data, run_dir, key)
-    model = student if distilling else copy.deepcopy(reference)
-    if is_rank_zero():
-        reference_metrics, reference_logits = evaluate(reference, dm, example, reference_path)
-        reference_metrics.update({k: reference_record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
-
-    ctx = Context(cfg, dm, reference, run_dir, list(example.shape))
-    spend = Budget(cfg, plan, reference, dm, ctx.shape, run_dir)
-    records = []
-    for i, stage in enumerate(plan):
-        spend.before(stage, model)  # with budget.max_drop: the stage searches its recipe into its overrides
-        log.info("stage %s (%d epochs)", stage.kind, stage.epochs(ctx))
-        L.seed_everything(cfg.seed, workers=True)
-        ctx.checkpoint_dir = partial / f"{i}_{stage.kind}"
-        model, record = stage.apply(model, ctx)
-        spend.after(model)
-        records.append({"stage": stage.kind, **record})  # the recipe (amounts, keep_float) is in record
-    if not is_rank_zero():
+    model, reference = starting_point(cfg, plan, dm, data, example)
+    ctx = Context(cfg, dm, reference.model, run_dir, list(example.shape))
+    spend = Budget(cfg, plan, reference.model, dm, ctx.shape, run_dir)
+    model, records = compressed(plan, model, ctx, spend, partial)
+    if not is_rank_zero():  # a DDP rank's fit is done; rank 0 measures and writes
         return None
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics, logits, model_path = measured(cfg, plan, model, reference, reference_path, reference_metrics,
-                                           reference_logits, records, ctx, dm, example)
-    out = collect(cfg, plan, dm, ident, metrics, logits, records, reference_cfg, reference_record, reference_metrics)
-    if spend.active:
-        out["budget"] = spend.report(metrics, reference_metrics)
-        out["run"]["label"] += "" if out["budget"]["held/val"] else " [over budget]"
-    if distilling:
-        out["kd"] = {"teacher/test_acc": reference_metrics["test/acc"],
-                     "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}
+    metrics, logits, model_path = measured(cfg, plan, model, reference, records, ctx, dm, example)
+    out = results.build(cfg, plan, ident=ident, images=images(dm), metrics=metrics, records=records,
+                        reference=reference, budget=spend.report(metrics, reference.metrics))
+    for stage in plan:
+        out.update(stage.report(logits, reference.logits, reference.metrics))
     out.update(deployed(cfg, plan, model, model_path, ctx, dm, example, metrics))
     save(cfg, plan, out, done, partial)
     return objective(cfg, out)
 
 
 # -- the job's steps --------------------------------------------------------------------------
+def prepared(cfg) -> None:
+    """The config as the job runs it: which model, the models' names, the Trainer's dry run."""
+    chosen_model(cfg)
+    name_models(cfg)
+    validate.trainer(cfg)
+
+
 def finished(cfg, done: Path, run_dir: Path) -> dict | None:
     """The results of an earlier job with this exact config and data, copied into this run's folder
     (rerun=true runs it again)."""
@@ -142,6 +136,41 @@ def architectures(cfg, dm, distilling: bool):
     return student, teacher
 
 
+def starting_point(cfg, plan, dm, data, example) -> tuple[object, Reference]:
+    """The model the stages start from and the reference it is measured against: the trained baseline
+    and a copy of it, or for distillation the student and the trained teacher."""
+    distilling = bool(plan) and plan[0].uses_teacher
+    student, teacher = architectures(cfg, dm, distilling)
+    for stage in plan:
+        stage.check(student, teacher)
+    net_cfg, key = (cfg.teacher, "teacher") if distilling else (cfg.model, "model")
+    trained, record, path = baseline.trained(cfg, net_cfg, dm, data, Path(cfg.paths.run_dir), key)
+    reference = Reference(net_cfg, trained, path, record)
+    if is_rank_zero():
+        reference.metrics, reference.logits = evaluate(reference.model, dm, example, reference.path)
+        reference.metrics.update({k: reference.record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
+    return (student if distilling else copy.deepcopy(reference.model)), reference
+
+
+def compressed(plan, model, ctx: Context, spend: Budget, partial: Path) -> tuple[object, list[dict]]:
+    """Each stage's `apply` in order, each fit resumable from its own folder under `partial`; with
+    budget.max_drop, each stage first searches its recipe (compressor/search/budget.py)."""
+    records = []
+    for i, stage in enumerate(plan):
+        spend.before(stage, model)
+        log.info("stage %s (%d epochs)", stage.kind, stage.epochs(ctx))
+        L.seed_everything(ctx.cfg.seed, workers=True)
+        ctx.checkpoint_dir = partial / f"{i}_{stage.kind}"
+        model, record = stage.apply(model, ctx)
+        spend.after(model)
+        records.append({"stage": stage.kind, **record})  # the recipe (amounts, keep_float) is in record
+    return model, records
+
+
+def images(dm) -> dict:
+    return {split: len(getattr(dm, f"{split}_dataloader")().dataset) for split in ("train", "val", "test")}
+
+
 def evaluate(model, dm, example, artifact_path=None, float_model=None) -> tuple[dict, object]:
     """Accuracy, size, parameters, MACs (latency is measured side by side at the end)."""
     logits, labels = measure.predict(model, dm.test_dataloader())
@@ -155,49 +184,21 @@ def timed(models: dict, example, cfg) -> dict:
     return measure.latencies(models, example, cfg.latency.threads, cfg.latency.reps, cfg.latency.rounds)
 
 
-def measured(cfg, plan, model, reference, reference_path, reference_metrics, reference_logits, records, ctx, dm, example):
-    """The run's model saved and measured, timed side by side with the reference (a baseline run is its reference)."""
+def measured(cfg, plan, model, reference: Reference, records, ctx, dm, example):
+    """The run's model saved and measured, timed side by side with the reference (a baseline run is its
+    reference); the reference's latencies join its metrics."""
     run_dir = ctx.run_dir
     if not plan:
         model_path = run_dir / artifact.FILENAME
-        shutil.copyfile(reference_path, model_path)
-        reference_metrics.update(timed({"baseline": reference}, example, cfg)["baseline"])
-        metrics = {**reference_metrics, "compress/size_mb": measure.size_mb(model_path)}
-        return metrics, reference_logits, model_path
+        shutil.copyfile(reference.path, model_path)
+        reference.metrics.update(timed({"baseline": reference.model}, example, cfg)["baseline"])
+        return {**reference.metrics, "compress/size_mb": measure.size_mb(model_path)}, reference.logits, model_path
     model_path = save_model(model, run_dir, cfg, records, ctx.float_model)
     metrics, logits = evaluate(model, dm, example, model_path, ctx.float_model)
-    speed = timed({"baseline": reference, "model": model}, example, cfg)
-    reference_metrics.update(speed["baseline"])
+    speed = timed({"baseline": reference.model, "model": model}, example, cfg)
+    reference.metrics.update(speed["baseline"])
     metrics.update(speed["model"])
     return metrics, logits, model_path
-
-
-def collect(cfg, plan, dm, ident, metrics, logits, records, reference_cfg, reference_record, reference_metrics) -> dict:
-    """results.json's body (compressor.results.Results)."""
-    # validation accuracy per epoch of this run's own fits (stages joined); the baseline's for baseline
-    curve = [v for r in records for v in r.get("val/acc_per_epoch", [])] if plan else \
-        reference_record.get("val/acc_per_epoch", [])
-    images = {split: len(getattr(dm, f"{split}_dataloader")().dataset) for split in ("train", "val", "test")}
-    out = {
-        "run": {"technique": cfg.technique.name, "label": " + ".join(s.label(cfg) for s in plan) or "baseline",
-                "dataset": cfg.dataset.name, "model": cfg.model.name,
-                "teacher": cfg.teacher.name if plan and plan[0].uses_teacher else None, "seed": cfg.seed,
-                "config_hash": ident, "run_dir": str(Path(cfg.paths.run_dir)), "images": images},
-        **metrics,
-        "val/acc_per_epoch": curve,
-        "val/acc_best": max(curve, default=None),
-        "train/time_s": sum(r.get("train/time_s", 0) for r in records) if plan else reference_record.get("train/time_s"),
-        "baseline": {"model": reference_cfg.name, **reference_metrics, "cache_entry": reference_record.get("cache_entry"),
-                     "trained_now": reference_record.get("trained_now")},
-        "stages": records,
-    }
-    out["baseline"]["at_chance"] = bool(reference_record.get("at_chance"))  # on validation, after its fit
-    out["run"]["at_chance"] = at_chance(metrics["test/acc"], len(logits), dm.num_classes) or \
-        (not plan and out["baseline"]["at_chance"])  # a baseline run is its baseline
-    if out["run"]["at_chance"]:
-        log.warning("%s: test/acc %.4f is chance level for %d classes; flagged at_chance in results.json",
-                    out["run"]["label"], metrics["test/acc"], dm.num_classes)
-    return out
 
 
 def deployed(cfg, plan, model, model_path, ctx, dm, example, metrics) -> dict:

@@ -4,9 +4,13 @@ report and the bench read them through `read`/`problem`, so a key renamed here i
 A run's own metrics sit at the top level, its reference model's (the baseline, or for
 distillation the teacher) under `baseline`; every metric is `stage/metric`."""
 import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, TypedDict
+
+log = logging.getLogger("compressor")
 
 # what every results.json holds at the top and under `baseline`: a report row needs them
 METRICS = ("test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")
@@ -83,3 +87,42 @@ def summary_line(r: Results) -> str:
             f"size {r['compress/size_mb']:.3f} MB (baseline {b['compress/size_mb']:.3f}), "
             f"latency b1 {r['latency/b1_ms']:.3f} ms (baseline {b['latency/b1_ms']:.3f}), "
             f"b64 {r['latency/b64_ms']:.4f} ms/img (baseline {b['latency/b64_ms']:.4f})")
+
+
+def at_chance(acc: float | None, n: int, num_classes: int) -> bool:
+    """Accuracy no better than guessing: within two binomial standard errors of 1/num_classes."""
+    if acc is None or n <= 0:
+        return False
+    p = 1 / num_classes
+    return acc <= p + 2 * math.sqrt(p * (1 - p) / n)
+
+
+def build(cfg, plan, *, ident: str, images: dict, metrics: dict, records: list, reference, budget: dict | None) -> Results:
+    """A finished job's results.json body: the run, its metrics, its reference's (`reference`: the
+    job's Reference, with cfg, record and metrics), its stages, and the budget's verdict."""
+    curve = [v for r in records for v in r.get("val/acc_per_epoch", [])] if plan else \
+        reference.record.get("val/acc_per_epoch", [])  # validation per epoch of this run's fits (a baseline run: its own)
+    labels = " + ".join(s.label(cfg) for s in plan) or "baseline"
+    if budget is not None and not budget["held/val"]:
+        labels += " [over budget]"
+    out = {
+        "run": {"technique": cfg.technique.name, "label": labels, "dataset": cfg.dataset.name, "model": cfg.model.name,
+                "teacher": cfg.teacher.name if plan and plan[0].uses_teacher else None, "seed": cfg.seed,
+                "config_hash": ident, "run_dir": str(Path(cfg.paths.run_dir)), "images": images},
+        **metrics,
+        "val/acc_per_epoch": curve,
+        "val/acc_best": max(curve, default=None),
+        "train/time_s": sum(r.get("train/time_s", 0) for r in records) if plan else reference.record.get("train/time_s"),
+        "baseline": {"model": reference.cfg.name, **reference.metrics, "cache_entry": reference.record.get("cache_entry"),
+                     "trained_now": reference.record.get("trained_now"),
+                     "at_chance": bool(reference.record.get("at_chance"))},  # on validation, after its fit
+        "stages": records,
+    }
+    out["run"]["at_chance"] = at_chance(metrics["test/acc"], images["test"], cfg.dataset.num_classes) or \
+        (not plan and out["baseline"]["at_chance"])  # a baseline run is its baseline
+    if out["run"]["at_chance"]:
+        log.warning("%s: test/acc %.4f is chance level for %d classes; flagged at_chance in results.json",
+                    labels, metrics["test/acc"], cfg.dataset.num_classes)
+    if budget is not None:
+        out["budget"] = budget
+    return out

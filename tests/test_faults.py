@@ -221,7 +221,7 @@ def run_in(cwd: Path, args):
 
 
 def test_chance_is_two_standard_errors_above_guessing():
-    from compressor.training.fit import at_chance
+    from compressor.results import at_chance
 
     assert at_chance(0.106, 360, 10) and at_chance(0.13, 360, 10)  # 1/10 + 2 * 0.0158 = 0.1316
     assert not at_chance(0.14, 360, 10) and not at_chance(0.9, 360, 10) and not at_chance(None, 360, 10)

@@ -95,6 +95,11 @@ class Stage:
     def apply(self, model, ctx: Context):
         raise NotImplementedError(f"{type(self).__name__}.apply")
 
+    def report(self, logits, reference_logits, reference_metrics: dict) -> dict:
+        """What this stage adds to results.json once the run is measured (`logits`: the run's model on
+        the test set; the reference's likewise); nothing by default."""
+        return {}
+
     def precision(self) -> str | None:
         """The number format this stage leaves the model in (None: unchanged)."""
         return None

@@ -44,6 +44,11 @@ class Kd(Stage):
                 Tap(model, d[student_key], f"technique.{student_key}").remove()
                 Tap(teacher, d[teacher_key], f"technique.{teacher_key}").remove()
 
+    def report(self, logits, reference_logits, reference_metrics: dict) -> dict:
+        """The teacher's test accuracy, and how often the student's top-1 agrees with it."""
+        return {"kd": {"teacher/test_acc": reference_metrics["test/acc"],
+                       "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}}
+
     def apply(self, model, ctx: Context):
         from hydra.utils import instantiate
 

@@ -2,7 +2,6 @@
 epoch, (optionally) the best validation epoch's weights restored at the end, a last checkpoint
 every epoch that a rerun resumes from (compressor/training/resume.py), and divergence as an error."""
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -69,14 +68,6 @@ class Plateau(EarlyStopping):
     def on_train_start(self, trainer, pl_module):
         if self.wait_count >= self.patience:
             trainer.should_stop = True
-
-
-def at_chance(acc: float | None, n: int, num_classes: int) -> bool:
-    """Accuracy no better than guessing: within two binomial standard errors of 1/num_classes."""
-    if acc is None or n <= 0:
-        return False
-    p = 1 / num_classes
-    return acc <= p + 2 * math.sqrt(p * (1 - p) / n)
 
 
 def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None,
