@@ -10,7 +10,17 @@ from torch import nn
 from torch.ao.quantization import QConfigMapping, get_default_qat_qconfig_mapping, get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
-ENGINE = "x86"
+ENGINE = "x86"  # fbgemm/oneDNN dispatch: the measured default (SimpleCNN, ResNet-18)
+
+
+def engine_for(model: nn.Module) -> str:
+    """The int8 engine for this net. Nets with grouped (depthwise) convolutions get oneDNN's own
+    kernels and its qconfig (8-bit activations, where x86's reduce to 7): EfficientNet-Lite0 on
+    Fashion-MNIST at 48x48, static int8 against fp32, one thread: x86 lost 9.5 validation points and
+    ran 1.5x slower at batch 64; onednn lost 1.3 and ran about 4x faster (experiments/README.md,
+    "EfficientNet-Lite0"). SimpleCNN runs as fast on either, so the others keep x86."""
+    grouped = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
+    return "onednn" if grouped else ENGINE
 
 
 def with_followers(model: nn.Module, names) -> list[str]:
@@ -47,19 +57,31 @@ def mapping(model: nn.Module, default: QConfigMapping, keep_float=(), only=None)
     return default
 
 
-def prepare_static(model: nn.Module, example: torch.Tensor, keep_float=(), only=None) -> nn.Module:
-    torch.backends.quantized.engine = ENGINE
-    chosen = mapping(model, get_default_qconfig_mapping(ENGINE), keep_float, only)
-    return prepare_fx(model.eval(), chosen, (example,))
+def prepare_static(model: nn.Module, example: torch.Tensor, keep_float=(), only=None, engine=None) -> nn.Module:
+    engine = engine or engine_for(model)
+    torch.backends.quantized.engine = engine
+    chosen = mapping(model, get_default_qconfig_mapping(engine), keep_float, only)
+    prepared = prepare_fx(model.eval(), chosen, (example,))
+    prepared.compressor_engine = engine
+    return prepared
 
 
-def prepare_qat(model: nn.Module, example: torch.Tensor, keep_float=()) -> nn.Module:
-    torch.backends.quantized.engine = ENGINE
-    return prepare_qat_fx(model.train(), mapping(model, get_default_qat_qconfig_mapping(ENGINE), keep_float), (example,))
+def prepare_qat(model: nn.Module, example: torch.Tensor, keep_float=(), engine=None) -> nn.Module:
+    engine = engine or engine_for(model)
+    torch.backends.quantized.engine = engine
+    prepared = prepare_qat_fx(model.train(), mapping(model, get_default_qat_qconfig_mapping(engine), keep_float),
+                              (example,))
+    prepared.compressor_engine = engine
+    return prepared
 
 
 def convert(prepared: nn.Module) -> nn.Module:
-    return convert_fx(prepared.cpu().eval())
+    """int8 kernels packed for the engine the model was prepared for (they then run under any)."""
+    engine = getattr(prepared, "compressor_engine", ENGINE)
+    torch.backends.quantized.engine = engine
+    converted = convert_fx(prepared.cpu().eval())
+    converted.compressor_engine = engine
+    return converted
 
 
 def float_layers(converted: nn.Module) -> list[str]:
@@ -69,7 +91,8 @@ def float_layers(converted: nn.Module) -> list[str]:
 
 def mark(converted: nn.Module, mode: str, example_shape, keep_float=()) -> nn.Module:
     """Record how the int8 graph was made, so an artifact can rebuild it (see artifact.load)."""
-    converted.compressor_recipe = {"mode": mode, "example_shape": list(example_shape), "keep_float": list(keep_float)}
+    converted.compressor_recipe = {"mode": mode, "example_shape": list(example_shape), "keep_float": list(keep_float),
+                                   "engine": getattr(converted, "compressor_engine", ENGINE)}
     return converted
 
 
@@ -80,7 +103,8 @@ def rebuild(float_model: nn.Module, recipe: dict) -> nn.Module:
     example = torch.zeros(recipe["example_shape"])
     prepare = prepare_qat if recipe["mode"] == "qat" else prepare_static
     keep_float = recipe.get("keep_float", [])  # absent in artifacts written before budgets
+    engine = recipe.get("engine", ENGINE)  # absent in artifacts written before the engine was chosen per net
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
-        return mark(convert(prepare(float_model, example, keep_float)), recipe["mode"], recipe["example_shape"],
-                    keep_float)
+        return mark(convert(prepare(float_model, example, keep_float, engine=engine)), recipe["mode"],
+                    recipe["example_shape"], keep_float)
