@@ -47,16 +47,17 @@ def _conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) ->
 
 
 class DepthwiseSeparable(nn.Module):
-    """The first block: depthwise 3x3 at stride 1 (it pads itself), then pointwise projection (no expansion)."""
+    """The first block: depthwise 3x3, then pointwise projection (no expansion)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int):
+    def __init__(self, cin: int, cout: int, kernel: int, size: int):
         super().__init__()
+        self.pad, _ = _same(size, kernel, 1)
         self.conv_dw, self.bn1, self.act1 = _conv(cin, cin, kernel, groups=cin), _bn(cin), nn.ReLU6()
         self.conv_pw, self.bn2 = _conv(cin, cout, 1), _bn(cout)
         self.residual = cin == cout
 
     def forward(self, x):
-        y = self.bn2(self.conv_pw(self.act1(self.bn1(self.conv_dw(x)))))
+        y = self.bn2(self.conv_pw(self.act1(self.bn1(self.conv_dw(self.pad(x))))))
         return x + y if self.residual else y
 
 
@@ -89,7 +90,7 @@ class EfficientNetLite0(nn.Module):
             for i in range(repeats):
                 s = stride if i == 0 else 1
                 if kind == "ds":
-                    stage.append(DepthwiseSeparable(cin, cout, kernel))
+                    stage.append(DepthwiseSeparable(cin, cout, kernel, size))
                 else:
                     stage.append(InvertedResidual(cin, cout, kernel, s, expansion, size))
                     size = stage[-1].size_out
