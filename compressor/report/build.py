@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from compressor.report.table import markdown
 from compressor.results import problem
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,9 @@ def fmt(row: dict, key: str) -> str:
 
 def write_tables(table: list[dict], out: Path) -> None:
     header = ["dataset", "model", "run", "seeds"] + [title for _, title in COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table:
-        lines.append("| " + " | ".join([row["dataset"], row["model"], row["label"], str(row["seeds"])] +
-                                      [fmt(row, k) for k, _ in COLUMNS]) + " |")
+    cells = [dict(zip(header, [row["dataset"], row["model"], row["label"], str(row["seeds"])]
+                      + [fmt(row, k) for k, _ in COLUMNS])) for row in table]
+    lines = markdown(cells, header).split("\n")
     notes = ["", "Ratios (compression ×, speed-up ×) are against the baseline measured in the same process as each run; "
                  "values below 1 mean larger or slower. Latency: median ms per image, torch threads pinned. "
                  "MACs and parameters of quantized models are counted on their float graph."]

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+from compressor.report.table import markdown
+
 COLUMNS = ["recipe", "runtime", "precision", "static_shape", "file", "val/acc", "val_drop", "test/acc", "test_drop",
            "size_mb", "smaller", "latency/b1_ms", "speedup_b1", "latency/b64_ms", "speedup_b64", "frontier", "chosen",
            "within_budget"]
@@ -33,15 +35,18 @@ def write(out: Path, result: dict, rows: list[dict], gain: str, s, writer) -> No
              f"Baseline: val {b['val/acc']:.4f}, test {b['test/acc']:.4f}, {b['compress/size_mb']:.3f} MB, "
              f"b1 {b['latency/b1_ms']:.3f} ms, b64 {b['latency/b64_ms']:.4f} ms/img. "
              f"{len(rows)} files of full-recipe trials; the frontier:", "",
-             "| recipe | runtime | file | val acc | Δ val (pts) | test acc | Δ test (pts) | size × | b1 × | b64 × | |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             ""]
+    shown = []
     for r in result["frontier"]:
         slower = " slower than baseline" if r["speedup_b1"] < 1 or r["speedup_b64"] < 1 else ""
         mark = "**chosen**" if r is result["chosen"] else "over budget" if r["val_drop"] > result["max_drop"] else ""
         shape = " static" if r.get("static_shape") else ""
-        lines.append(f"| {r['recipe']} | {r['runtime']} {r['precision']}{shape} | {r['file']} | {r['val/acc']:.4f} | "
-                     f"{-r['val_drop']:+.2f} | {r['test/acc']:.4f} | {-r['test_drop']:+.2f} | {r['smaller']:.1f} | "
-                     f"{r['speedup_b1']:.2f} | {r['speedup_b64']:.2f} | {mark}{slower} |")
+        shown.append({"recipe": r["recipe"], "runtime": f"{r['runtime']} {r['precision']}{shape}", "file": r["file"],
+                     "val acc": f"{r['val/acc']:.4f}", "Δ val (pts)": f"{-r['val_drop']:+.2f}",
+                     "test acc": f"{r['test/acc']:.4f}", "Δ test (pts)": f"{-r['test_drop']:+.2f}",
+                     "size ×": f"{r['smaller']:.1f}", "b1 ×": f"{r['speedup_b1']:.2f}",
+                     "b64 ×": f"{r['speedup_b64']:.2f}", "": f"{mark}{slower}"})
+    lines[-1:] = [markdown(shown) if shown else "(no file)"]
     (out / "summary.md").write_text("\n".join([*lines, "", result["verdict"], ""]))
     (out / "search.json").write_text(json.dumps(result, indent=2))
     plot(out / "frontier.png", rows, result, gain)
