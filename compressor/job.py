@@ -1,10 +1,10 @@
 """One job, read top to bottom:
 
 cfg -> datamodule -> reference (the baseline, or the teacher: cached, load or train) -> each
-stage's `apply` in order (compressor/stages) -> measure -> results.json + TensorBoard.
+stage's `apply` in order (compressor/techniques) -> measure -> results.json + TensorBoard.
 
 The job knows no technique by name: a stage is whatever class its config's `_target_` names
-(compressor.stages.base.Stage). Values were checked before torch loaded (compressor.validate,
+(compressor.techniques.base.Stage). Values were checked before torch loaded (compressor.validate,
 called by the command line and by compressor.run)."""
 import copy
 import json
@@ -28,8 +28,8 @@ from compressor.data import user as datamodule
 from compressor.data.base import example_input
 from compressor.data.fingerprint import of as fingerprint_data
 from compressor.errors import ConfigError
-from compressor.search.budget import Budget
-from compressor.stages.base import Context, build
+from compressor.budget import Budget
+from compressor.techniques.base import Context, build
 
 log = logging.getLogger("compressor")
 

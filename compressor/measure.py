@@ -37,6 +37,11 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
 
+def accuracy_of(model, loader) -> float:
+    """Top-1 accuracy of `model` over a loader."""
+    return accuracy(*predict(model, loader))
+
+
 def size_mb(path) -> float:
     """Bytes on disk; an OpenVINO IR counts its graph (.xml) and its weights (.bin)."""
     path = str(path)

@@ -1,7 +1,7 @@
 """Every key a job reads is checked here, before any data is loaded or any model is trained.
 
 `values` checks the top-level keys, train, latency, dataset, export, trust, every output folder,
-and every stage of the technique through its own class's rules (compressor/stages). It imports nothing heavy, so a bad value is refused
+and every stage of the technique through its own class's rules (compressor/techniques). It imports nothing heavy, so a bad value is refused
 in about a second, before torch and Lightning load. `trainer` then builds the Trainer once as a
 dry run. A bad value is one ConfigError line that names the key and says what is allowed;
 nothing has been written when it is raised."""
@@ -16,7 +16,7 @@ from compressor.errors import ConfigError
 from compressor.data.rules import DATASET, dataset  # noqa: F401 - the dataset's rules, checked with the rest
 from compressor.rules import apply, boolean, choice, fractions, integer, number, strings, text
 from compressor.search import space as search_space
-from compressor.stages import base as stage_protocol
+from compressor.techniques import base as stage_protocol
 from compressor.training.flags import torch_flags_kept
 
 # -- the rule tables ------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def values(cfg: DictConfig) -> None:
     for net in ("model", "teacher"):
         if not isinstance(cfg[net].get("net"), DictConfig) or "_target_" not in cfg[net].net:
             raise ConfigError(f"{net}.net: must be a config with a _target_ that builds the nn.Module")
-    stage_protocol.validate(cfg.technique)  # each stage's own rules (compressor/stages)
+    stage_protocol.validate(cfg.technique)  # each stage's own rules (compressor/techniques)
     if cfg.get("search") is not None:  # search=default (compressor/search/frontier.py)
         search_space.check(cfg)
     for key in ("max_epochs", "callbacks", "logger"):

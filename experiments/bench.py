@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import compressor
 from compressor import measure
-from compressor.search import budget
+from compressor import budget
 from compressor.config import compose
 from compressor.measure import pinned_threads
 from compressor.report.build import derived

@@ -11,7 +11,7 @@ import torch
 
 from compressor import rules as rules_
 from compressor import validate
-from compressor.stages import base
+from compressor.techniques import base
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
 from tests.conftest import FAST, run_cli

@@ -13,7 +13,8 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from compressor import measure
 from compressor.storage import artifact
-from compressor.search import budget
+from compressor.budget import TOLERANCE
+from compressor.techniques.prune import budget
 from compressor.data import user
 from tests.conftest import make_cfg, run_job
 
@@ -132,7 +133,8 @@ def single_amount_stage(method, scope="global"):
 @pytest.mark.parametrize("scope", ["global", "layer", "lamp"])
 def test_a_single_amount_replays_as_its_per_layer_allocation(scope):
     """The search's first phase: one amount written as per-layer amounts prunes the same weights."""
-    from compressor.callbacks.prune import Pruning, make_permanent
+    from compressor.techniques.layers import make_permanent
+    from compressor.techniques.prune.callback import Pruning
     from compressor.models.cnn import SimpleCNN
 
     torch.manual_seed(0)
@@ -151,7 +153,7 @@ def test_a_single_amount_replays_as_its_per_layer_allocation(scope):
 
 def test_a_layer_the_global_ranking_empties_keeps_one_weight():
     """Amounts lie in [0, 1): ResNet-18's fc, all small weights, was emptied by global 0.99 and crashed the search."""
-    from compressor.callbacks.prune import Pruning
+    from compressor.techniques.prune.callback import Pruning
     from compressor.models.cnn import SimpleCNN
 
     torch.manual_seed(0)
@@ -165,7 +167,7 @@ def test_a_layer_the_global_ranking_empties_keeps_one_weight():
 
 
 def test_a_single_channel_amount_replays_as_its_per_layer_channel_counts():
-    from compressor.callbacks.prune import Pruning
+    from compressor.techniques.prune.callback import Pruning
     from compressor.models.cnn import SimpleCNN
 
     torch.manual_seed(0)
@@ -291,6 +293,6 @@ def test_bench_counts_the_images_a_budget_allows_as_the_search_does(images):
     reference = 0.97
     for max_drop in (1.0, 0.75, 0.5, 0.3, 0.0):
         floor = reference - max_drop / 100
-        passing = [k for k in range(images) if reference - k / images >= floor - budget.TOLERANCE]
+        passing = [k for k in range(images) if reference - k / images >= floor - TOLERANCE]
         assert images_allowed(max_drop, images) == max(passing)
     assert [images_allowed(d, 180) for d in (1.0, 0.75, 0.5)] == [1, 1, 0]

@@ -11,9 +11,9 @@ from torch import nn
 
 from compressor.storage import artifact
 from compressor.storage import checkpoint
-from compressor.callbacks.cluster import kmeans
+from compressor.techniques.cluster.callback import kmeans
 from compressor.models.cnn import SimpleCNN
-from compressor.search.sensitivity import accuracy
+from compressor.measure import accuracy_of as accuracy
 from tests.conftest import make_cfg, run_job
 
 ARCH = {"_target_": "compressor.models.cnn.SimpleCNN", "in_channels": 1, "num_classes": 10, "image_size": 8}
@@ -78,7 +78,7 @@ def test_after_pruning_the_zeros_stay_and_the_sizes_compound(tmp_path, monkeypat
 def test_the_file_shrinks_with_bits_and_sparsity_and_reloads_exactly(tmp_path):
     from torch.nn.utils import parametrize
 
-    from compressor.callbacks.cluster import Shared
+    from compressor.techniques.cluster.callback import Shared
 
     def clustered(bits, sparsity):
         model = SimpleCNN(1, 10, 8)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from compressor.search.sensitivity import accuracy
+from compressor.measure import accuracy_of as accuracy
 from compressor.storage import artifact, checkpoint
 from tests.conftest import make_cfg, run_job
 

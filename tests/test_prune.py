@@ -6,7 +6,8 @@ from torch import nn
 
 from compressor import measure
 from compressor.storage import artifact
-from compressor.callbacks.prune import Pruning, cubic, lamp_counts, make_permanent
+from compressor.techniques.layers import make_permanent
+from compressor.techniques.prune.callback import Pruning, cubic, lamp_counts
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
 from compressor.models.torchvision_nets import resnet18

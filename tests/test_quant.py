@@ -6,7 +6,7 @@ from torch.profiler import profile
 
 from compressor import measure
 from compressor.storage import artifact
-from compressor.callbacks.quant import Quantization
+from compressor.techniques.quant.callback import Quantization
 from compressor.data import Digits
 from compressor.errors import ConfigError
 from tests.conftest import run_job

@@ -8,7 +8,7 @@ from torch import nn
 
 from compressor.storage import artifact
 from compressor.modules import recover
-from compressor.callbacks.prune import Pruning
+from compressor.techniques.prune.callback import Pruning
 from compressor.config import compose
 from compressor.data import user
 from compressor.errors import ConfigError

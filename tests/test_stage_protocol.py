@@ -13,7 +13,7 @@ STAGE = '''
 import torch
 
 from compressor import rules
-from compressor.stages.base import Stage
+from compressor.techniques.base import Stage
 
 
 class Scale(Stage):
@@ -30,15 +30,13 @@ class Scale(Stage):
                 p.mul_(self.node.factor)
         return model, {"factor": self.node.factor}
 '''
-STAGE_YAML = "kind: scale\n_target_: mystage.Scale\nfactor: 1.0\n"
-TECHNIQUE_YAML = "# @package _global_\ndefaults:\n  - /stage/scale@technique\n  - _self_\n\ntechnique:\n  name: scale\n"
+TECHNIQUE_YAML = "name: scale\nkind: scale\n_target_: mystage.Scale\nfactor: 1.0\n"
 
 
 def user_folder(tmp_path: Path) -> Path:
-    (tmp_path / "conf" / "stage").mkdir(parents=True)
-    (tmp_path / "conf" / "technique").mkdir()
+    """A technique of one's own: one module and one config file, nothing else."""
+    (tmp_path / "conf" / "technique").mkdir(parents=True)
     (tmp_path / "mystage.py").write_text(STAGE)
-    (tmp_path / "conf" / "stage" / "scale.yaml").write_text(STAGE_YAML)
     (tmp_path / "conf" / "technique" / "scale.yaml").write_text(TECHNIQUE_YAML)
     return tmp_path
 
@@ -63,7 +61,7 @@ def test_a_stage_written_outside_the_package_runs_alone_and_in_a_pipeline(tmp_pa
     assert r["run"]["label"] == "scale x1" and r["stages"] == [{"stage": "scale", "factor": 1.0}]
     assert r["test/acc"] == r["baseline"]["test/acc"]  # x1.0 changes no prediction
 
-    piped = compressor_cli(["technique=pipeline", "+stage@technique.scale=scale", "technique.order=[prune,scale]",
+    piped = compressor_cli(["technique=pipeline", "+technique@technique.scale=scale", "technique.order=[prune,scale]",
                             "technique.prune.epochs=1", "technique.scale.factor=2.0", "hydra.run.dir=outputs/piped"], folder)
     assert piped.returncode == 0, piped.stderr[-3000:]
     p = results(folder, "piped")
@@ -81,10 +79,10 @@ def test_a_stage_config_must_name_a_stage_class(tmp_path):
     import pytest
 
     from compressor.errors import ConfigError
-    from compressor.stages import base
+    from compressor.techniques import base
 
     for target, message in ((None, "technique._target_ is not set"), ("no.such.Module", "cannot be imported"),
-                            ("collections.OrderedDict", "not a subclass of compressor.stages.base.Stage")):
+                            ("collections.OrderedDict", "not a subclass of compressor.techniques.base.Stage")):
         node = OmegaConf.create({"kind": "x", **({"_target_": target} if target else {})})
         with pytest.raises(ConfigError, match=message):
             base.validate(node)
@@ -120,7 +118,9 @@ def test_the_import_graph_has_no_cycle_and_the_checks_load_no_torch():
         assert cycle_from(m, (m,)) is None, cycle_from(m, (m,))
     # what runs before torch loads: the rules, validation, and every stage's schema
     light = ["compressor.rules", "compressor.validate", "compressor.choices", "compressor.errors", "compressor.results",
-             *(m for m in modules if m.startswith("compressor.stages"))]
+             "compressor.techniques.base", *(m for m in modules if m.startswith("compressor.techniques.")
+                                             and m.rsplit(".", 1)[1] in ("rules", "stage"))]
+    assert len(light) >= 5 + 1 + 2 * 5  # every technique's rules and stage
     for m in light:
         stack, seen = [m], set()
         while stack:
@@ -156,7 +156,7 @@ def test_no_import_cycle_counting_imports_inside_functions():
     paths = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
              for p in (ROOT / "compressor").rglob("*.py")}
     graph = {m: every_import(p, set(paths), "compressor") - {m} for m, p in paths.items()}
-    assert graph["compressor.stages.prune"] and graph["compressor.search.launch"]  # the walk sees local imports
+    assert graph["compressor.techniques.prune.stage"] and graph["compressor.search.launch"]  # the walk sees local imports
     state, path = {}, []
 
     def visit(m):  # depth-first; a module met again while still on the path closes a cycle
@@ -174,19 +174,27 @@ def test_no_import_cycle_counting_imports_inside_functions():
             visit(m)
 
 
-def test_layers_point_one_way():
-    """The primitives (quant, storage, runtimes, training) never import a technique, a search or the
-    job, not even inside a function: the file format and the runtimes work without any stage."""
-    upper = ("compressor.stages", "compressor.callbacks", "compressor.search", "compressor.job", "compressor.cli",
-             "compressor.report", "compressor.baseline")
-    lower = [p for d in ("quant", "storage", "runtimes", "training") for p in (ROOT / "compressor" / d).rglob("*.py")]
-    assert len(lower) >= 12
-    for path in lower:
+def wrong_imports(paths, upper) -> list[str]:
+    out = []
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            wrong = [n for n in names if n.startswith(upper)]
-            assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
+            out += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n.startswith(upper)]
+    return out
+
+
+def test_layers_point_one_way():
+    """Layers point down, not even a function-local import up: the primitives (quant, storage,
+    runtimes, training) import no technique, search or job, so the file format and the runtimes work
+    without any stage; a technique imports neither the budget that calls its hooks, the search, nor
+    the job."""
+    upper = ("compressor.techniques", "compressor.budget", "compressor.search", "compressor.job", "compressor.cli",
+             "compressor.report", "compressor.baseline")
+    lower = [p for d in ("quant", "storage", "runtimes", "training") for p in (ROOT / "compressor" / d).rglob("*.py")]
+    assert len(lower) >= 12 and wrong_imports(lower, upper) == []
+    techniques = list((ROOT / "compressor" / "techniques").rglob("*.py"))
+    assert len(techniques) >= 15 and wrong_imports(techniques, upper[1:]) == []
 
 
 def test_a_pipeline_without_kd_keeps_the_model_and_with_kd_trains_the_student(tmp_path):

@@ -1,2 +1,2 @@
-"""Searches over stage recipes: the accuracy budget (budget.py). They build every candidate with
-the stage's own `apply` on a copy of the model."""
+"""search=default: the search for the file to ship (space.py, frontier.py, launch.py, outputs.py).
+Its trials are jobs; the accuracy budget inside one job is compressor/budget.py."""

@@ -76,10 +76,10 @@ def label(point: dict) -> str:
 
 def full_epochs(search, conf: Path) -> dict:
     """Each fine-tuning stage's full recipe (a promoted trial's): search.full_epochs, else the stage's
-    own epochs (conf/stage/<kind>.yaml)."""
+    own epochs (conf/technique/<kind>.yaml)."""
     from omegaconf import OmegaConf
 
-    return {kind: int(search.full_epochs.get(kind) or OmegaConf.load(conf / "stage" / f"{kind}.yaml").epochs)
+    return {kind: int(search.full_epochs.get(kind) or OmegaConf.load(conf / "technique" / f"{kind}.yaml").epochs)
             for kind in FINE_TUNED}
 
 

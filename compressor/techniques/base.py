@@ -1,7 +1,7 @@
 """The stage protocol: what every technique implements, and what the job, the budget and the
 validation know of one. Nothing above this module branches on a technique's name.
 
-A stage's config (conf/stage/<name>.yaml, or a user's own) names its class with `_target_`, the
+A stage's config (conf/technique/<name>.yaml, or a user's own) names its class with `_target_`, the
 project's only registry, and gives its knobs. Its class declares:
 - `rules`: its keys and what each may hold (compressor.rules), and `validate` for the rules that
   join two keys: the one place each rule lives, run before torch is imported (so the class's
@@ -15,8 +15,10 @@ project's only registry, and gives its knobs. Its class declares:
 - `trainer_args()`: what its fit must change in the job's Trainer (QAT trains in fp32).
 
 A stage that fine-tunes through a Lightning callback (prune, quant, cluster) subclasses
-`CallbackStage`, which builds the callback from the config's `callback` node and runs the fit."""
+`CallbackStage` and names the callback's class: the stage builds it from its own validated
+config (every knob the callback's signature takes), so a knob is written once, in the config."""
 import copy
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,7 @@ class Stage:
     """One technique applied to a model. Subclasses set `rules` and implement `apply`."""
 
     rules: dict = {}
+    joined = None          # check(values, prefix): its rules that join keys (a rules.py function), or None
     uses_teacher = False   # True: the job's reference is the teacher and the model starts as the student
     trains = True          # False: the stage measures, never fits (its `epochs` and `lr` are not required)
 
@@ -68,8 +71,10 @@ class Stage:
     # -- config: before torch --------------------------------------------------------------
     @classmethod
     def validate(cls, prefix: str, node: DictConfig) -> None:
-        """Every key's rule, then the rules that join keys (subclasses extend)."""
+        """Every key's rule, then the rules that join keys (`joined`; subclasses may extend)."""
         rules.apply(node, {**COMMON, **cls.rules}, prefix, required=tuple(COMMON) if cls.trains else ())
+        if cls.joined is not None:
+            cls.joined({k: rules.value(node, k) for k in (*COMMON, *cls.rules) if k in node}, prefix)
 
     def label(self, cfg) -> str:
         return self.kind
@@ -116,6 +121,14 @@ class Stage:
         raise NotImplementedError(f"{type(self).__name__} has no budget search")
 
 
+def arguments(cls, node: DictConfig) -> dict:
+    """The stage config's knobs that `cls` takes as keyword arguments, as plain Python: a knob is
+    written once, in the config, and reaches the class that uses it by name."""
+    takes = [p.name for p in inspect.signature(cls).parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {k: rules.value(node, k) for k in takes if k in node}
+
+
 def fit_args(stage: Stage, ctx: Context) -> dict:
     """How the stage's fit runs: resumable from its checkpoints, logged, or as a quiet probe."""
     return dict(checkpoint_dir=ctx.checkpoint_dir, log_to=ctx.log,
@@ -124,10 +137,12 @@ def fit_args(stage: Stage, ctx: Context) -> dict:
 
 class CallbackStage(Stage):
     """A technique done by a Lightning callback on a fine-tune fit of the model (prune, quant,
-    cluster): the config's `callback` node builds it, `overrides` (a budget's recipe) replace its
-    arguments, and `recover` chooses what the fit trains against."""
+    cluster): `callback_class` names it, the stage's config gives the arguments its signature
+    takes, `overrides` (a budget's recipe) replace them, and `recover` chooses what the fit trains
+    against."""
 
     recovers = True  # a fine-tune against the model as it was before (recover=kd)
+    callback_class = ""  # the callback's import path (imported when built: the class may need torch)
 
     @classmethod
     def validate(cls, prefix: str, node: DictConfig) -> None:
@@ -144,10 +159,17 @@ class CallbackStage(Stage):
     def may_recover(cls, prefix: str, node: DictConfig) -> None:
         """Raise when this recipe has no fine-tune to recover in."""
 
-    def callback(self, ctx_shape):
-        from hydra.utils import instantiate
+    def callback(self, shape, cfg=None, run_dir=None):
+        """The callback, from this stage's knobs that its signature takes, plus what the run knows:
+        the input shape, the seed and the run folder (a callback writing files writes there)."""
+        from hydra.utils import get_class
 
-        return instantiate(self.node.callback, example_shape=list(ctx_shape), **self.overrides)
+        cls = get_class(self.callback_class)
+        takes, given = inspect.signature(cls).parameters, arguments(cls, self.node)
+        run = {"example_shape": list(shape), "seed": None if cfg is None else cfg.seed,
+               "workdir": None if run_dir is None else str(run_dir)}
+        given.update({k: v for k, v in run.items() if k in takes and v is not None})
+        return cls(**{**given, **self.overrides})
 
     def check(self, model, teacher=None) -> None:
         self.callback([1, 1, 1, 1]).check(model)
@@ -163,7 +185,7 @@ class CallbackStage(Stage):
         from compressor.data.base import example_input
         from compressor.training.fit import fit, optim_args
 
-        callback = self.callback(ctx.shape)
+        callback = self.callback(ctx.shape, ctx.cfg, ctx.run_dir)
         self.before(model, ctx)
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)  # no draw from the seeded RNG
         module = recover.module(self.node, model, ctx.dm.num_classes, pair, optim_args(ctx.cfg, self.node.get("lr")))
@@ -182,13 +204,13 @@ def stage_class(prefix: str, node) -> type:
     target = node.get("_target_") if isinstance(node, DictConfig) else None
     if not isinstance(target, str) or not target:
         raise ConfigError(f"{prefix}_target_ is not set: a stage config names its class, e.g. "
-                          "compressor.stages.prune.Prune (a subclass of compressor.stages.base.Stage)")
+                          "compressor.techniques.prune.stage.Prune (a subclass of compressor.techniques.base.Stage)")
     try:
         cls = get_class(target)
     except Exception as exc:  # hydra raises ImportError or ValueError
         raise ConfigError(f"{prefix}_target_={target}: cannot be imported ({' '.join(str(exc).split())[:200]})") from None
     if not (isinstance(cls, type) and issubclass(cls, Stage)):
-        raise ConfigError(f"{prefix}_target_={target}: not a subclass of compressor.stages.base.Stage")
+        raise ConfigError(f"{prefix}_target_={target}: not a subclass of compressor.techniques.base.Stage")
     if not isinstance(node.get("kind"), str) or not node.kind:
         raise ConfigError(f"{prefix}kind is not set: a stage's short name, used in labels and results (e.g. prune)")
     return cls

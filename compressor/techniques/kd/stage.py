@@ -1,27 +1,17 @@
 """technique=kd: the model (the student) trained against the trained teacher on a weighted sum of
-named loss terms (compressor.modules.Distiller). `RULES` and `validate` are the one place its
-rules live; the Distiller checks its loss terms with the same rules.check_terms."""
+named loss terms (compressor.modules.Distiller). Its rules: rules.py."""
 from compressor import rules
-from compressor.errors import ConfigError
-from compressor.stages.base import Context, Stage, fit_args
-
-RULES = {"temperature": rules.number(gt=0), "dkd_alpha": rules.number(ge=0), "dkd_beta": rules.number(ge=0),
-         "weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight"),
-         "teacher_once": rules.boolean()}
-TAPS = {"cosine": ("hidden", "student_hidden", "teacher_hidden"),
-        "feature_mse": ("feature", "student_feature", "teacher_feature")}
+from compressor.techniques.base import Context, Stage, arguments, fit_args
+from compressor.techniques.kd import rules as spec
 
 
 class Kd(Stage):
-    rules = RULES
+    rules = spec.RULES
     uses_teacher = True
 
     @classmethod
     def validate(cls, prefix, node):
-        presets = list(node.get("presets", {}))
-        if "weights" not in node or node.get("loss") not in presets:  # `weights` interpolates the preset
-            raise ConfigError(f"{prefix}loss={node.get('loss')!r}: choose one of {', '.join(presets)} "
-                              f"(or set {prefix}weights={{term: weight}})")
+        spec.check_loss(prefix, node)
         super().validate(prefix, node)
         rules.check_terms(rules.value(node, "weights"), node.temperature, f"{prefix}weights")
 
@@ -38,8 +28,8 @@ class Kd(Stage):
         """Every tap the loss terms read exists in the student and the teacher."""
         from compressor.modules.losses import Tap
 
-        d = self.node.distiller
-        for term, (_, student_key, teacher_key) in TAPS.items():
+        d = self.node
+        for term, (_, student_key, teacher_key) in spec.TAPS.items():
             if term in self.weights():
                 Tap(model, d[student_key], f"technique.{student_key}").remove()
                 Tap(teacher, d[teacher_key], f"technique.{teacher_key}").remove()
@@ -50,15 +40,14 @@ class Kd(Stage):
                        "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}}
 
     def apply(self, model, ctx: Context):
-        from hydra.utils import instantiate
-
         from compressor.data.base import example_input
+        from compressor.modules.distiller import Distiller
         from compressor.training import teacher_logits
         from compressor.training.fit import fit, optim_args
 
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
-        module = instantiate(self.node.distiller, student=model, teacher=ctx.reference, example=pair,
-                             num_classes=ctx.dm.num_classes, **optim_args(ctx.cfg, self.node.get("lr")))
+        module = Distiller(student=model, teacher=ctx.reference, example=pair, num_classes=ctx.dm.num_classes,
+                           **arguments(Distiller, self.node), **optim_args(ctx.cfg, self.node.get("lr")))
         data, once = ctx.dm, self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)
         if once:  # the teacher's logits per training image, once for every epoch
             ctx.dm.setup("fit")

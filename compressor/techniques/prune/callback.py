@@ -1,17 +1,15 @@
 """Pruning as one Lightning callback.
 
-Arguments are checked in __init__ by the stage's own rules (compressor.stages.prune_rules.check); the one-shot prune (or the structural surgery) happens in
-`setup`, the gradual schedule in `on_train_epoch_start`, and `on_fit_end` makes it permanent:
+Arguments are checked in __init__ by the technique's own rules (rules.check); the one-shot
+prune (or the structural surgery) happens in `setup`, the gradual schedule in `on_train_epoch_start`, and `on_fit_end` makes it permanent:
 no mask buffers or hooks are left in the saved model.
 
 `amounts={layer: amount}` prunes each named layer by its own amount instead of one `amount` for
-all (one shot): a recipe set by hand, or found by the accuracy budget (compressor.search.budget) and
+all (one shot): a recipe set by hand, or found by the accuracy budget (budget.py here) and
 replayed from results.json."""
-import fnmatch
+import itertools
 import logging
 from collections.abc import Mapping
-
-import itertools
 
 import lightning as L
 import torch
@@ -20,15 +18,12 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from compressor.errors import ConfigError
-from compressor.stages import prune_rules as spec
+from compressor.techniques.layers import classifier, device_of, make_permanent, select_layers
+from compressor.techniques.prune import rules as spec
 
 log = logging.getLogger(__name__)
 
 
-def device_of(model: nn.Module) -> torch.device:
-    """Where the model's weights are. Not `pl_module.device`: in `setup` Lightning already names the
-    GPU there while the weights are still on the CPU (a CUDA run traced a CPU model with a GPU input)."""
-    return next(model.parameters()).device
 
 
 def cubic(epoch: int, amount: float, ramp_epochs: int) -> float:
@@ -40,23 +35,8 @@ def cubic(epoch: int, amount: float, ramp_epochs: int) -> float:
     return amount * (1 - (1 - progress) ** 3)
 
 
-def select_layers(model: nn.Module, include, exclude, key="technique.include") -> dict:
-    """Conv and Linear layers whose names match an include glob and no exclude glob."""
-    prunable = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    chosen = {n: m for n, m in prunable.items()
-              if any(fnmatch.fnmatchcase(n, g) for g in include) and not any(fnmatch.fnmatchcase(n, g) for g in exclude)}
-    for glob in include:
-        if not any(fnmatch.fnmatchcase(n, glob) for n in prunable):
-            raise ConfigError(f"{key} glob {glob!r} matches no prunable layer; layers: {', '.join(prunable)}")
-    if not chosen:
-        raise ConfigError(f"technique.include={list(include)} minus technique.exclude={list(exclude)} leaves no "
-                          f"layer; layers: {', '.join(prunable)}")
-    return chosen
 
 
-def classifier(model: nn.Module) -> list:
-    """The last Linear (as a list, empty if none): its outputs are the classes, so no channel of it goes."""
-    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
 
 
 def lamp_counts(weights: dict, amount: float) -> dict:
@@ -78,11 +58,6 @@ def lamp_counts(weights: dict, amount: float) -> dict:
     return dict(zip(weights, counts.tolist()))
 
 
-def make_permanent(model: nn.Module) -> None:
-    """Fold masks into the weights: no weight_orig/weight_mask or forward pre-hooks remain."""
-    for m in model.modules():
-        if hasattr(m, "weight_mask"):
-            tprune.remove(m, "weight")
 
 
 class Pruning(L.Callback):

@@ -1,14 +1,19 @@
 """technique=prune's schema, torch-free: `RULES` and `check` are the one place its rules live. The
-job runs them before torch loads (compressor.stages.prune.Prune.validate), and the callback runs
-the same `check` on its own arguments when a user builds it by hand (compressor.callbacks.Pruning).
-A module of its own, below both: the stage reaches the budget's search, which builds callbacks."""
-from compressor import choices, rules
+job runs them before torch loads (stage.py: Prune.validate), and the callback runs the same
+`check` on its own arguments when a user builds it by hand (callback.py: Pruning)."""
+from compressor import rules
 from compressor.errors import ConfigError
 
-RULES = {"amount": rules.number(ge=0, lt=1), "method": rules.choice(choices.PRUNE_METHODS),
-         "scope": rules.choice(choices.PRUNE_SCOPES), "schedule": rules.choice(choices.PRUNE_SCHEDULES),
+METHODS = ("l1_unstructured", "random_unstructured", "channel")
+SCOPES = ("global", "layer", "lamp")  # lamp: layer-adaptive magnitude scores (Lee et al. 2021), unstructured L1
+SCHEDULES = ("oneshot", "cubic")
+IMPORTANCES = ("l1", "group_norm", "taylor")  # channel pruning: Torch-Pruning importance criteria
+SEARCHED = ("l1_unstructured", "channel")  # what a budget or a scan varies: random has no ranking
+
+RULES = {"amount": rules.number(ge=0, lt=1), "method": rules.choice(METHODS),
+         "scope": rules.choice(SCOPES), "schedule": rules.choice(SCHEDULES),
          "ramp_epochs": rules.integer(0, optional=True), "include": rules.strings(), "exclude": rules.strings(),
-         "amounts": rules.amounts(), "importance": rules.choice(choices.PRUNE_IMPORTANCES), "steps": rules.integer(1),
+         "amounts": rules.amounts(), "importance": rules.choice(IMPORTANCES), "steps": rules.integer(1),
          "regularize_epochs": rules.integer(0), "reg": rules.number(ge=0), "taylor_batches": rules.integer(1)}
 
 

@@ -1,17 +1,13 @@
-"""technique=prune: magnitude, random or channel pruning, then fine-tuning (compressor.callbacks.Pruning).
-Its rules: compressor/stages/prune_rules.py."""
-from compressor import rules
-from compressor.stages.base import CallbackStage
-from compressor.stages.prune_rules import RULES, check
+"""technique=prune: magnitude, random or channel pruning, then fine-tuning (callback.py: Pruning).
+Its rules: rules.py; its accuracy-budget search: budget.py."""
+from compressor.techniques.base import CallbackStage
+from compressor.techniques.prune import rules as spec
 
 
 class Prune(CallbackStage):
-    rules = RULES
-
-    @classmethod
-    def validate(cls, prefix, node):
-        super().validate(prefix, node)
-        check({k: rules.value(node, k) for k in (*RULES, "epochs") if k in node}, prefix)
+    rules = spec.RULES
+    joined = staticmethod(spec.check)
+    callback_class = "compressor.techniques.prune.callback.Pruning"
 
     def label(self, cfg) -> str:
         node = self.node
@@ -27,11 +23,11 @@ class Prune(CallbackStage):
 
     # -- the budget: per-layer amounts (L1 or channels) ---------------------------------------
     def searchable(self) -> bool:
-        return self.node.method in ("l1_unstructured", "channel") and not self.node.get("amounts")
+        return self.node.method in spec.SEARCHED and not self.node.get("amounts")
 
     def search(self, budget, model, floor: float) -> dict:
-        from compressor.search import budget as strategies
+        from compressor.techniques.prune import budget as strategy
 
-        record = strategies.prune(budget, self, model, floor)
+        record = strategy.search(budget, self, model, floor)
         self.overrides["amounts"] = record["amounts"]
         return record

@@ -6,7 +6,7 @@ modes run with 0 fine-tune epochs; QAT fine-tunes with fake quantization in the 
 
 mode      backend=torch                                   backend=onnxruntime                 backend=openvino
 dynamic   torchao Int8DynamicActivationInt8Weight (Linear)  onnxruntime quantize_dynamic        -
-static    int8, per-channel, fused: api=fx torch.ao FX (compressor/quant/fx.py), api=pt2e torchao (quant/pt2e.py)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
+static    int8, per-channel, fused: api=fx torch.ao FX (compressor/quant/fx.py), api=pt2e torchao (compressor/quant/pt2e.py)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
 qat       FX or pt2e QAT, then int8 convert                   -                                   -
 fp16/bf16 cast of weights and inputs                         -                                   -
 The converted model is left in `self.compressed`. The onnxruntime and openvino backends write
@@ -20,7 +20,7 @@ from torch import nn
 
 from compressor.errors import ConfigError
 from compressor.quant.ops import Cast, calibration_inputs, torchao_dynamic
-from compressor.stages import quant as spec
+from compressor.techniques.quant import rules as spec
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,6 @@ class Quantization(L.Callback):
         unknown = sorted(set(self.keep_float) - set(layers))
         if unknown:
             raise ConfigError(f"technique.keep_float names {unknown}, not Conv2d/Linear layers; layers: {', '.join(layers)}")
-
-    @property
-    def fine_tunes(self) -> bool:
-        """Only QAT trains; post-training modes run a zero-epoch fit (calibrate, convert)."""
-        return self.mode == "qat"
 
     def _example(self):
         return torch.randn(*self.example_shape)

@@ -1,52 +1,25 @@
 """technique=quant: int8 (dynamic, static, QAT) or fp16/bf16 on torch, ONNX Runtime or OpenVINO
-(compressor.callbacks.Quantization). The top half is the stage's schema, torch-free: `RULES`
-and `check` are the one place its rules live (the callback checks its arguments with them)."""
+(callback.py: Quantization). Its rules: rules.py."""
 import copy
 
-from compressor import choices, rules
 from compressor.errors import ConfigError
-from compressor.stages.base import CallbackStage
-
-RULES = {"mode": rules.choice(choices.QUANT_MODES), "backend": rules.choice(choices.QUANT_BACKENDS),
-         "api": rules.choice(choices.QUANT_APIS),
-         "calibration_batches": rules.integer(1), "keep_float": rules.strings()}
-
-
-GRAPH_INT8 = (("torch", "static"), ("torch", "qat"))  # (backend, mode) built by an int8 API (fx or pt2e)
-
-
-def check(values: dict, prefix: str = "technique.") -> None:
-    rules.apply(values, RULES, prefix)
-    mode, backend = values.get("mode", "static"), values.get("backend", "torch")
-    if backend == "onnxruntime" and mode not in ("dynamic", "static"):
-        raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=onnxruntime: choose dynamic or static")
-    if backend == "openvino" and mode != "static":
-        raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=openvino: choose static (NNCF PTQ)")
-    if values.get("api", "fx") != "fx" and (backend, mode) not in GRAPH_INT8:
-        raise ConfigError(f"{prefix}api={values['api']} with mode={mode} backend={backend}: the int8 API is chosen "
-                          "for mode=static or qat with backend=torch")
-    if values.get("keep_float") and (backend, mode) not in GRAPH_INT8:
-        raise ConfigError(f"{prefix}keep_float with mode={mode} backend={backend}: layers can be kept float "
-                          "for mode=static or qat with backend=torch")
+from compressor.techniques.base import CallbackStage
+from compressor.techniques.quant import rules as spec
 
 
 class Quant(CallbackStage):
-    rules = RULES
-
-    @classmethod
-    def validate(cls, prefix, node):
-        super().validate(prefix, node)
-        check({k: rules.value(node, k) for k in RULES if k in node}, prefix)
+    rules = spec.RULES
+    joined = staticmethod(spec.check)
+    callback_class = "compressor.techniques.quant.callback.Quantization"
 
     @classmethod
     def may_recover(cls, prefix, node):
-        if node.mode != "qat":
+        if not spec.fine_tunes(node.mode):
             raise ConfigError(f"{prefix}recover=kd with {prefix}mode={node.mode}: only stages that fine-tune "
                               "recover; choose mode=qat, or recover=none")
 
     def fine_tunes(self) -> bool:
-        """Only QAT trains; post-training modes run a zero-epoch fit (calibrate, convert)."""
-        return self.node.mode == "qat"
+        return spec.fine_tunes(self.node.mode)
 
     def label(self, cfg) -> str:
         searched = self.searchable() and cfg.budget.max_drop is not None
@@ -70,12 +43,12 @@ class Quant(CallbackStage):
         return node.mode == "static" and node.backend in ("torch", "openvino") and not node.get("keep_float")
 
     def search(self, budget, model, floor: float) -> dict:
-        from compressor.search import budget as strategies
+        from compressor.techniques.quant import budget as strategies
 
         if self.node.backend == "openvino":
             record = strategies.openvino(budget, model, floor)
             self.overrides["accuracy_control"] = (budget.dm.val_dataloader(), record["max_drop_pts"])
         else:
-            record = strategies.quant(budget, self, model, floor)
+            record = strategies.search(budget, self, model, floor)
             self.overrides["keep_float"] = record["keep_float"]
         return record

@@ -1,17 +1,12 @@
-"""Per-layer sensitivity of a trained model, with no fine-tuning (Distiller's and NNI's analysis).
-
-Pruning: for every prunable layer and every amount of a grid, the validation accuracy when only
-that layer is pruned (L1 within the layer, and its channels where the layer allows it).
-Quantization: for every Conv2d/Linear, the accuracy when only that layer is int8, and when every
-layer but that one is int8 (torch.ao FX static, per-channel, calibrated like the quant stage).
+"""technique=sensitivity as a Lightning callback: the prune and int8 scans of a trained model
+(compressor/techniques/prune/scan.py, quant/scan.py), with no fine-tuning, written out.
 
 Drops are in accuracy points against the unmodified model on the same data (positive = worse).
-`technique=sensitivity` runs the scans as a zero-epoch stage and writes sensitivity.csv, two PNG
-plots, TensorBoard figures and scalars, and the rows in results.json; compressor.search.budget reads the
-same rows to choose per-layer amounts and the layers that stay float."""
+It runs as a zero-epoch fit and writes sensitivity.csv, two PNG plots, TensorBoard figures and
+scalars, and the rows in results.json; the budget reads the same scans to choose per-layer
+amounts and the layers that stay float."""
 import copy
 import csv
-import itertools
 import logging
 import statistics
 from pathlib import Path
@@ -20,13 +15,13 @@ import lightning as L
 import torch
 from torch import nn
 
-from compressor import measure
-from compressor.callbacks.prune import Pruning, classifier, make_permanent, select_layers
-from compressor.quant.ops import calibration_inputs
 from compressor import rules
-from compressor.choices import SCAN_METHODS
-from compressor.stages import sensitivity as spec
-from compressor.errors import brief
+from compressor.quant.ops import calibration_inputs
+from compressor.techniques.layers import select_layers
+from compressor.techniques.prune.rules import SEARCHED as SCAN_METHODS
+from compressor.techniques.prune.scan import prune_scan
+from compressor.techniques.quant.scan import quant_layers, quant_scan
+from compressor.techniques.sensitivity import rules as spec
 from compressor.training.flags import torch_flags_kept
 
 log = logging.getLogger(__name__)
@@ -34,94 +29,18 @@ GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]  # = conf
 FIELDS = ["kind", "method", "layer", "amount", "val/acc", "drop", "compress/macs", "saved"]
 
 
-def accuracy(model, loader) -> float:
-    return measure.accuracy(*measure.predict(model, loader))
 
 
-def channel_layers(model: nn.Module, layers: dict) -> dict:
-    """Layers whose output channels can go: all chosen ones but the classifier (its outputs are the classes)."""
-    last = classifier(model)
-    return {n: m for n, m in layers.items() if m not in last}
 
 
-def pruned(model: nn.Module, method: str, amounts: dict, example_shape) -> nn.Module:
-    """A pruned copy: each layer of `amounts` by its amount, nothing else touched."""
-    out = copy.deepcopy(model).cpu()
-    Pruning(method=method, amounts=amounts, example_shape=example_shape).apply(out, 1.0)
-    make_permanent(out)
-    return out
 
 
-def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -> list[dict]:
-    """Rows per (method, layer, amount): validation accuracy, drop, MACs, and `saved`: weights
-    zeroed (unstructured) or MACs removed (channel) against the unpruned model."""
-    base = accuracy(model, loader)
-    example = torch.randn(*example_shape)
-    base_macs, base_nonzero = measure.macs(model, example), measure.parameters(model)["compress/nonzero_params"]
-    rows = []
-    for method in methods:
-        names = list(channel_layers(model, {n: dict(model.named_modules())[n] for n in layers})) \
-            if method == "channel" else layers
-        skipped = set()
-        for name, amount in itertools.product(names, grid):
-            if name in skipped:
-                continue
-            try:
-                m = pruned(model, method, {name: amount}, example_shape)
-                macs = measure.macs(m, example)
-            except Exception as exc:  # a layer whose pruned model no longer runs (a ViT's qkv reshape)
-                skipped.add(name)
-                log.warning("sensitivity (%s): skipping %s, its pruned model does not run (%s)", method, name,
-                            brief(exc))
-                continue
-            if method == "channel" and macs == base_macs:
-                continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
-            acc = accuracy(m, loader)
-            rows.append({"kind": "prune", "method": method, "layer": name, "amount": float(amount), "val/acc": acc,
-                         "drop": 100 * (base - acc), "compress/macs": macs,
-                         "saved": base_macs - macs if method == "channel" else
-                         base_nonzero - measure.parameters(m)["compress/nonzero_params"]})
-    return rows
 
 
-def int8(model, example_shape, calibration, keep_float=(), only=None, api="fx") -> nn.Module:
-    """Static int8 of a copy (torch.ao FX or torchao pt2e), calibrated on the given input batches."""
-    from compressor.quant import engine
-
-    flow = engine(api)
-    prepared = flow.prepare_static(copy.deepcopy(model).cpu(), torch.randn(*example_shape), keep_float, only)
-    with torch.no_grad():
-        for x in calibration:
-            prepared(x.cpu())
-    return flow.convert(prepared)
 
 
-def quant_scan(model, loader, calibration, layers: list[str], example_shape, api="fx") -> list[dict]:
-    base = accuracy(model, loader)
-    try:
-        full = accuracy(int8(model, example_shape, calibration, api=api), loader)
-    except Exception as exc:  # FX cannot trace every architecture
-        log.warning("sensitivity (int8): skipping the quantization scan, the model does not quantize (%s)",
-                    brief(exc))
-        return []
-    rows = [{"kind": "quant", "method": "int8_all", "layer": "*", "amount": None, "val/acc": full,
-             "drop": 100 * (base - full)}]
-    for name in layers:
-        try:
-            only = accuracy(int8(model, example_shape, calibration, only=name, api=api), loader)
-            but = accuracy(int8(model, example_shape, calibration, keep_float=[name], api=api), loader)
-        except Exception as exc:
-            log.warning("sensitivity (int8): skipping %s (%s)", name, brief(exc))
-            continue
-        rows += [{"kind": "quant", "method": "int8_only", "layer": name, "amount": None, "val/acc": only,
-                  "drop": 100 * (base - only)},
-                 {"kind": "quant", "method": "int8_all_but", "layer": name, "amount": None, "val/acc": but,
-                  "drop": 100 * (base - but)}]
-    return rows
 
 
-def quant_layers(model: nn.Module, layers) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in layers]
 
 
 # -- outputs ----------------------------------------------------------------------------------
@@ -200,8 +119,6 @@ def write(rows: list[dict], folder: Path, title: str, logger=None) -> list[str]:
 
 class Sensitivity(L.Callback):
     """The scans as a zero-epoch stage: the model is measured, never changed."""
-
-    fine_tunes = False
 
     def __init__(self, grid=GRID, methods=SCAN_METHODS, quant: bool = True, include=("*",), exclude=(),
                  calibration_batches: int = 32, example_shape=None, workdir: str = "."):

@@ -1,0 +1,1 @@
+"""technique=kd: rules.py (torch-free schema), stage.py (the Stage)."""

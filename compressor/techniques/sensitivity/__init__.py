@@ -1,0 +1,2 @@
+"""technique=sensitivity: rules.py (torch-free schema), stage.py (the Stage), callback.py (its
+Lightning callback)."""
