@@ -9,19 +9,24 @@ import argparse
 import statistics
 from pathlib import Path
 
-from experiments.bench import OUT, job, mean_std, table
+from omegaconf import OmegaConf
 
-# the presets of conf/stage/kd.yaml by their terms; hinton_kl and dkd are their papers' recipes (T=4)
-LOSSES = {"ce": "{ce:1.0}", "kl": "{kl:1.0}", "ce+kl": "{ce:0.5,kl:0.5}", "hinton_kl": "{ce:0.3,kl:0.7}",
-          "dkd": "{ce:1.0,dkd:1.0}"}
+from compressor.config import CONF
+from experiments.common import Bench, mean_std, table
+
+# the losses compared are technique=kd's presets (conf/technique/kd.yaml); hinton_kl and dkd are their papers'
+# recipes (T=4)
+LOSSES = list(OmegaConf.load(CONF / "technique" / "kd.yaml").presets)
+BENCH = Bench()
+job, OUT = BENCH.job, BENCH.out
 
 
-def study(dataset, lrs, temperatures, seeds, epochs, losses=tuple(LOSSES)) -> list[dict]:
+def study(dataset, lrs, temperatures, seeds, epochs, losses=LOSSES) -> list[dict]:
     rows = []
     for lr in lrs:
-        for loss, weights in ((k, LOSSES[k]) for k in losses):
+        for loss in losses:
             for t in temperatures if loss != "ce" else temperatures[:1]:
-                runs = [job([f"dataset={dataset}", "technique=kd", f"technique.weights={weights}",
+                runs = [job([f"dataset={dataset}", "technique=kd", f"technique.loss={loss}",
                              f"technique.temperature={t}", f"technique.lr={lr}", f"technique.epochs={epochs}",
                              f"seed={seed}", "latency.reps=2", "latency.rounds=1"],
                             f"kd_{loss}_T{t}_{lr}_e{epochs}_s{seed}") for seed in seeds]
@@ -41,7 +46,7 @@ def main(argv=None):
     parser.add_argument("--temperatures", default="1,2,4")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--losses", default="ce,kl,ce+kl", help=f"of {', '.join(LOSSES)}")
+    parser.add_argument("--losses", default="ce,kl,ce_kl", help=f"of {', '.join(LOSSES)}")
     args = parser.parse_args(argv)
     rows = [r for d in args.datasets.split(",") for r in study(d, args.lrs.split(","), args.temperatures.split(","),
                                                               [int(s) for s in args.seeds.split(",")], args.epochs,
@@ -51,7 +56,7 @@ def main(argv=None):
     text = f"## Distillation: SimpleCNN -> SmallCNN, {args.epochs} epochs, seeds {args.seeds}\n\n" + table(rows) + "\n"
     Path(OUT).mkdir(parents=True, exist_ok=True)
     # one file per study: two run side by side do not overwrite each other
-    name = "_".join(["kd", *args.datasets.split(","), *args.losses.replace("+", "").split(","), f"{args.epochs}ep"])
+    name = "_".join(["kd", *args.datasets.split(","), *args.losses.split(","), f"{args.epochs}ep"])
     (OUT / f"{name}.md").write_text(text)
     print(text)
 

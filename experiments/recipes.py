@@ -7,7 +7,11 @@ best of those. Every figure is a job run through compressor.run, like make bench
 import argparse
 from pathlib import Path
 
-from experiments.bench import OUT, derived, job, table
+from compressor.report.build import derived
+from experiments.common import Bench, table
+
+BENCH = Bench()
+job, OUT = BENCH.job, BENCH.out
 
 PAIRS = [("simple_cnn", "mnist5k"), ("simple_cnn", "digits"), ("resnet18", "digits")]
 

@@ -2,33 +2,31 @@
 documented subset of the training images, and a bad --seeds refused in one line by argparse."""
 import pytest
 
-from experiments import bench
+from experiments import bench, common, pruning
 
 
-@pytest.fixture(autouse=True)
-def settings(monkeypatch):
-    """arguments() sets the module's settings; put them back after each test."""
-    for name in ("DATASET", "SEEDS", "REUSE", "PROBE_EPOCHS", "TRAIN"):
-        monkeypatch.setattr(bench, name, getattr(bench, name))
+def settings(argv):
+    """The settings make bench's options give (experiments.common.Bench)."""
+    return bench.arguments(argv)[2]
 
 
 def test_bench_measures_on_fashion_mnist_with_three_seeds_by_default():
-    bench.arguments([])
-    assert (bench.DATASET, bench.SEEDS) == ("fashion_mnist", (0, 1, 2))
-    assert bench.data_args("simple_cnn") == ["dataset=fashion_mnist"]
+    b = settings([])
+    assert (b.dataset, b.seeds, b.train) == ("fashion_mnist", (0, 1, 2), "converged")
+    assert b.data_args("simple_cnn") == ["dataset=fashion_mnist"]
     # ResNet-18 takes 33 min an epoch on 55,000 images at 1 thread: 5,000 of them, validation and test whole
-    assert bench.data_args("resnet18") == ["dataset=fashion_mnist", "dataset.train_size=5000"]
+    assert b.data_args("resnet18") == ["dataset=fashion_mnist", "dataset.train_size=5000"]
 
 
 def test_bench_narrows_to_a_quick_look():
-    bench.arguments(["--dataset", "mnist5k", "--seeds", "0"])
-    assert (bench.DATASET, bench.SEEDS) == ("mnist5k", (0,))
-    assert bench.data_args("resnet18") == ["dataset=mnist5k"]
+    b = settings(["--dataset", "mnist5k", "--seeds", "0"])
+    assert (b.dataset, b.seeds) == ("mnist5k", (0,))
+    assert b.data_args("resnet18") == ["dataset=mnist5k"]
 
 
 def test_bench_refuses_seeds_that_are_not_integers(capsys):
     with pytest.raises(SystemExit) as exit:
-        bench.arguments(["--seeds", "0,one"])
+        settings(["--seeds", "0,one"])
     assert exit.value.code == 2
     assert "--seeds: '0,one': seeds are comma-separated integers" in capsys.readouterr().err
 
@@ -36,23 +34,21 @@ def test_bench_refuses_seeds_that_are_not_integers(capsys):
 def test_bench_names_a_run_folder_after_its_own_data_set_and_recipe():
     """experiments/kd.py and recipes.py pass their data set in the overrides: the folder says which. The
     4-epoch baselines' runs keep the folders they had; converged ones get their own beside them."""
-    bench.arguments(["--train", "default"])
-    assert bench.folder(["dataset=digits", "technique=kd"], "kd_ce") == "digits_kd_ce"
-    assert bench.folder(["technique=quant"], "quant_full") == "fashion_mnist_quant_full"
-    bench.arguments([])
-    assert bench.folder(["technique=quant"], "quant_full") == "fashion_mnist_converged_quant_full"
+    b = settings(["--train", "default"])
+    assert b.folder(["dataset=digits", "technique=kd"], "kd_ce") == "digits_kd_ce"
+    assert b.folder(["technique=quant"], "quant_full") == "fashion_mnist_quant_full"
+    assert settings([]).folder(["technique=quant"], "quant_full") == "fashion_mnist_converged_quant_full"
 
 
 def test_every_bench_baseline_is_converged_unless_asked(monkeypatch):
     composed = []
-    monkeypatch.setattr(bench, "compose", lambda overrides, out, name: composed.append(overrides))
-    monkeypatch.setattr(bench.compressor, "run", lambda cfg: {})
-    bench.arguments([])
-    bench.job(["technique=prune"], "p")
-    bench.untimed(["technique=prune"], "p")
+    monkeypatch.setattr(common, "compose", lambda overrides, out, name: composed.append(overrides))
+    monkeypatch.setattr(common.compressor, "run", lambda cfg: {})
+    b = settings([])
+    b.job(["technique=prune"], "p")
+    b.untimed(["technique=prune"], "p")
     assert all("train=converged" in o for o in composed)
-    bench.arguments(["--train", "default"])
-    bench.job(["technique=prune"], "p")
+    settings(["--train", "default"]).job(["technique=prune"], "p")
     assert "train=default" in composed[-1]
 
 
@@ -60,14 +56,14 @@ def test_bench_prunes_resnet18_with_its_recipe_and_names_it(monkeypatch):
     """ResNet-18's channel row fine-tunes 12 epochs on its subset (4 lost 5.4 points there): the row says
     so, and its runs get their own folders beside the default runs'."""
     calls = []
-    monkeypatch.setattr(bench, "job", lambda overrides, name: calls.append((overrides, name)) or {})
-    monkeypatch.setattr(bench, "fit_row", lambda name, data, runs: {"run": name, "seeds": len(runs)})
-    bench.arguments(["--seeds", "0,1"])
-    rows = bench.pruning(["resnet18"])
+    monkeypatch.setattr(common.Bench, "job", lambda self, overrides, name: calls.append((overrides, name)) or {})
+    monkeypatch.setattr(pruning, "fit_row", lambda name, data, runs: {"run": name, "seeds": len(runs)})
+    b = settings(["--seeds", "0,1"])
+    rows = pruning.pruning(b, ["resnet18"])
     assert rows == [{"run": "resnet18 channel 0.5 (epochs=12)", "seeds": 2}]
     assert [name for _, name in calls] == ["prune_channel_resnet18_epochs12", "prune_channel_resnet18_epochs12_s1"]
     assert all("technique.epochs=12" in o and "dataset.train_size=5000" in o for o, _ in calls)
     calls.clear()
-    bench.pruning(["mnist_mlp"])  # no recipe: the shipped fine-tune, the folders as before
+    pruning.pruning(b, ["mnist_mlp"])  # no recipe: the shipped fine-tune, the folders as before
     assert [name for _, name in calls][::2] == ["prune_channel_mnist_mlp", "prune_l1_unstructured_mnist_mlp"]
     assert not any(o.startswith("technique.epochs") for overrides, _ in calls for o in overrides)

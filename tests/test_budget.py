@@ -288,7 +288,7 @@ def test_a_pipeline_shares_one_budget(tmp_path):
 def test_bench_counts_the_images_a_budget_allows_as_the_search_does(images):
     """make bench skips a tighter budget that allows as many wrong validation images as the last:
     its count must be the one the search's acceptance rule (acc >= floor - TOLERANCE) gives."""
-    from experiments.bench import images_allowed
+    from experiments.budgets import images_allowed
 
     reference = 0.97
     for max_drop in (1.0, 0.75, 0.5, 0.3, 0.0):
