@@ -28,8 +28,11 @@ from omegaconf import DictConfig, ListConfig
 from compressor import choices, rules
 from compressor.errors import ConfigError
 
-# every stage that trains: its fine-tune epochs and learning rate
-COMMON = {"epochs": rules.integer(0), "lr": rules.number(gt=0)}
+# every stage that trains: its fine-tune epochs and learning rate (and optionally the epochs its
+# learning-rate schedule spans: a search's first rung stops early on its full schedule, so its
+# promotion continues the same fit instead of starting over)
+COMMON = {"epochs": rules.integer(0), "lr": rules.number(gt=0),
+          "schedule_epochs": rules.integer(1, optional=True)}
 # what a fine-tuning stage trains against (compressor/modules/recover.py)
 RECOVER = {"recover": rules.choice(choices.RECOVERY), "recover_temperature": rules.number(gt=0),
            "recover_weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight")}
@@ -72,7 +75,11 @@ class Stage:
     @classmethod
     def validate(cls, prefix: str, node: DictConfig) -> None:
         """Every key's rule, then the rules that join keys (`joined`; subclasses may extend)."""
-        rules.apply(node, {**COMMON, **cls.rules}, prefix, required=tuple(COMMON) if cls.trains else ())
+        rules.apply(node, {**COMMON, **cls.rules}, prefix, required=("epochs", "lr") if cls.trains else ())
+        span, epochs = node.get("schedule_epochs"), node.get("epochs")
+        if span is not None and isinstance(epochs, int) and epochs > span:
+            raise ConfigError(f"{prefix}schedule_epochs={span} < {prefix}epochs={epochs}: the schedule must span "
+                              f"the fit (null: the fit's own epochs)")
         if cls.joined is not None:
             cls.joined({k: rules.value(node, k) for k in (*COMMON, *cls.rules) if k in node}, prefix)
 
@@ -188,7 +195,8 @@ class CallbackStage(Stage):
         callback = self.callback(ctx.shape, ctx.cfg, ctx.run_dir)
         self.before(model, ctx)
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)  # no draw from the seeded RNG
-        module = recover.module(self.node, model, ctx.dm.num_classes, pair, optim_args(ctx.cfg, self.node.get("lr")))
+        optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
+        module = recover.module(self.node, model, ctx.dm.num_classes, pair, optim)
         record = fit(ctx.cfg, module, ctx.dm, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), [callback],
                      **fit_args(self, ctx))
         record.update(callback.summary(), recover=self.node.get("recover", "none"))

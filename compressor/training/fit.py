@@ -129,7 +129,8 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
             **({"resumed_from_epoch": done} if start_from else {})}
 
 
-def optim_args(cfg, lr=None) -> dict:
+def optim_args(cfg, lr=None, schedule_epochs=None) -> dict:
+    """The job's optimizer and schedule (train.*), at a stage's own learning rate and schedule length."""
     t = cfg.train
     return dict(optimizer=t.optimizer, lr=float(lr or t.lr), weight_decay=t.weight_decay, momentum=t.momentum,
-                scheduler=t.scheduler)
+                scheduler=t.scheduler, schedule_epochs=schedule_epochs)

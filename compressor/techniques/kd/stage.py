@@ -46,8 +46,9 @@ class Kd(Stage):
         from compressor.training.fit import fit, optim_args
 
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
+        optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
         module = Distiller(student=model, teacher=ctx.reference, example=pair, num_classes=ctx.dm.num_classes,
-                           **arguments(Distiller, self.node), **optim_args(ctx.cfg, self.node.get("lr")))
+                           **arguments(Distiller, self.node), **optim)
         data, once = ctx.dm, self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)
         if once:  # the teacher's logits per training image, once for every epoch
             ctx.dm.setup("fit")
