@@ -37,17 +37,26 @@ def unset_added(node: dict) -> dict:
     return {k: v for k, v in node.items() if not (k in ADDED and v is None)}
 
 
-def fingerprint(cfg: DictConfig, data: dict) -> str:
-    """Hash of the resolved config minus where things are written, plus the data's fingerprint:
-    the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
-    spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun")}
+def spec_of(cfg: DictConfig, leave_out=()) -> dict:
+    """The resolved config minus where things are written (and `leave_out`), as keyed."""
+    spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun", *leave_out)}
     spec["dataset"], spec["train"] = unset_added(spec["dataset"]), unset_added(spec["train"])
     spec["technique"].pop("model_without_kd", None)  # what it decides is the model, keyed below it: jobs keep their keys
+    return spec
+
+
+def hashed(cfg: DictConfig, spec: dict, data: dict) -> str:
     text = json.dumps({**spec, **data}, sort_keys=True, default=str)
     # a value resolved from paths.run_dir (quant's callback.workdir) is where, not what: the same job
     # in another folder (a search's trial, a rerun under a new timestamp) is the same job
     text = text.replace(json.dumps(str(cfg.paths.run_dir))[1:-1], "<run_dir>")
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def fingerprint(cfg: DictConfig, data: dict) -> str:
+    """Hash of the resolved config minus where things are written, plus the data's fingerprint:
+    the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
+    return hashed(cfg, spec_of(cfg), data)
 
 
 def is_rank_zero() -> bool:

@@ -10,15 +10,16 @@ import copy
 import json
 import logging
 import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from compressor import baseline, console, measure, preflight, results, validate
+from compressor import baseline, console, measure, preflight, prefixes, prepare, results
 from compressor.storage import artifact
 from compressor.training import ddp
 from compressor.runtimes import onnx as export
@@ -66,7 +67,7 @@ class Reference:
 
 
 def job(cfg: DictConfig):
-    prepared(cfg)
+    prepare.prepared(cfg)
     run_dir, index = Path(cfg.paths.run_dir), Path(cfg.paths.index_dir)
     L.seed_everything(cfg.seed, workers=True)
     dm = datamodule.build(cfg.dataset)
@@ -82,7 +83,7 @@ def job(cfg: DictConfig):
     model, reference = starting_point(cfg, plan, dm, data, example)
     ctx = Context(cfg, dm, reference.model, run_dir, list(example.shape))
     spend = Budget(cfg, plan, reference.model, dm, ctx.shape, run_dir)
-    model, records = compressed(plan, model, ctx, spend, partial)
+    model, records = compressed(plan, model, ctx, spend, partial, data)
     if not is_rank_zero():  # a DDP rank's fit is done; rank 0 measures and writes
         return None
 
@@ -98,13 +99,6 @@ def job(cfg: DictConfig):
 
 
 # -- the job's steps --------------------------------------------------------------------------
-def prepared(cfg) -> None:
-    """The config as the job runs it: which model, the models' names, the Trainer's dry run."""
-    chosen_model(cfg)
-    name_models(cfg)
-    validate.trainer(cfg)
-
-
 def finished(cfg, done: Path, run_dir: Path) -> dict | None:
     """The results of an earlier job with this exact config and data, copied into this run's folder
     (rerun=true runs it again)."""
@@ -152,18 +146,22 @@ def starting_point(cfg, plan, dm, data, example) -> tuple[object, Reference]:
     return (student if distilling else copy.deepcopy(reference.model)), reference
 
 
-def compressed(plan, model, ctx: Context, spend: Budget, partial: Path) -> tuple[object, list[dict]]:
-    """Each stage's `apply` in order, each fit resumable from its own folder under `partial`; with
-    budget.max_drop, each stage first searches its recipe (compressor/search/budget.py)."""
-    records = []
+def compressed(plan, model, ctx: Context, spend: Budget, partial: Path, data: dict) -> tuple[object, list[dict]]:
+    """Each stage's `apply` in order, each fit resumable: a fine-tuning stage's from the folder every
+    job with the same pipeline prefix shares (compressor/prefixes.py), the others' from the job's own
+    under `partial`; with budget.max_drop, each stage first searches its recipe (compressor/budget.py)."""
+    records, stages = [], [plain(stage.node) for stage in plan]
     for i, stage in enumerate(plan):
         spend.before(stage, model)
         log.info("stage %s (%d epochs)", stage.kind, stage.epochs(ctx))
         L.seed_everything(ctx.cfg.seed, workers=True)
-        ctx.checkpoint_dir = partial / f"{i}_{stage.kind}"
-        model, record = stage.apply(model, ctx)
+        share = prefixes.shared(stage, spend.active)
+        ctx.checkpoint_dir = prefixes.folder(ctx.cfg, data, stages, i, stage.epochs(ctx)) if share \
+            else partial / f"{i}_{stage.kind}"
+        with prefixes.claimed(ctx.checkpoint_dir) if share else nullcontext():
+            model, record = stage.apply(model, ctx)
         spend.after(model)
-        records.append({"stage": stage.kind, **record})  # the recipe (amounts, keep_float) is in record
+        records.append({"stage": stage.kind, **record, **prefixes.reused(record)})  # its recipe is in record
     return model, records
 
 
@@ -241,39 +239,6 @@ def remove_new_files(run_dir: Path, before: set) -> None:
                 path.rmdir()
         else:
             path.unlink(missing_ok=True)
-
-
-def given_keys() -> set | None:
-    """The keys the command line (or compressor.run's overrides) set; None outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
-
-
-def chosen_model(cfg: DictConfig) -> None:
-    """technique=pipeline makes the model student_of_<teacher> for its kd-first order; an order
-    without kd compresses the model the user named: the teacher's (the baseline) unless `model=` was
-    given (`technique.model_without_kd: teacher`). Outside Hydra nothing is known, so nothing changes."""
-    if cfg.technique.get("model_without_kd") != "teacher" or "kd" in list(cfg.technique.get("order") or []):
-        return
-    given = given_keys()
-    if given is not None and "model" not in given:
-        with open_dict(cfg):
-            cfg.model = copy.deepcopy(cfg.teacher)
-
-
-def name_models(cfg: DictConfig) -> None:
-    """A model's `name` labels reports and TensorBoard. With none given, or when the command line
-    swapped a group's `net._target_` but not its `name` (which then describes another model), the
-    name is the target's class name, never a stale default."""
-    given = given_keys() or set()
-    with open_dict(cfg):
-        for key in ("model", "teacher"):
-            stale = f"{key}.net._target_" in given and f"{key}.name" not in given
-            if stale or not cfg[key].get("name"):
-                cfg[key].name = str(cfg[key].net._target_).rsplit(".", 1)[-1]
 
 
 def log_to_tensorboard(cfg, plan, run_dir: Path, out: dict) -> None:

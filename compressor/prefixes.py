@@ -1,0 +1,71 @@
+"""Stage fits shared between jobs (issue 43: the search in a third of the time).
+
+A fine-tuning stage checkpoints into a folder named by what its fit is: the job's config with the
+technique cut after this stage and the stage's `epochs` left out (the length of its learning-rate
+schedule kept), plus the data's fingerprint. Any job whose pipeline starts the same way finds it:
+
+- the search's trials that distil into the same student (or distil and prune alike) train that
+  prefix once; the others resume from its last checkpoint with nothing left to train;
+- a promoted trial continues its first rung's fit: the first rung stops after a fraction of the
+  epochs on the full schedule (`schedule_epochs`), so the promotion resumes it for the rest and
+  ends where a full fit from scratch ends (weights, optimizer, schedule and random state are in
+  the checkpoint: compressor/training/resume.py);
+- a job killed mid-pipeline and run again resumes every stage it had finished or begun.
+
+A lock per folder lets one job train it while the others wait, then read the finished fit. A fit
+that already ran more epochs than a job asks for is not cut short: that job trains in a folder of
+its own (its epochs in the name). Stages that do not fine-tune, runs under an accuracy budget (a
+stage's recipe is searched there) and DDP runs keep the job's own folder, as before.
+
+The folders live under paths.index_dir/stages/ and may be deleted at any time: a job then trains
+its stages again."""
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from compressor import baseline
+from compressor.storage import cache
+from compressor.training import resume
+
+# what only measures, exports, names or writes a run: the same fit under any of these
+NOT_THE_FIT = ("export", "latency", "logger", "search", "budget", "hydra", "trust")
+
+
+def key(cfg, data: dict, stages: list[dict], i: int) -> str:
+    """The identity of stage `i`'s fit: the config up to that stage, without its `epochs`."""
+    spec = baseline.spec_of(cfg, leave_out=NOT_THE_FIT)
+    last = dict(stages[i])
+    epochs = last.pop("epochs", None)
+    last["schedule_epochs"] = last.get("schedule_epochs") or epochs
+    spec["technique"] = [*stages[:i], last]
+    return baseline.hashed(cfg, spec, data)
+
+
+def shared(stage, budget_active: bool) -> bool:
+    """Whether this stage's fit goes into a shared folder."""
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return stage.fine_tunes() and not budget_active and not ddp
+
+
+def folder(cfg, data: dict, stages: list[dict], i: int, epochs: int) -> Path:
+    """Where stage `i` checkpoints: its shared folder, or one with its epochs in the name when the
+    shared one holds a longer fit."""
+    root = Path(cfg.paths.index_dir) / "stages" / key(cfg, data, stages, i)
+    found = resume.point(root)
+    done = resume.epochs_done(found) if found is not None else None
+    return root.with_name(f"{root.name}-e{epochs}") if done is not None and done > epochs else root
+
+
+@contextmanager
+def claimed(path: Path):
+    """Hold the shared folder's lock while the stage fits in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with cache.locked(path.parent / f"{path.name}.lock"):
+        yield
+
+
+def reused(record: dict) -> dict:
+    """How many of the stage's epochs came from an earlier fit, and how many it trained."""
+    epochs = record.get("epochs") or 0
+    before = min(record.get("resumed_from_epoch") or 0, epochs)
+    return {"epochs_reused": before, "epochs_trained": epochs - before}
