@@ -108,6 +108,16 @@ def latencies(models: dict, example: torch.Tensor, threads: int = 1, reps: int =
                    "latency/b64_ms": statistics.median(v[64])} for name, v in seen.items()}
 
 
+def rounds(models: dict, example: torch.Tensor, batch: int, threads: int = 1, reps: int = 20, count: int = 5) -> dict:
+    """Per model, its latency at `batch` (ms per image) in each of `count` interleaved rounds: every
+    round times every model in turn, so the spread over rounds is each model's timing noise here."""
+    seen = {name: [] for name in models}
+    for _ in range(count):
+        for name, model in models.items():
+            seen[name].append(latency_ms(model, example, batch, threads, reps=reps if batch == 1 else max(3, reps // 4)))
+    return seen
+
+
 def profile(model, example: torch.Tensor, artifact=None, float_model: nn.Module | None = None) -> dict:
     """Size, parameters and MACs of one model (latency: `latencies`, side by side with the baseline).
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from compressor import measure
+from compressor.runtimes.deploy import load
 from experiments.deploy import KD_EPOCHS, example
 
 # -- the search (issue 27): which file to ship, against what a user would pick instead ----------------
@@ -25,16 +26,6 @@ def shipped(files: list[dict], gain: str, max_drop: float) -> dict:
     if within:
         return max(within, key=lambda c: (c[gain], c["val/acc"]))
     return {**max(files, key=lambda c: c["val/acc"]), "over_budget": True}
-
-
-def runnable(c: dict):
-    from compressor.runtimes.onnx import OnnxModel
-    from compressor.runtimes.openvino import OpenVinoModel
-    from compressor.storage import artifact
-
-    if c["runtime"] == "openvino":
-        return OpenVinoModel(c["path"], static=c.get("static_shape", False))
-    return OnnxModel(c["path"]) if c["runtime"] == "onnxruntime" else artifact.load(c["path"])
 
 
 def searching(bench, max_drop: float = 1.0, objectives=("latency_b1", "latency_b64"), trials=None,
@@ -65,7 +56,7 @@ def searching(bench, max_drop: float = 1.0, objectives=("latency_b1", "latency_b
             files = {"chosen": chosen, **{name: shipped(candidates(r, "any"), gain, max_drop) for name, r in ours.items()},
                      "NNCF + OpenVINO int8, static shape": nncf}
             one = example(Path(ours["int8 alone"]["run"]["run_dir"]))
-            speeds = measure.latencies({k: runnable(c) for k, c in files.items()}, one, threads=1, reps=20, rounds=3)
+            speeds = measure.latencies({k: load(c) for k, c in files.items()}, one, threads=1, reps=20, rounds=3)
             ms = {k: v[f"latency/{batch}_ms"] for k, v in speeds.items()}
             for name, c in files.items():
                 what = "search: " + c.get("recipe", "") if name == "chosen" else name

@@ -25,7 +25,8 @@ def test_a_search_needs_a_budget_and_known_values(cli):
 
 def row(val_drop, gain, name):
     return {"recipe": name, "runtime": "onnxruntime", "precision": "fp32", "file": f"{name}.onnx", "val/acc": 0.9 - val_drop / 100,
-            "val_drop": val_drop, "test_drop": val_drop + 0.1, "speedup_b1": gain, "smaller": 2.0}
+            "val_drop": val_drop, "test_drop": val_drop + 0.1, "speedup_b1": gain, "smaller": 2.0, "size_mb": 1.0,
+            "stages": 1, "path": f"/t/{name}/{name}.onnx"}
 
 
 def test_the_frontier_keeps_undominated_files_and_nothing_fits_is_one_line():
@@ -34,11 +35,38 @@ def test_the_frontier_keeps_undominated_files_and_nothing_fits_is_one_line():
     s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
     reference = {"baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0,
                               "latency/b64_ms": 1.0}}
-    chosen = decide(rows, "speedup_b1", 1.0, reference, s)
+    chosen = decide(rows, "speedup_b1", 1.0, reference, s, timer=apart)
     assert chosen["chosen"]["recipe"] == "a" and "ship a.onnx" in chosen["verdict"] and chosen["held/test"]
+    assert "Tie" not in chosen["verdict"]
     none = decide(rows, "speedup_b1", 0.1, reference, s)
     assert none["chosen"] is None and "nothing fits budget.max_drop=0.1" in none["verdict"]
     assert "b.onnx" in none["verdict"] and "[over budget]" in none["verdict"] and "\n" not in none["verdict"]
+
+
+def apart(contenders, batch, threads):
+    """Re-timing that agrees with the trials' order, rounds far apart: no tie."""
+    return {i: [1.0 / c["speedup_b1"]] * 5 for i, c in enumerate(contenders)}
+
+
+def test_a_tie_within_timing_noise_goes_to_the_smaller_file_and_says_so():
+    """Two files within the budget, 2.0x and 1.9x in their trials: timed again side by side, their
+    rounds overlap, so the smaller file ships and the verdict says why."""
+    big = {**row(0.3, 2.0, "big"), "size_mb": 2.0, "stages": 2, "path": "/t/big/big.onnx"}
+    small = {**row(0.4, 1.9, "small"), "size_mb": 0.5, "stages": 2, "path": "/t/small/small.onnx"}
+    s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
+    reference = {"baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0,
+                              "latency/b64_ms": 1.0}}
+    noisy = {0: [0.50, 0.55, 0.48, 0.60, 0.52], 1: [0.53, 0.51, 0.58, 0.54, 0.57]}
+    out = decide([big, small], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: noisy)
+    assert out["chosen"]["recipe"] == "small" and out["timing"]["tie"]
+    assert "Tie within timing noise" in out["verdict"] and "the smaller file" in out["verdict"]
+    assert len(out["timing"]["timed"]) == 2 and out["timing"]["timed"][0]["rounds_ms"] == noisy[0]
+    clear = {0: [0.50, 0.51, 0.50, 0.52, 0.50], 1: [0.60, 0.61, 0.62, 0.60, 0.63]}
+    out = decide([big, small], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: clear)
+    assert out["chosen"]["recipe"] == "big" and not out["timing"]["tie"] and "Tie" not in out["verdict"]
+    same_size = {**small, "size_mb": 2.0, "stages": 1}  # equal size: fewer stages wins
+    out = decide([big, same_size], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: noisy)
+    assert out["chosen"]["recipe"] == "small"
 
 
 def where(job) -> tuple[str, object]:

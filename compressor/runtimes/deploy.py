@@ -146,3 +146,15 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
                          f"latency/{batch}_ms": best[f"latency/{batch}_ms"],
                          "slower_than_baseline": batch in best.get("slower_than_baseline", ())}
     return {"export": out, "deploy": deploy}
+
+
+def load(candidate: dict):
+    """A candidate file (an entry of results.json's deploy.candidates, with its path) ready to run."""
+    from compressor.storage import artifact
+
+    if candidate["runtime"] == "openvino":
+        from compressor.runtimes.openvino import OpenVinoModel
+
+        return OpenVinoModel(candidate["path"], static=candidate.get("static_shape", False))
+    return export.OnnxModel(candidate["path"]) if candidate["runtime"] == "onnxruntime" else \
+        artifact.load(candidate["path"])

@@ -10,7 +10,14 @@
 4. Every file of every full-recipe trial is a candidate, scored by its own validation accuracy and
    its latency on its runtime, timed side by side with the baseline in that trial's process. The
    frontier is the candidates no other dominates; the chosen one has the largest gain within
-   budget.max_drop on validation. Test accuracy is read for the frontier and the chosen file only.
+   budget.max_drop on validation, files close to it timed again side by side (a tie within timing
+   noise goes to the smaller file: compressor/search/ties.py). Every trial is a job and measures test
+   accuracy as every job does; the search reads it for the frontier and the chosen file only
+   (trials.jsonl holds validation figures).
+
+A fine-tuning stage's fit is shared by every trial whose pipeline starts the same way, and a
+promoted trial continues its first rung's fit (compressor/prefixes.py): each trial's record says
+which epochs it trained and which it reused, and search.json the minutes per phase.
 
 Each trial is a job: it reuses the cached baseline and teacher, and a finished trial is found in
 the job index and not rerun, so a killed search continues where it stopped. `search.parallel`
@@ -27,8 +34,8 @@ from omegaconf import OmegaConf, open_dict
 
 from compressor.config import CONF, compose
 from compressor.errors import brief
-from compressor.search import launch, space
-from compressor.search.outputs import tensorboard, write
+from compressor.search import launch, space, ties
+from compressor.search.outputs import Phases, epochs_spent, spent, tensorboard, write
 
 log = logging.getLogger("compressor")
 GAIN = {"latency_b1": "speedup_b1", "latency_b64": "speedup_b64", "size": "smaller"}
@@ -48,8 +55,10 @@ class Trials:
     """Runs points as jobs (compressor/search/launch.py: here, or several at once) and keeps what
     each produced."""
 
-    def __init__(self, cfg, model: str, base: list[str], out: Path, launcher: dict | None = None):
+    def __init__(self, cfg, model: str, base: list[str], out: Path, launcher: dict | None = None,
+                 full: dict | None = None):
         self.cfg, self.model, self.base, self.out, self.launcher = cfg, model, base, out, launcher
+        self.full = full  # each fine-tuning stage's full epochs: every trial's schedule spans them
         self.done: dict = {}  # (rung, point) -> record
         self.log = out / "trials.jsonl"
 
@@ -67,7 +76,7 @@ class Trials:
             name = f"{rung}_{len(self.done) + len(todo):03d}_" + "".join(
                 c if c.isalnum() else "_" for c in space.label(point))[:60]
             recipe = epochs(point) if callable(epochs) else epochs
-            overrides = [*self.base, *space.overrides(point, self.model, self.cfg.search.runtime, recipe)]
+            overrides = [*self.base, *space.overrides(point, self.model, self.cfg.search.runtime, recipe, self.full)]
             record = {"rung": rung, "point": point, "label": space.label(point), "overrides": overrides}
             try:
                 job = compose(overrides, self.cfg.paths.root, name)
@@ -84,14 +93,32 @@ class Trials:
         for (key, (record, _)), (status, value) in zip(todo.items(), outcomes):
             if status == "ok":
                 record.update(run_dir=value["run"]["run_dir"], reused=bool(value["run"].get("reused_from")),
-                              candidates=candidates(value, self.cfg.search.runtime), baseline=value["baseline"])
+                              candidates=candidates(value, self.cfg.search.runtime), baseline=value["baseline"],
+                              stages=trained(value, record["reused"]))
             else:  # one point the model cannot take (or that diverged) does not end the search
                 log.warning("search: trial %s failed (%s)", record["label"], value)
                 record.update(error=value, candidates=[])
             self.done[key] = record
-            with self.log.open("a") as f:
-                f.write(json.dumps({k: v for k, v in record.items() if k != "baseline"}) + "\n")
+            with self.log.open("a") as f:  # validation only: the test figures are read for the frontier alone
+                f.write(json.dumps(validation_only(record)) + "\n")
         return [self.done[(rung, tuple(sorted(p.items())))] for p in points]
+
+
+def validation_only(record: dict) -> dict:
+    out = {k: v for k, v in record.items() if k != "baseline"}
+    out["candidates"] = [{k: v for k, v in c.items() if not k.startswith("test")} for c in record["candidates"]]
+    return out
+
+
+def trained(r: dict, whole_job_reused: bool) -> list[dict]:
+    """Per stage of a trial: the epochs it trained and those it took from an earlier fit (a shared
+    pipeline prefix, a first rung it continued, or the whole job found in the index)."""
+    out = []
+    for s in r.get("stages", []):
+        epochs = s.get("epochs") or 0
+        reused = epochs if whole_job_reused else s.get("epochs_reused", 0)
+        out.append({"stage": s["stage"], "epochs_trained": epochs - reused, "epochs_reused": reused})
+    return out
 
 
 def candidates(r: dict, runtime: str) -> list[dict]:
@@ -110,7 +137,7 @@ def candidates(r: dict, runtime: str) -> list[dict]:
         if runtime != "any" and c["runtime"] != runtime:
             continue
         out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"],
-                    "static_shape": c.get("static_shape", False),
+                    "static_shape": c.get("static_shape", False), "stages": len(r.get("stages", [])),
                     "path": str(Path(r["run"]["run_dir"]) / c["file"]), "size_mb": c["size_mb"],
                     "val/acc": c["val/acc"], "test/acc": c["test/acc"],
                     "latency/b1_ms": c["latency/b1_ms"], "latency/b64_ms": c["latency/b64_ms"],
@@ -149,17 +176,23 @@ def main(cfg) -> dict:
     dims = space.dimensions(s, model, CONF)
     full = space.full_epochs(s, CONF)
     short = space.rung_epochs(s, full)
-    trials = Trials(cfg, model, base, out, launcher)
+    trials = Trials(cfg, model, base, out, launcher, full)
+    clock = Phases()
     reference = trials.run({"student": "none", "prune": "none", "precision": "fp32"}, full, "baseline")
     if "error" in reference:
         raise RuntimeError(f"search: the baseline trial failed: {reference['error']}")
     writer = tensorboard(cfg, out)
-
+    clock.end("baseline")
     first = first_rung(trials, dims, s, gain, max_drop, deadline, epochs=lambda p: short if space.fine_tunes(p) else full,
                        seed=cfg.seed, writer=writer)
+    clock.end("first rung")
     finals = second_rung(trials, first, s, gain, max_drop, deadline, full)
+    clock.end("second rung")
     rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
-    result = decide(rows, gain, max_drop, reference, s)
+    result = decide(rows, gain, max_drop, reference, s, cfg.latency.threads)
+    clock.end("deciding (timing the close files)")
+    result.update(minutes=clock.minutes, epochs=epochs_spent(trials.done.values()))
+    result["verdict"] += " " + spent(result)
     write(out, result, rows, gain, s, writer)
     print(result["verdict"])
     return result
@@ -230,11 +263,13 @@ def tell(study, trial, values) -> None:
         study.tell(trial, list(values))
 
 
-def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s) -> dict:
-    """The frontier, the chosen file, and the one-line verdict (test accuracy read here, once)."""
+def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, threads: int = 1,
+           timer=ties.timed) -> dict:
+    """The frontier, the chosen file (close ones timed again: compressor/search/ties.py), and the
+    one-line verdict (test accuracy read here, once)."""
     front = pareto(rows, gain)
     within = [r for r in rows if r["val_drop"] <= max_drop]
-    chosen = max(within, key=lambda r: (r[gain], r["val/acc"])) if within else None
+    chosen, timing = ties.settle(within, gain, threads, timer)
     b = reference["baseline"]
     per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
     if chosen:
@@ -244,6 +279,10 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s) -> 
                    f"{chosen[gain]:.2f}x {per[gain]} than the baseline, {chosen['smaller']:.1f}x smaller, "
                    f"{-chosen['val_drop']:+.2f} pts on validation, {-chosen['test_drop']:+.2f} on test "
                    f"(budget {max_drop:g} pts {'held' if held else 'NOT held'} on test); copied to ship/")
+        if timing and timing["tie"]:
+            spread = ", ".join(f"{Path(t['file']).parent.name}/{Path(t['file']).name} {min(t['rounds_ms']):.4f}-"
+                               f"{max(t['rounds_ms']):.4f} ms" for t in timing["timed"] if t["file"] in timing["tied"])
+            verdict += f". Tie within timing noise ({spread}, {ties.ROUNDS} interleaved rounds): the smaller file"
     else:
         closest = min(rows, key=lambda r: r["val_drop"], default=None)
         verdict = f"search: nothing fits budget.max_drop={max_drop:g}" + (
@@ -251,4 +290,5 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s) -> 
             f"{-closest['val_drop']:+.2f} pts on validation [over budget]" if closest else ": no trial produced a file")
     return {"objective": s.objective, "runtime": s.runtime, "max_drop": max_drop, "verdict": verdict,
             "baseline": {k: b[k] for k in ("val/acc", "test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")},
-            "chosen": chosen, "held/test": chosen["test_drop"] <= max_drop if chosen else None, "frontier": front}
+            "chosen": chosen, "held/test": chosen["test_drop"] <= max_drop if chosen else None, "frontier": front,
+            "timing": timing}

@@ -4,6 +4,7 @@ decides; this module only writes)."""
 import csv
 import json
 import shutil
+import time
 from pathlib import Path
 
 from compressor.report.table import markdown
@@ -89,3 +90,26 @@ def tensorboard(cfg, out: Path):
     from hydra.utils import instantiate
 
     return instantiate(cfg.logger, save_dir=str(out), version="search")
+
+
+class Phases:
+    """Wall minutes per phase of the search."""
+
+    def __init__(self):
+        self.minutes, self.start = {}, time.monotonic()
+
+    def end(self, phase: str) -> None:
+        now = time.monotonic()
+        self.minutes[phase], self.start = (now - self.start) / 60, now
+
+
+def epochs_spent(records) -> dict:
+    """Training epochs over every trial: trained, and taken from an earlier fit instead."""
+    stages = [s for r in records for s in r.get("stages", [])]
+    return {"trained": sum(s["epochs_trained"] for s in stages), "reused": sum(s["epochs_reused"] for s in stages)}
+
+
+def spent(result: dict) -> str:
+    m, e = result["minutes"], result["epochs"]
+    return (f"[{sum(m.values()):.1f} min: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items())
+            + f"; {e['reused']} of {e['trained'] + e['reused']} training epochs reused]")

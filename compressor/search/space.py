@@ -88,8 +88,10 @@ def rung_epochs(search, full: dict) -> dict:
     return {kind: max(1, round(search.rung_fraction * n)) for kind, n in full.items()}
 
 
-def overrides(point: dict, model: str, runtime: str, epochs: dict) -> list[str]:
-    """One job's overrides; `epochs` gives each fine-tuning stage's epochs (short ones: a first rung)."""
+def overrides(point: dict, model: str, runtime: str, epochs: dict, full: dict | None = None) -> list[str]:
+    """One job's overrides; `epochs` gives each fine-tuning stage's epochs (short ones: a first rung),
+    `full` the epochs its learning-rate schedule spans: a first rung stops early on the full schedule,
+    so its promotion continues the same fit (compressor/prefixes.py)."""
     order = stages(point)
     out = [f"export={EXPORT[runtime]}", f"teacher={model}"]
     if not order:
@@ -105,6 +107,7 @@ def overrides(point: dict, model: str, runtime: str, epochs: dict) -> list[str]:
     for kind in FINE_TUNED:
         if kind in order:
             out.append(f"technique.{kind}.epochs={epochs[kind]}")
+            out += [f"technique.{kind}.schedule_epochs={full[kind]}"] if full else []
     return out
 
 

@@ -1,0 +1,52 @@
+"""Ties go to the simpler file (issue 43). The trials time each file beside the baseline in their own
+process; two files from different trials whose speed-ups differ by less than the timing noise are a
+coin toss (two copies of one ~0.04 ms network timed 0.86-1.06x apart side by side). So the files
+within the budget whose gain is close to the best are timed again here, side by side in interleaved
+rounds. The fastest by median wins unless another's spread over the rounds overlaps its own: that is
+a tie within timing noise, and it goes to the smaller file, then to the one with fewer stages."""
+import statistics
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from compressor import measure
+
+CLOSE = 0.8   # a contender has at least this fraction of the best gain
+MOST = 4      # contenders re-timed, at most
+ROUNDS = 5    # interleaved rounds: the spread is the min..max over them
+BATCH = {"speedup_b1": 1, "speedup_b64": 64}
+
+
+def example(candidate: dict):
+    from compressor.data.base import example_input
+
+    d = OmegaConf.load(Path(candidate["path"]).parent / "config.yaml").dataset
+    return example_input(d.in_channels, d.image_size, 1)
+
+
+def timed(contenders: list[dict], batch: int, threads: int = 1) -> dict:
+    """{index: ms per image in each round} of the contenders' files, side by side here."""
+    from compressor.runtimes.deploy import load
+
+    return measure.rounds({i: load(c) for i, c in enumerate(contenders)}, example(contenders[0]), batch, threads,
+                          count=ROUNDS)
+
+
+def settle(within: list[dict], gain: str, threads: int = 1, timer=timed) -> tuple[dict | None, dict | None]:
+    """The file to ship among `within` (the files within the budget), and what the re-timing found
+    (None when nothing was close: size is exact, and one contender is no contest)."""
+    ranked = sorted(within, key=lambda r: (-r[gain], -r["val/acc"]))
+    if not ranked:
+        return None, None
+    contenders = [r for r in ranked if r[gain] >= CLOSE * ranked[0][gain]][:MOST]
+    if gain not in BATCH or len(contenders) < 2:
+        return ranked[0], None
+    ms = timer(contenders, BATCH[gain], threads)
+    fastest = min(ms, key=lambda i: statistics.median(ms[i]))
+    lo, hi = min(ms[fastest]), max(ms[fastest])
+    tied = [i for i in ms if min(ms[i]) <= hi and lo <= max(ms[i])]
+    pick = min(tied, key=lambda i: (contenders[i]["size_mb"], contenders[i]["stages"], i))
+    timing = [{"file": contenders[i]["path"], "recipe": contenders[i]["recipe"], "rounds_ms": ms[i],
+               "median_ms": statistics.median(ms[i])} for i in ms]
+    return contenders[pick], {"batch": BATCH[gain], "timed": timing, "tie": len(tied) > 1,
+                              "fastest": contenders[fastest]["path"], "tied": [contenders[i]["path"] for i in tied]}
