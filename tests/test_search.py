@@ -135,5 +135,12 @@ def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials
     done = {json.dumps(t["point"], sort_keys=True) for t in before if t["rung"] == "rung1"}
     again = [t for t in after if t["rung"] == "rung1" and json.dumps(t["point"], sort_keys=True) in done]
     assert len(again) == 2 and all(t["reused"] for t in again), "a finished trial was trained again"
+    promoted = [t for t in before if t["rung"] == "rung2"]  # its first rung's fit continued, not restarted
+    assert all(t["stages"][0]["epochs_reused"] >= 1 for t in promoted), promoted
+    spent = json.loads((outputs / "first" / "search.json").read_text())
+    assert set(spent["minutes"]) == {"baseline", "first rung", "second rung", "deciding (timing the close files)"}
+    assert spent["epochs"]["reused"] >= sum(t["stages"][0]["epochs_reused"] for t in promoted)
+    assert "training epochs reused]" in first["verdict"]
+    assert not any(k.startswith("test") for t in before for c in t["candidates"] for k in c)  # validation only
     assert any(not t["reused"] for t in after if t["rung"] == "rung1"), "the third trial is new"
     assert Path(outputs / "again" / "search.json").is_file()

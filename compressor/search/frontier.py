@@ -92,9 +92,9 @@ class Trials:
         outcomes = [job if isinstance(job, tuple) else next(ran) for _, job in todo.values()]
         for (key, (record, _)), (status, value) in zip(todo.items(), outcomes):
             if status == "ok":
-                record.update(run_dir=value["run"]["run_dir"], reused=bool(value["run"].get("reused_from")),
-                              candidates=candidates(value, self.cfg.search.runtime), baseline=value["baseline"],
-                              stages=trained(value, record["reused"]))
+                reused = bool(value["run"].get("reused_from"))
+                record.update(run_dir=value["run"]["run_dir"], reused=reused, stages=trained(value, reused),
+                              candidates=candidates(value, self.cfg.search.runtime), baseline=value["baseline"])
             else:  # one point the model cannot take (or that diverged) does not end the search
                 log.warning("search: trial %s failed (%s)", record["label"], value)
                 record.update(error=value, candidates=[])
