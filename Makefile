@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install fashion-mnist run test test-all docs bench tensorboard clean
+.PHONY: install fashion-mnist run test test-all test-cluster docs bench tensorboard clean
 
 install: $(STAMP) fashion-mnist
 
@@ -45,7 +45,13 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m '' tests
+	$(BIN)/python -m pytest -q -m 'not cluster' tests
+
+# a single-node SLURM cluster from Debian's packages (tests/cluster/up: root and apt-get, else the
+# tests are skipped with its reason), then the tests that run sweeps and searches on it
+test-cluster: $(STAMP)
+	tests/cluster/up || [ $$? -eq 3 ]
+	$(BIN)/python -m pytest -q -m cluster tests
 
 bench: $(STAMP)
 	$(BIN)/python -m experiments.bench

@@ -28,8 +28,10 @@ def job(cfg):
     except (KeyboardInterrupt, Interrupted) as exc:
         what = exc.args[1] if isinstance(exc, Interrupted) else "SIGINT"
         where = f" in {exc.args[0]}" if isinstance(exc, Interrupted) else ""
-        print(f"interrupted ({what}){where}: every finished epoch is checkpointed; run the same command again "
-              f"to continue from the last one", file=sys.stderr)
+        then = ("under SLURM a job stopped at its time limit or by preemption is requeued by submitit and resumes "
+                "from the last one; after scancel, run the same command again to continue") \
+            if os.environ.get("SLURM_JOB_ID") else "run the same command again to continue from the last one"
+        print(f"interrupted ({what}){where}: every finished epoch is checkpointed; {then}", file=sys.stderr)
         sys.exit(143 if what == "SIGTERM" else 130)
     except OSError as exc:
         if exc.errno not in FULL:

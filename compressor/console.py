@@ -15,6 +15,8 @@ WARNINGS = (
     (r"Please use quant_min and quant_max to specify the range for observers", "torch.ao's own default qconfig"),
     (r".*does not have many workers", "in-memory data sets need no loader workers"),
     (r"`torch\.jit\.trace(_method)?` is deprecated", "openvino.convert_model traces with TorchScript itself"),
+    (r"The `srun` command is available on your system but is not used", "a local run on a machine that has "
+     "SLURM installed; under SLURM, submitit starts the job with srun"),
     (r"Checkpoint directory .* exists and is not empty", "a stage's shared folder holds the fit it continues "
      "(compressor/prefixes.py)"),
 )
