@@ -73,3 +73,13 @@ def test_a_kd_run_without_a_student_alone_is_said_to_prove_nothing(tmp_path):
     r["stages"] = [{"stage": "kd", "weights": {"ce": 0.5, "kl": 0.5}}]
     write(tmp_path, 0, r)
     assert "cannot say what distillation added" in build(tmp_path).read_text()
+
+
+def test_one_table_writer_takes_rows_with_different_columns():
+    """make bench's search rows carry `b1 ms/img` or `b64 ms/img` by objective: one table, a dash where
+    a row has no value (the writer once raised KeyError there)."""
+    from compressor.report.table import markdown
+
+    text = markdown([{"file": "a", "b1 ms/img": 0.5}, {"file": "b", "b64 ms/img": 0.25, "note": None}])
+    assert text.splitlines() == ["| file | b1 ms/img | b64 ms/img | note |", "|---|---|---|---|",
+                                 "| a | 0.500 | – | – |", "| b | – | 0.250 | – |"]

@@ -6,9 +6,10 @@ def cell(v) -> str:
 
 
 def markdown(rows: list[dict], header: list[str] | None = None) -> str:
-    """A table of `rows` (dicts, their keys the columns unless `header` names them); a float reads
-    with 3 decimals unless already a string, None as a dash."""
-    keys = header or list(rows[0])
+    """A table of `rows` (dicts): the columns are `header`, else every key in the order it first
+    appears (rows may differ: a b1 row and a b64 row); a float reads with 3 decimals, a value a row
+    lacks or None as a dash."""
+    keys = header or list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(cell(v) for v in (r.values() if header else (r[k] for k in keys))) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
