@@ -65,7 +65,10 @@ def claimed(path: Path):
 
 
 def reused(record: dict) -> dict:
-    """How many of the stage's epochs came from an earlier fit, and how many it trained."""
-    epochs = record.get("epochs") or 0
+    """How many of the stage's epochs came from an earlier fit, and how many it trained (nothing for
+    a stage that records no fit)."""
+    if "epochs" not in record:
+        return {}
+    epochs = record["epochs"] or 0
     before = min(record.get("resumed_from_epoch") or 0, epochs)
     return {"epochs_reused": before, "epochs_trained": epochs - before}

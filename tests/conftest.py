@@ -1,6 +1,7 @@
 """Configs composed in tmp dirs, jobs run in-process on CPU; the CLI as a subprocess where the
 command line itself is under test."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,38 @@ def make_cfg(tmp_path: Path, overrides=(), run_name="run"):
     return compose(no_exports([*FAST, *overrides]), tmp_path / "outputs", run_name)
 
 
-def run_job(tmp_path: Path, overrides=(), run_name="run") -> dict:
+SHARED: dict = {}  # the digits baseline trained once for the whole test run (`trained_baseline`)
+
+
+def trained_baseline() -> Path:
+    """FAST's baseline (SimpleCNN on digits, 1 epoch, seed 0), trained once per test run: its cache entry.
+    Every run_job starts with a copy of it in its own cache, so a job on that baseline reuses it
+    (its lock, checks and reuse path are the cache's own) instead of training it again."""
+    if "entry" not in SHARED:
+        import atexit
+        import tempfile
+
+        import compressor
+
+        root = Path(tempfile.mkdtemp(prefix="compressor-tests-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        r = compressor.run(make_cfg(root, ["technique=baseline"], "baseline"))
+        SHARED["entry"] = Path(r["baseline"]["cache_entry"])
+    return SHARED["entry"]
+
+
+def run_job(tmp_path: Path, overrides=(), run_name="run", fresh=False) -> dict:
+    """One job in-process. Its cache starts with the shared digits baseline unless `fresh` (a test of
+    the cache itself, or of what a first training records)."""
     import compressor
 
-    return compressor.run(make_cfg(tmp_path, overrides, run_name))
+    cfg = make_cfg(tmp_path, overrides, run_name)
+    if not fresh:
+        entry = trained_baseline()
+        mine = Path(cfg.paths.cache_dir) / entry.name
+        if not mine.exists():
+            shutil.copytree(entry, mine)
+    return compressor.run(cfg)
 
 
 def run_cli(args, cwd, timeout=600, env=None):
@@ -46,7 +75,9 @@ def cli(tmp_path):
     return call
 
 
+
+
 @pytest.fixture(scope="session")
 def shared_outputs(tmp_path_factory):
-    """One outputs/ folder whose cache the tests share: the digits baseline is trained once."""
-    return tmp_path_factory.mktemp("shared")
+    """One outputs/ folder whose cache the CUDA tests share: each GPU baseline is trained once."""
+    return tmp_path_factory.mktemp("shared_cuda")

@@ -12,7 +12,7 @@ from tests.conftest import CONF, make_cfg, run_job
 
 
 def test_early_stopping_ends_the_fit_and_keeps_the_best_epoch(tmp_path):
-    out = run_job(tmp_path, ["train=converged", "train.epochs=12", "train.patience=2"])
+    out = run_job(tmp_path, ["train=converged", "train.epochs=12", "train.patience=2"], fresh=True)
     (meta,) = (tmp_path / "outputs" / "cache").rglob("meta.json")
     record = json.loads(meta.read_text())["record"]
     curve = record["val/acc_per_epoch"]

@@ -230,7 +230,7 @@ def test_chance_is_two_standard_errors_above_guessing():
 def test_a_baseline_at_chance_is_flagged_and_not_cached(tmp_path):
     from tests.conftest import run_job
 
-    r = run_job(tmp_path, ["train.optimizer=sgd", "train.lr=1e-9", "train.momentum=0", "logger=none"])
+    r = run_job(tmp_path, ["train.optimizer=sgd", "train.lr=1e-9", "train.momentum=0", "logger=none"], fresh=True)
     assert r["baseline"]["at_chance"] and r["run"]["at_chance"]
     assert not entries(tmp_path)  # the untrained model is in the run folder only
     assert (Path(r["run"]["run_dir"]) / "model_at_chance.safetensors").is_file()

@@ -15,7 +15,7 @@ from tests.conftest import make_cfg, run_job
 
 @pytest.mark.parametrize("loss", ["kl", "cosine", "feature_mse", "dkd"])
 def test_kd_trains_against_the_teacher_and_reuses_it(tmp_path, loss):
-    first = run_job(tmp_path, ["technique=kd", f"technique.loss={loss}", "technique.epochs=1"], "first")
+    first = run_job(tmp_path, ["technique=kd", f"technique.loss={loss}", "technique.epochs=1"], "first", fresh=True)
     assert first["run"]["teacher"] == "simple_cnn" and first["run"]["model"] == "small_cnn"
     assert first["baseline"]["trained_now"] is True
     assert 0 <= first["kd"]["test/agreement"] <= 1
@@ -78,9 +78,9 @@ def test_cache_builds_once_under_concurrency_and_rebuilds_corrupt(tmp_path):
 
 
 def test_given_teacher_checkpoint_is_used_instead_of_training(tmp_path):
-    first = run_job(tmp_path, ["technique=baseline"], "teacher")
+    first = run_job(tmp_path, ["technique=baseline"], "teacher", fresh=True)
     ckpt = next((tmp_path / "outputs" / "cache").rglob("best.ckpt"))
-    r = run_job(tmp_path / "other", ["technique=kd", "technique.epochs=1", f"teacher.checkpoint={ckpt}"])
+    r = run_job(tmp_path / "other", ["technique=kd", "technique.epochs=1", f"teacher.checkpoint={ckpt}"], fresh=True)
     assert r["baseline"]["test/acc"] == first["test/acc"]
     assert not (tmp_path / "other" / "outputs" / "cache").exists()
     # measured on the artifact format (weights only), not on the .ckpt with its optimizer state
