@@ -155,10 +155,9 @@ def compressed(plan, model, ctx: Context, spend: Budget, partial: Path, data: di
         spend.before(stage, model)
         log.info("stage %s (%d epochs)", stage.kind, stage.epochs(ctx))
         L.seed_everything(ctx.cfg.seed, workers=True)
-        share = prefixes.shared(stage, spend.active)
-        ctx.checkpoint_dir = prefixes.folder(ctx.cfg, data, stages, i, stage.epochs(ctx)) if share \
-            else partial / f"{i}_{stage.kind}"
-        with prefixes.claimed(ctx.checkpoint_dir) if share else nullcontext():
+        shared = prefixes.claimed(ctx.cfg, data, stages, i, stage.epochs(ctx)) \
+            if prefixes.shared(stage, spend.active) else nullcontext(partial / f"{i}_{stage.kind}")
+        with shared as ctx.checkpoint_dir:
             model, record = stage.apply(model, ctx)
         spend.after(model)
         records.append({"stage": stage.kind, **record, **prefixes.reused(record)})  # its recipe is in record

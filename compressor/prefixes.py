@@ -47,21 +47,27 @@ def shared(stage, budget_active: bool) -> bool:
     return stage.fine_tunes() and not budget_active and not ddp
 
 
-def folder(cfg, data: dict, stages: list[dict], i: int, epochs: int) -> Path:
-    """Where stage `i` checkpoints: its shared folder, or one with its epochs in the name when the
-    shared one holds a longer fit."""
-    root = Path(cfg.paths.index_dir) / "stages" / key(cfg, data, stages, i)
-    found = resume.point(root)
+def longer(folder: Path, epochs: int) -> bool:
+    """Whether the folder holds a fit that ran more than `epochs` epochs."""
+    found = resume.point(folder)
     done = resume.epochs_done(found) if found is not None else None
-    return root.with_name(f"{root.name}-e{epochs}") if done is not None and done > epochs else root
+    return done is not None and done > epochs
 
 
 @contextmanager
-def claimed(path: Path):
-    """Hold the shared folder's lock while the stage fits in it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with cache.locked(path.parent / f"{path.name}.lock"):
-        yield
+def claimed(cfg, data: dict, stages: list[dict], i: int, epochs: int):
+    """Stage `i`'s shared folder, held under its lock while the stage fits in it; a folder of its
+    own (its epochs in the name) when the shared one holds a longer fit. Decided under the lock: a
+    job that waited may find the fit it waited for grown past its own epochs."""
+    root = Path(cfg.paths.index_dir) / "stages" / key(cfg, data, stages, i)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with cache.locked(root.parent / f"{root.name}.lock"):
+        if not longer(root, epochs):
+            yield root
+            return
+    own = root.with_name(f"{root.name}-e{epochs}")
+    with cache.locked(own.parent / f"{own.name}.lock"):
+        yield own
 
 
 def reused(record: dict) -> dict:
