@@ -4,6 +4,7 @@ command line as a user types it. Where the cluster cannot start (not root, no ap
 here is skipped with the script's own line as the reason. Run them with `make test-cluster`."""
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -23,12 +24,19 @@ def cluster():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def slurm_jobs(folder) -> dict:
-    """{job id: state} of the jobs whose submitit logs are under `folder`, from SLURM's accounting."""
+def slurm_jobs(folder, settle_s: float = 60) -> dict:
+    """{job id: state} of the jobs whose submitit logs are under `folder`, from SLURM's accounting,
+    once they have ended there: submitit reads a job's result as soon as the job writes it, while
+    SLURM may still show it RUNNING for a few seconds of cleanup."""
     ids = sorted({p.name.split("_")[0] for p in folder.rglob(".submitit/*") if p.name[0].isdigit()})
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)], capture_output=True,
-                         text=True, check=True).stdout
-    return dict(line.split("|") for line in out.split())
+    deadline = time.time() + settle_s
+    while True:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
+                             capture_output=True, text=True, check=True).stdout
+        states = dict(line.split("|") for line in out.split())
+        if not any(s in ("PENDING", "RUNNING", "COMPLETING") for s in states.values()) or time.time() > deadline:
+            return states
+        time.sleep(1)
 
 
 def test_a_two_job_sweep_runs_as_slurm_jobs_and_is_summarised(tmp_path, cli):
