@@ -201,18 +201,23 @@ def test_a_stage_killed_mid_fine_tune_resumes_to_the_same_weights(tmp_path, cli,
     killed = tmp_path / "killed"
     killed.mkdir()
     proc = start(stage, killed)
-    deadline = time.time() + 300
-    while not glob.glob(str(killed / "outputs" / "index" / "stages" / "*" / "last.ckpt")):  # the stage's shared folder
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_stage_checkpoints(proc, killed, 1)
     again = run_in(killed, stage)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming {technique} from" in again.stdout + again.stderr
     a, b = stage_weights(clean), stage_weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not list((killed / "outputs" / "index").glob("*.partial"))  # the finished job leaves none
+
+
+def kill_after_stage_checkpoints(proc, root: Path, count: int, timeout=300) -> None:
+    """kill -9 as soon as `count` stage folders (compressor/prefixes.py) hold a last.ckpt."""
+    deadline = time.time() + timeout
+    while len(glob.glob(str(root / "outputs" / "index" / "stages" / "*" / "last.ckpt"))) < count:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def run_in(cwd: Path, args):

@@ -1,15 +1,13 @@
 """Stage fits shared between jobs (compressor/prefixes.py, issue 43): two pipelines that start with
 the same distillation train it once, a longer fit of the same schedule continues a shorter one and
 ends where a full fit from scratch ends, and a job killed mid-pipeline reuses what it finished."""
-import glob
-import signal
-import time
+import json
 
 import torch
 
 from compressor.storage import artifact
 from tests.conftest import FAST, run_job
-from tests.test_faults import run_in, start
+from tests.test_faults import kill_after_stage_checkpoints, run_in, start
 
 KD = ["technique=pipeline", "technique.kd.epochs=2", "technique.prune.epochs=1", "technique.quant.mode=static"]
 
@@ -52,17 +50,9 @@ def test_a_longer_fit_continues_a_shorter_one_and_equals_a_full_fit(tmp_path):
 def test_a_pipeline_killed_in_its_second_stage_reuses_the_first(tmp_path):
     args = [*FAST, "technique=pipeline", "technique.order=[kd,prune]", "technique.kd.epochs=2",
             "technique.prune.epochs=4", "dataset.batch_size=32", "logger=none"]
-    proc = start(args, tmp_path)
-    deadline = time.time() + 300
-    while len(glob.glob(str(tmp_path / "outputs" / "index" / "stages" / "*" / "last.ckpt"))) < 2:
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_stage_checkpoints(start(args, tmp_path), tmp_path, 2)  # kd's folder, then prune's
     again = run_in(tmp_path, args)
     assert again.returncode == 0, again.stderr[-2000:]
-    import json
-
     (path,) = (tmp_path / "outputs" / "runs").glob("*/results.json")
     kd, prune = json.loads(path.read_text())["stages"]
     assert kd["epochs_reused"] == 2 and kd["epochs_trained"] == 0
