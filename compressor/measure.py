@@ -96,26 +96,28 @@ def latency_ms(model, example: torch.Tensor, batch: int, threads: int = 1, warmu
     return 1000 * statistics.median(times) / batch
 
 
-def latencies(models: dict, example: torch.Tensor, threads: int = 1, reps: int = 20, rounds: int = 3) -> dict:
-    """Latency of several models measured side by side: each round times every model in turn, and
-    the median over rounds is kept, so a load spike on a shared machine hits all of them alike."""
-    seen = {name: {1: [], 64: []} for name in models}
-    for _ in range(rounds):
-        for batch in (1, 64):
+def _interleaved(models: dict, example: torch.Tensor, batches, threads: int, reps: int, count: int) -> dict:
+    """{name: {batch: [ms per image, one per round]}}: each round times every model at each batch in
+    turn, so a load spike on a shared machine hits all of them alike."""
+    seen = {name: {batch: [] for batch in batches} for name in models}
+    for _ in range(count):
+        for batch in batches:
             for name, model in models.items():
                 seen[name][batch].append(latency_ms(model, example, batch, threads, reps=reps if batch == 1 else max(3, reps // 4)))
+    return seen
+
+
+def latencies(models: dict, example: torch.Tensor, threads: int = 1, reps: int = 20, rounds: int = 3) -> dict:
+    """Latency of several models measured side by side (interleaved rounds), the median over rounds kept."""
+    seen = _interleaved(models, example, (1, 64), threads, reps, rounds)
     return {name: {"latency/threads": threads, "latency/b1_ms": statistics.median(v[1]),
                    "latency/b64_ms": statistics.median(v[64])} for name, v in seen.items()}
 
 
 def rounds(models: dict, example: torch.Tensor, batch: int, threads: int = 1, reps: int = 20, count: int = 5) -> dict:
-    """Per model, its latency at `batch` (ms per image) in each of `count` interleaved rounds: every
-    round times every model in turn, so the spread over rounds is each model's timing noise here."""
-    seen = {name: [] for name in models}
-    for _ in range(count):
-        for name, model in models.items():
-            seen[name].append(latency_ms(model, example, batch, threads, reps=reps if batch == 1 else max(3, reps // 4)))
-    return seen
+    """Per model, its latency at `batch` (ms per image) in each of `count` interleaved rounds: the
+    spread over rounds is each model's timing noise here."""
+    return {name: v[batch] for name, v in _interleaved(models, example, (batch,), threads, reps, count).items()}
 
 
 def profile(model, example: torch.Tensor, artifact=None, float_model: nn.Module | None = None) -> dict:

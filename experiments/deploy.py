@@ -2,9 +2,8 @@
 timed side by side against NNCF + OpenVINO int8."""
 from pathlib import Path
 
-import torch
-
 from compressor import measure
+from compressor.runtimes.deploy import example
 
 # -- deploy runtimes: every runtime's file of one int8 run, then our best compressed model --------
 # channel pruning before int8, (amount, fine-tune epochs): the recovery default, and a harder cut
@@ -63,12 +62,3 @@ def deployment(bench, models) -> list[dict]:
                              "× vs NNCF+OpenVINO int8": f"{speeds['nncf'][f'latency/{b}_ms'] / speeds[b][f'latency/{b}_ms']:.2f} at {b}",
                              "Δ test vs baseline (pts)": 100 * (acc - p["baseline"]["test/acc"])})
     return rows
-
-
-def example(run: Path) -> torch.Tensor:
-    from omegaconf import OmegaConf
-
-    from compressor.data.base import example_input
-
-    d = OmegaConf.load(run / "config.yaml").dataset
-    return example_input(d.in_channels, d.image_size, 1)

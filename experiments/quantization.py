@@ -4,8 +4,8 @@ import statistics
 from pathlib import Path
 
 from compressor import measure
+from compressor.runtimes.deploy import example
 from experiments.common import ratio_row, seeded
-from experiments.deploy import example
 
 def quantization(bench, models) -> list[dict]:
     rows = []

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from compressor import measure
-from compressor.runtimes.deploy import load
-from experiments.deploy import KD_EPOCHS, example
+from compressor.runtimes.deploy import example, load
+from experiments.deploy import KD_EPOCHS
 
 # -- the search (issue 27): which file to ship, against what a user would pick instead ----------------
 # the single techniques at their defaults, and the best combination found by hand (experiments/README.md,

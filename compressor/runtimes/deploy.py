@@ -148,6 +148,16 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
     return {"export": out, "deploy": deploy}
 
 
+def example(run_dir: Path):
+    """One input of the shape a run's model takes (its resolved config.yaml's dataset)."""
+    from omegaconf import OmegaConf
+
+    from compressor.data.base import example_input
+
+    d = OmegaConf.load(Path(run_dir) / "config.yaml").dataset
+    return example_input(d.in_channels, d.image_size, 1)
+
+
 def load(candidate: dict):
     """A candidate file (an entry of results.json's deploy.candidates, with its path) ready to run."""
     from compressor.storage import artifact

@@ -39,7 +39,6 @@ from compressor.search.outputs import Phases, epochs_spent, spent, tensorboard, 
 
 log = logging.getLogger("compressor")
 GAIN = {"latency_b1": "speedup_b1", "latency_b64": "speedup_b64", "size": "smaller"}
-BATCH = {"speedup_b1": 1, "speedup_b64": 64}  # the batch a static-shape file is compiled for
 OWN = ("search", "budget.", "technique", "export", "model", "teacher", "hydra.")  # what a trial sets itself
 
 
@@ -274,7 +273,7 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, thr
     per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
     if chosen:
         held = chosen["test_drop"] <= max_drop
-        how = f", compiled for a fixed batch of {BATCH[gain]}" if chosen.get("static_shape") and gain != "smaller" else ""
+        how = f", compiled for a fixed batch of {ties.BATCH[gain]}" if chosen.get("static_shape") and gain != "smaller" else ""
         verdict = (f"search: ship {chosen['file']} on {chosen['runtime']}{how} ({chosen['recipe']}): "
                    f"{chosen[gain]:.2f}x {per[gain]} than the baseline, {chosen['smaller']:.1f}x smaller, "
                    f"{-chosen['val_drop']:+.2f} pts on validation, {-chosen['test_drop']:+.2f} on test "

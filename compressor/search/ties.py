@@ -7,29 +7,20 @@ a tie within timing noise, and it goes to the smaller file, then to the one with
 import statistics
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from compressor import measure
 
 CLOSE = 0.8   # a contender has at least this fraction of the best gain
 MOST = 4      # contenders re-timed, at most
 ROUNDS = 5    # interleaved rounds: the spread is the min..max over them
-BATCH = {"speedup_b1": 1, "speedup_b64": 64}
-
-
-def example(candidate: dict):
-    from compressor.data.base import example_input
-
-    d = OmegaConf.load(Path(candidate["path"]).parent / "config.yaml").dataset
-    return example_input(d.in_channels, d.image_size, 1)
+BATCH = {"speedup_b1": 1, "speedup_b64": 64}  # the batch an objective times (and a static-shape file is compiled for)
 
 
 def timed(contenders: list[dict], batch: int, threads: int = 1) -> dict:
     """{index: ms per image in each round} of the contenders' files, side by side here."""
-    from compressor.runtimes.deploy import load
+    from compressor.runtimes.deploy import example, load
 
-    return measure.rounds({i: load(c) for i, c in enumerate(contenders)}, example(contenders[0]), batch, threads,
-                          count=ROUNDS)
+    files = {i: load(c) for i, c in enumerate(contenders)}
+    return measure.rounds(files, example(Path(contenders[0]["path"]).parent), batch, threads, count=ROUNDS)
 
 
 def settle(within: list[dict], gain: str, threads: int = 1, timer=timed) -> tuple[dict | None, dict | None]:
