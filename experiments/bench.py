@@ -32,6 +32,8 @@ def arguments(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace, B
                         "methods (each its own baseline; mean ± std), e.g. 0 for a quick look")
     parser.add_argument("--search-trials", type=int, help="search: search.max_trials (default: the config's)")
     parser.add_argument("--search-parallel", type=int, default=1, help="search: search.parallel, trials at once")
+    parser.add_argument("--search-minutes", type=float, default=search.SEARCH_MINUTES, help="search: search.time_budget_min,"
+                        " no trial starts after it (default: %(default)s; the converged figures used 600, no limit)")
     parser.add_argument("--reuse", action="store_true", help="read the results of jobs already run with the same "
                         "config instead of running them again (after a part failed, or to rebuild the tables)")
     args = parser.parse_args(argv)
@@ -90,7 +92,8 @@ def main(argv=None):
                       + "\n\n".join(tables + [table(quant_rows)]) + "\n")
         print(report[-1], flush=True)
     if "search" in parts:
-        rows = search.searching(bench, trials=args.search_trials, parallel=args.search_parallel)
+        rows = search.searching(bench, trials=args.search_trials, parallel=args.search_parallel,
+                               minutes=args.search_minutes)
         report.append(f"## Search (search=default, budget.max_drop=1) on simple_cnn, {bench.dataset}: the chosen file "
                       f"against the alternatives, timed side by side (1 thread)\n\n" + table(rows) + "\n\n"
                       + table(search.search_verdict(rows)) + "\n")
@@ -99,7 +102,7 @@ def main(argv=None):
     # a partial bench (--only, --models, --methods, --scopes) gets its own file: two run side by side do not
     # overwrite each other (the l1 and channel budget runs of one model did)
     narrowed = [getattr(args, k) for k in ("models", "methods", "scopes", "dataset", "seeds", "probe_epochs", "search_trials",
-                                           "search_parallel", "train")
+                                           "search_parallel", "search_minutes", "train")
                 if getattr(args, k) != parser.get_default(k)]
     name = "_".join(["bench", *parts, *(n for v in narrowed for n in str(v).split(","))]) if args.only or narrowed else "bench"
     (OUT / f"{name}.md").write_text("\n".join(report))
