@@ -93,7 +93,7 @@ def main(argv=None):
         print(report[-1], flush=True)
     if "search" in parts:
         rows = search.searching(bench, trials=args.search_trials, parallel=args.search_parallel,
-                               minutes=args.search_minutes)
+                               time_budget=args.search_minutes)
         report.append(f"## Search (search=default, budget.max_drop=1) on simple_cnn, {bench.dataset}: the chosen file "
                       f"against the alternatives, timed side by side (1 thread)\n\n" + table(rows) + "\n\n"
                       + table(search.search_verdict(rows)) + "\n")

@@ -29,7 +29,7 @@ def shipped(files: list[dict], gain: str, max_drop: float) -> dict:
 
 
 def searching(bench, max_drop: float = 1.0, objectives=("latency_b1", "latency_b64"), trials=None,
-              parallel: int = 1, minutes: float = SEARCH_MINUTES) -> list[dict]:
+              parallel: int = 1, time_budget: float = SEARCH_MINUTES) -> list[dict]:
     """Per seed (each its own baseline) and objective: `search=default` at budget.max_drop on SimpleCNN,
     then its chosen file timed side by side in this process with the best file of each single technique
     at its defaults (within the same budget on validation), the hand-found combination, and NNCF +
@@ -48,7 +48,7 @@ def searching(bench, max_drop: float = 1.0, objectives=("latency_b1", "latency_b
             gain, batch = GAIN[objective], objective.split("_")[1]
             start = time.monotonic()
             found = bench.untimed([*data, "search=default", f"budget.max_drop={max_drop}", f"search.objective={objective}",
-                             f"search.time_budget_min={minutes}", f"seed={seed}",
+                             f"search.time_budget_min={time_budget}", f"seed={seed}",
                              f"search.parallel={parallel}", *([f"search.max_trials={trials}"] if trials else [])],
                             f"search_{objective}_s{seed}", logger="tensorboard")
             minutes = (time.monotonic() - start) / 60
