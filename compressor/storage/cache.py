@@ -118,8 +118,10 @@ def fetch_or_build(root, spec: dict, build, keep=lambda record: True) -> tuple[P
         tmp.mkdir(parents=True, exist_ok=True)
         try:
             record = build(tmp)
-        except (KeyboardInterrupt, Interrupted):
-            raise  # the last checkpoint stays for the next job to resume from
+        except (KeyboardInterrupt, Interrupted, SystemExit):
+            # the last checkpoint stays for the next job to resume from (SystemExit: submitit requeued
+            # this SLURM job at its time limit, and the next attempt resumes)
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
