@@ -9,12 +9,14 @@ called by the command line and by compressor.run)."""
 import copy
 import json
 import logging
+import os
 import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +41,7 @@ def main(cfg: DictConfig):
     """One job under Hydra or compressor.run: what a failed job wrote is removed again."""
     console.quiet()
     ddp.children_run_this_job_only()
+    slurm_threads()
     env_before = ddp.environment()
     run_dir = Path(cfg.paths.run_dir)
     before = set(run_dir.rglob("*")) if run_dir.is_dir() else set()
@@ -53,6 +56,15 @@ def main(cfg: DictConfig):
         raise
     finally:
         ddp.teardown(env_before)
+
+
+def slurm_threads() -> None:
+    """In a SLURM job, torch's threads are the CPUs SLURM gave it (`cpus_per_task`) unless
+    OMP_NUM_THREADS says otherwise: torch would start one per core of the node, which other jobs
+    share (a 1-CPU digits job on a 2-core node beside another ran ~10x slower)."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit() and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(cpus))
 
 
 @dataclass
