@@ -5,40 +5,71 @@ rather than the ten that those imports take; then compressor.job runs it. Every 
 from Hydra's composition or from either phase, ends the program as one `error:` line on stderr
 with exit status 2 (HYDRA_FULL_ERROR=1 keeps Hydra's full report)."""
 import errno
+import json
 import os
 import sys
 from pathlib import Path
 
-from compressor.errors import ConfigError, Interrupted, one_line_hydra_error
+from compressor.errors import ConfigError, Interrupted, one_line_hydra_error, slurm_gave_up
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def job(cfg):
     """One job: exit 2 for bad input (one line), 1 for a full disk (one line naming the folder),
-    130 for Ctrl-C and 143 for SIGTERM (one line: the same command continues from the last epoch)."""
+    130 for Ctrl-C and 143 for SIGTERM (one line: the same command continues from the last epoch).
+    A job of a SLURM sweep does not exit: it leaves its line in stopped.json and the sweep goes on
+    (compressor/report/callback.py names it at the end, and the sweep exits 1)."""
     from compressor import dispatch, validate
 
+    Path(cfg.paths.run_dir, STOPPED).unlink(missing_ok=True)  # an earlier attempt's
     try:
         validate.values(cfg)
         return dispatch(cfg)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return stop(cfg, f"error: {exc}", 2)
     except (KeyboardInterrupt, Interrupted) as exc:
-        what = exc.args[1] if isinstance(exc, Interrupted) else "SIGINT"
-        where = f" in {exc.args[0]}" if isinstance(exc, Interrupted) else ""
-        then = ("under SLURM a job stopped at its time limit or by preemption is requeued by submitit and resumes "
-                "from the last one; after scancel, run the same command again to continue") \
-            if os.environ.get("SLURM_JOB_ID") else "run the same command again to continue from the last one"
-        print(f"interrupted ({what}){where}: every finished epoch is checkpointed; {then}", file=sys.stderr)
-        sys.exit(143 if what == "SIGTERM" else 130)
+        what, where = (exc.what, exc.where()) if isinstance(exc, Interrupted) else ("SIGINT", "")
+        then = ("run the same command again to continue" if os.environ.get("SLURM_JOB_ID")
+                else "run the same command again to continue from the last one")
+        return stop(cfg, f"interrupted ({what}){where}: every finished epoch is checkpointed; {then}",
+                    143 if what == "SIGTERM" else 130 if what == "SIGINT" else 1)
     except OSError as exc:
         if exc.errno not in FULL:
             raise
-        print(f"error: {existing(exc.filename2 or exc.filename or cfg.paths.run_dir)}: no space left on device ({os.strerror(exc.errno)}); free space "
-              f"there or point paths.root elsewhere, then run again: nothing half-written was kept", file=sys.stderr)
-        sys.exit(1)
+        return stop(cfg, f"error: {existing(exc.filename2 or exc.filename or cfg.paths.run_dir)}: no space left on device "
+                    f"({os.strerror(exc.errno)}); free space there or point paths.root elsewhere, then run again: "
+                    f"nothing half-written was kept", 1)
+    except Exception as exc:
+        if not slurm_gave_up(exc):
+            raise
+        return stop(cfg, "interrupted (SLURM's time limit, no requeue left): every finished epoch is checkpointed; "
+                    "run the same command again to continue", 1)
+
+
+STOPPED = "stopped.json"
+
+
+def stop(cfg, line: str, status: int):
+    """The job's one line and exit status. Inside a SLURM job (submitit) it is written to the run
+    folder instead of exiting, so the sweep's other jobs are still awaited and summarised."""
+    print(line, file=sys.stderr)
+    if not os.environ.get("SUBMITIT_FOLDER"):
+        sys.exit(status)
+    from hydra.core.hydra_config import HydraConfig
+
+    run = Path(cfg.paths.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    overrides = " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ""
+    (run / STOPPED).write_text(json.dumps({"line": line, "status": status, "overrides": overrides,
+                                           "slurm_job": slurm_job()}))
+    return None
+
+
+def slurm_job() -> str | None:
+    """This SLURM job as squeue, sacct and scancel name it: <array job>_<task> for an array's task."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 def existing(filename) -> Path:
@@ -57,6 +88,10 @@ def report_errors(hydra_main) -> None:
     try:
         hydra_main()
     except Exception as exc:
+        if slurm_gave_up(exc) and not full:  # a SLURM job that ended without answering (killed, node lost)
+            print(f"error: {' '.join(str(exc).split())[:300]}; its finished epochs are checkpointed: run the same "
+                  f"command again to continue (finished jobs are read, not rerun)", file=sys.stderr)
+            sys.exit(1)
         message = None if full else one_line_hydra_error(exc)
         if message is None:
             raise

@@ -53,4 +53,20 @@ class Diverged(ConfigError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C during a job: what was checkpointed stays, and the same command continues from it."""
+    """Ctrl-C, SIGTERM (scancel) or SLURM's last time limit during a fit: what was checkpointed stays,
+    and the same command continues from it. args: (the fit's name, what stopped it, epochs done,
+    epochs in all); the last two are None where no fit was running."""
+
+    def __init__(self, name: str, what: str, done: int | None = None, total: int | None = None):
+        super().__init__(name, what, done, total)
+        self.name, self.what, self.done, self.total = name, what, done, total
+
+    def where(self) -> str:
+        return f" in {self.name}" + (f" after {self.done} of {self.total} epochs" if self.done is not None else "")
+
+
+def slurm_gave_up(exc: BaseException) -> bool:
+    """submitit's error for a job it will not requeue again: raised inside the job at its last time
+    limit (hydra.launcher.max_num_timeout used up), and in the submitting process for a job that ended
+    without a result (killed, cancelled before it could answer)."""
+    return type(exc).__name__ == "UncompletedJobError" and type(exc).__module__.startswith("submitit")

@@ -3,10 +3,14 @@ starts from Debian's packages (munge, MariaDB, slurmdbd, slurmctld, slurmd), dri
 command line as a user types it. Where the cluster cannot start (not root, no apt-get) every test
 here is skipped with the script's own line as the reason. Run them with `make test-cluster`."""
 import json
+import os
+import re
 import subprocess
+import sys
 import time
 
 import pytest
+import torch
 
 from tests.conftest import FAST, ROOT
 
@@ -22,6 +26,16 @@ def cluster():
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip() or proc.stderr.strip())
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(autouse=True)
+def no_job_left(tmp_path):
+    """A test that fails or times out cancels its own SLURM jobs: left running, they would hold the
+    node's CPUs and the next test's jobs would wait behind them."""
+    yield
+    ids = sorted({p.name.split("_")[0] for p in tmp_path.rglob(".submitit/*") if p.name[0].isdigit()})
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True)
 
 
 def slurm_jobs(folder, settle_s: float = 60) -> dict:
@@ -65,3 +79,97 @@ def test_a_search_sends_its_trials_as_a_job_array_with_the_same_trials_as_joblib
     for name in ("local", "slurm"):
         chosen = json.loads((tmp_path / "outputs" / name / "search.json").read_text())["chosen"]
         assert chosen and (tmp_path / "outputs" / name / "ship" / chosen["file"]).is_file()
+
+
+# SLURM's time limit, for real: a 1-minute limit with the signal 5 s before it, which SLURM sends
+# between 25 and 55 s after the start (its timer ticks every 30 s). tests/cluster/up lets a requeued
+# job start again about 10 s later (SLURM's default: 2 minutes).
+LIMITED = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
+           "technique=baseline", "dataset=digits", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
+LONG = ["technique=baseline", "dataset=digits", "train.epochs=60", "latency.reps=2", "latency.rounds=1",
+        "trainer.enable_progress_bar=false"]
+
+
+def test_a_job_at_its_time_limit_is_requeued_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
+    """The signal SLURM sends at a job's time limit (--signal=USR2@signal_delay_s, what submitit
+    requeues on), sent here once the job has checkpointed an epoch: the same handler runs as at the
+    limit (submitit counts it as a timeout: timeout_min is under its 10-minute margin), at a moment
+    the test chooses rather than SLURM's 30-second timer. The real limit is the next test's."""
+    from safetensors.torch import load_file
+
+    local = tmp_path / "local"
+    local.mkdir()
+    uninterrupted_run = Job(LONG, local)  # the same job, uninterrupted, in a process of its own here, meanwhile
+    sweep = Job(["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=3",
+                 *LONG, "hydra.sweep.dir=outputs/sweep"], tmp_path)
+    wait_for(lambda: next((tmp_path / "outputs" / "cache").glob("*.partial/checkpoints/last.ckpt"), None))
+    job = next((tmp_path / "outputs" / "sweep" / ".submitit").iterdir()).name.split("_")[0]
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    assert sweep.wait() == 0, sweep.err()[-3000:]
+    log = (tmp_path / "outputs" / "sweep" / "0_baseline" / "run.log").read_text()
+    stopped = [int(n) for n in re.findall(r"requeued by SLURM after (\d+) of 60 epochs", log)]
+    resumed = [int(n) for n in re.findall(r"resuming train_simple_cnn from .*?: (\d+) of 60 epochs done", log)]
+    assert stopped and resumed == stopped and all(0 < n < 60 for n in resumed), log[-2000:]
+    assert uninterrupted_run.wait() == 0, uninterrupted_run.err()[-3000:]
+    (requeued,), (uninterrupted,) = ([load_file(p) for p in (root / "outputs" / "cache").glob("*/model.safetensors")]
+                                      for root in (tmp_path, local))
+    assert requeued.keys() == uninterrupted.keys()
+    assert all(torch.equal(requeued[k], uninterrupted[k]) for k in requeued)
+
+
+def test_a_job_out_of_requeues_is_one_line_and_the_rest_of_the_sweep_is_summarised(tmp_path, cli):
+    proc = cli("-m", *LIMITED, "train.epochs=1,400", "hydra.launcher.max_num_timeout=0", "hydra.sweep.dir=outputs/sweep",
+               timeout=900)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    sweep = tmp_path / "outputs" / "sweep"
+    assert len(list(sweep.rglob("results.json"))) == 1 and (sweep / "summary.md").is_file()
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("job ")]
+    assert "train.epochs=400" in line and "SLURM's time limit, no requeue left" in line, line
+    assert re.search(r"after \d+ of 400 epochs", line) and line.endswith("hydra.sweep.dir=outputs/sweep export=none"), line
+
+
+def test_a_cancelled_job_is_one_line_the_rest_summarised_and_a_rerun_continues_it(tmp_path):
+    args = ["-m", "hydra/launcher=slurm_cpu", "technique=baseline", "dataset=digits", "train.epochs=1,100",
+            "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false", "hydra.sweep.dir=outputs/sweep"]
+    sweep = Job(args, tmp_path)
+    wait_for(lambda: (tmp_path / "outputs" / "sweep" / "0_baseline" / "results.json").is_file()  # the 1-epoch job is
+             and next((tmp_path / "outputs" / "cache").glob("*.partial/checkpoints/last.ckpt"), None))  # done, the other mid-fit
+    array = next((tmp_path / "outputs" / "sweep" / ".submitit").iterdir()).name.split("_")[0]
+    subprocess.run(["scancel", f"{array}_1"], check=True)
+    assert sweep.wait() == 1
+    err = sweep.err()
+    assert "Traceback" not in err, err[-3000:]
+    (line,) = [x for x in err.splitlines() if x.startswith("job ")]
+    assert "train.epochs=100" in line and "interrupted (SIGTERM)" in line and f"SLURM job {array}_1" in line, line
+    assert len(list((tmp_path / "outputs" / "sweep").rglob("results.json"))) == 1
+    again = Job(args, tmp_path)
+    assert again.wait() == 0, again.err()[-3000:]
+    log = (tmp_path / "outputs" / "sweep" / "1_baseline" / "run.log").read_text()
+    assert re.search(r"resuming train_simple_cnn from .*: [1-9]\d* of 100 epochs done", log), log[-2000:]
+    assert len(list((tmp_path / "outputs" / "sweep").rglob("results.json"))) == 2
+
+
+def wait_for(condition, seconds: float = 300):
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.5)
+
+
+class Job:
+    """run.py with `args` in `cwd`, started now; its stderr in a file (a pipe left unread would block it)."""
+
+    def __init__(self, args, cwd):
+        self.log = cwd / f"stderr-{time.monotonic_ns()}.txt"
+        # one torch thread, as in a 1-CPU SLURM job (compressor.job.slurm_threads): the same weights here and there
+        env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+        with open(self.log, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, "export=none"], cwd=cwd,
+                                         env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+
+    def wait(self) -> int:
+        return self.proc.wait(timeout=600)
+
+    def err(self) -> str:
+        return self.log.read_text()

@@ -2,6 +2,7 @@
 epoch, (optionally) the best validation epoch's weights restored at the end, a last checkpoint
 every epoch that a rerun resumes from (compressor/training/resume.py), and divergence as an error."""
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from compressor.training import resume
 from compressor.training.flags import torch_flags_kept
-from compressor.errors import Diverged, Interrupted
+from compressor.errors import Diverged, Interrupted, slurm_gave_up
 
 log = logging.getLogger("compressor")
 
@@ -114,8 +115,20 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
                 shutil.rmtree(checkpoint_dir, ignore_errors=True)
             raise
         except SystemExit as exc:  # Lightning turns Ctrl-C into sys.exit(1) after its own shutdown
-            if trainer.interrupted:
-                raise Interrupted(name, "SIGTERM" if isinstance(exc, SIGTERMException) else "SIGINT") from None
+            if not trainer.interrupted:
+                raise
+            if isinstance(exc, SIGTERMException):  # scancel, or a kill
+                raise Interrupted(name, "SIGTERM", trainer.current_epoch, epochs) from None
+            if os.environ.get("SUBMITIT_FOLDER") and not isinstance(exc.__context__, KeyboardInterrupt):
+                # submitit requeued this SLURM job (a time limit or a preemption) and exits it: the next
+                # attempt of the same job resumes from the last finished epoch
+                log.warning("%s: requeued by SLURM after %d of %d epochs; the job resumes from epoch %d", name,
+                            trainer.current_epoch, epochs, trainer.current_epoch)
+                raise
+            raise Interrupted(name, "SIGINT", trainer.current_epoch, epochs) from None
+        except Exception as exc:
+            if slurm_gave_up(exc):  # SLURM's time limit with no requeue left (hydra.launcher.max_num_timeout)
+                raise Interrupted(name, "SLURM's time limit, no requeue left", trainer.current_epoch, epochs) from None
             raise
         seconds = time.perf_counter() - start
     if best is not None and best.best_model_path:  # continue from the best validation epoch
