@@ -7,7 +7,7 @@ export=all       both
 The fp32 exports are of the run's float model; the int8 ones exist where the run quantized, and
 quantize that same float model (before the run's quant stage) with the runtime's own PTQ. The
 candidates to ship are the run's model as it is (torch, or its backend's file) and every export,
-float and int8, that agrees with PyTorch's top-1 on >= 98% of test images (fp32: 99.5%): a
+float and int8, that agrees with PyTorch's top-1 on >= 95% of test images (fp32: 99.5%): a
 quantized run's fp32 ONNX file can be the fastest (it is the model before quantization, and its
 own accuracy is reported). An OpenVINO file is also compiled with its input shape fixed per batch
 size (`<precision> static`: the same file, as a user who knows the batch deploys it), and that
@@ -26,7 +26,11 @@ from compressor.runtimes import onnx as export
 from compressor.quant.ops import calibration_inputs
 
 log = logging.getLogger(__name__)
-NEEDED = {"fp32": 0.995, "int8": 0.98}  # agreement with PyTorch's top-1 an export must reach to be shipped
+# agreement with PyTorch's top-1 an export must reach to be shipped: a check that the export is not
+# broken, not an accuracy bar (each file's own validation accuracy is what a budget judges). int8 was
+# 98% until NNCF's int8 of the pretrained Lite0 agreed on 97.96% and was left out, though it tested
+# 0.13 points better and ran 1.6x faster at batch 1 than the ONNX Runtime int8 file shipped instead
+NEEDED = {"fp32": 0.995, "int8": 0.95}
 
 
 def _onnx(reference, example, run_dir: Path, calibration, threads, written: bool) -> dict:
