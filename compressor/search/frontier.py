@@ -1,9 +1,9 @@
 """search=default: which file to ship, across distillation, pruning, quantization and runtimes.
 
 1. The baseline trial: the model as trained (cached), its files on every runtime (the reference).
-2. First rung: `search.max_trials` points of the space (compressor/search/space.py) sampled by
-   Optuna's NSGA-II (multi-objective: validation accuracy and the objective's gain), each a
-   pipeline job with a fraction of each stage's epochs (`search.rung_fraction`).
+2. First rung: `search.max_trials` points of the space (compressor/search/space.py): each lower precision
+   alone first, then Optuna's NSGA-II (multi-objective: validation accuracy and the objective's gain),
+   each a pipeline job with a fraction of each stage's epochs (`search.rung_fraction`).
 3. Second rung: the `search.promote` first-rung trials with the largest gain within
    budget.max_drop + search.margin get their full recipe (each stage's own epochs, or
    `search.full_epochs`: a student, trained from scratch, needs more than a fine-tune).
@@ -15,13 +15,12 @@
    accuracy as every job does; the search reads it for the frontier and the chosen file only
    (trials.jsonl holds validation figures).
 
-A fine-tuning stage's fit is shared by every trial whose pipeline starts the same way, and a
-promoted trial continues its first rung's fit (compressor/prefixes.py): each trial's record says
-which epochs it trained and which it reused, and search.json the minutes per phase.
-
-Each trial is a job: it reuses the cached baseline and teacher, and a finished trial is found in
-the job index and not rerun, so a killed search continues where it stopped. `search.parallel`
-trials run at once (compressor/search/launch.py: joblib, or submitit under hydra/launcher=slurm).
+A fine-tuning stage's fit is shared by every trial whose pipeline starts the same way, and a promoted
+trial continues its first rung's fit (compressor/prefixes.py): each trial's record says which epochs
+it trained and which it reused, and search.json the minutes per phase. Each trial is a job: it reuses
+the cached baseline and teacher, a finished trial is found in the job index and not rerun, so a
+killed search continues where it stopped. `search.parallel` trials run at once
+(compressor/search/launch.py: joblib, or submitit under hydra/launcher=slurm).
 Written to the run folder: trials.jsonl (a line per trial as it ends), frontier.csv, summary.md,
 frontier.png, search.json, TensorBoard scalars, and ship/ with the chosen file."""
 import json
@@ -206,6 +205,8 @@ def first_rung(trials, dims: dict, s, gain: str, max_drop: float, deadline: floa
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=optuna.samplers.NSGAIISampler(
         population_size=max(2, min(s.max_trials, 8)), seed=seed))
     distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in dims.items()}
+    for point in anchors(dims):  # asked first, before the sampler's own points
+        study.enqueue_trial(point)
     first, seen, asked = [], {}, 0
     while len(first) < s.max_trials and time.monotonic() <= deadline and asked < 20 * s.max_trials:
         batch, waiting = {}, []  # the new points to run now, and the Optuna trials to tell after them
@@ -234,6 +235,12 @@ def first_rung(trials, dims: dict, s, gain: str, max_drop: float, deadline: floa
         for trial, key in waiting:
             tell(study, trial, seen[key])
     return first
+
+
+def anchors(dims: dict) -> list[dict]:
+    """Each lower precision of the model as it is: the cheapest files, which NSGA-II's random first
+    generation can miss (6 trials, converged SimpleCNN, seed 1: no int8 point; a float file shipped)."""
+    return [{"student": "none", "prune": "none", "precision": p} for p in dims["precision"] if p != "fp32"]
 
 
 def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadline: float, full: dict) -> list[dict]:
