@@ -286,8 +286,8 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, thr
                    f"{-chosen['val_drop']:+.2f} pts on validation, {-chosen['test_drop']:+.2f} on test "
                    f"(budget {max_drop:g} pts {'held' if held else 'NOT held'} on test); copied to ship/")
         if timing and timing["tie"]:
-            spread = ", ".join(f"{Path(t['file']).parent.name}/{Path(t['file']).name} {min(t['rounds_ms']):.4f}-"
-                               f"{max(t['rounds_ms']):.4f} ms" for t in timing["timed"] if t["file"] in timing["tied"])
+            spread = ", ".join(f"{Path(t['file']).parent.name}/{Path(t['file']).name}{' static' * t['static_shape']} "
+                               f"{min(t['rounds_ms']):.4f}-{max(t['rounds_ms']):.4f} ms" for t in timing["timed"] if t["tied"])
             verdict += f". Tie within timing noise ({spread}, {ties.ROUNDS} interleaved rounds): the smaller file"
     else:
         closest = min(rows, key=lambda r: r["val_drop"], default=None)

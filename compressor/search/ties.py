@@ -37,7 +37,8 @@ def settle(within: list[dict], gain: str, threads: int = 1, timer=timed) -> tupl
     lo, hi = min(ms[fastest]), max(ms[fastest])
     tied = [i for i in ms if min(ms[i]) <= hi and lo <= max(ms[i])]
     pick = min(tied, key=lambda i: (contenders[i]["size_mb"], contenders[i]["stages"], i))
-    timing = [{"file": contenders[i]["path"], "recipe": contenders[i]["recipe"], "rounds_ms": ms[i],
-               "median_ms": statistics.median(ms[i])} for i in ms]
+    timing = [{"file": contenders[i]["path"], "static_shape": contenders[i].get("static_shape", False),
+               "recipe": contenders[i]["recipe"], "rounds_ms": ms[i], "median_ms": statistics.median(ms[i]),
+               "tied": i in tied} for i in ms]  # an OpenVINO file timed twice: compiled static and dynamic
     return contenders[pick], {"batch": BATCH[gain], "timed": timing, "tie": len(tied) > 1,
                               "fastest": contenders[fastest]["path"], "tied": [contenders[i]["path"] for i in tied]}
