@@ -33,16 +33,22 @@ def no_job_left(tmp_path):
     """A test that fails or times out cancels its own SLURM jobs: left running, they would hold the
     node's CPUs and the next test's jobs would wait behind them."""
     yield
-    ids = sorted({p.name.split("_")[0] for p in tmp_path.rglob(".submitit/*") if p.name[0].isdigit()})
+    ids = slurm_ids(tmp_path)
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True)
+
+
+def slurm_ids(folder) -> list[str]:
+    """The SLURM job ids (an array's, for a sweep) that submitit's folders under `folder` are named after;
+    submitit also writes temporary files there (.submission_file_*)."""
+    return sorted({p.name.split("_")[0] for p in folder.rglob(".submitit/*") if p.name[0].isdigit()})
 
 
 def slurm_jobs(folder, settle_s: float = 60) -> dict:
     """{job id: state} of the jobs whose submitit logs are under `folder`, from SLURM's accounting,
     once they have ended there: submitit reads a job's result as soon as the job writes it, while
     SLURM may still show it RUNNING for a few seconds of cleanup."""
-    ids = sorted({p.name.split("_")[0] for p in folder.rglob(".submitit/*") if p.name[0].isdigit()})
+    ids = slurm_ids(folder)
     deadline = time.time() + settle_s
     while True:
         out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
@@ -103,7 +109,7 @@ def test_a_job_at_its_time_limit_is_requeued_resumes_and_ends_with_the_uninterru
     sweep = Job(["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=3",
                  *LONG, "hydra.sweep.dir=outputs/sweep"], tmp_path)
     wait_for(lambda: next((tmp_path / "outputs" / "cache").glob("*.partial/checkpoints/last.ckpt"), None))
-    job = next((tmp_path / "outputs" / "sweep" / ".submitit").iterdir()).name.split("_")[0]
+    (job,) = slurm_ids(tmp_path / "outputs" / "sweep")
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     assert sweep.wait() == 0, sweep.err()[-3000:]
     log = (tmp_path / "outputs" / "sweep" / "0_baseline" / "run.log").read_text()
@@ -135,7 +141,7 @@ def test_a_cancelled_job_is_one_line_the_rest_summarised_and_a_rerun_continues_i
     sweep = Job(args, tmp_path)
     wait_for(lambda: (tmp_path / "outputs" / "sweep" / "0_baseline" / "results.json").is_file()  # the 1-epoch job is
              and next((tmp_path / "outputs" / "cache").glob("*.partial/checkpoints/last.ckpt"), None))  # done, the other mid-fit
-    array = next((tmp_path / "outputs" / "sweep" / ".submitit").iterdir()).name.split("_")[0]
+    (array,) = slurm_ids(tmp_path / "outputs" / "sweep")
     subprocess.run(["scancel", f"{array}_1"], check=True)
     assert sweep.wait() == 1
     err = sweep.err()
