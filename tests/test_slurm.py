@@ -179,3 +179,22 @@ class Job:
 
     def err(self) -> str:
         return self.log.read_text()
+
+
+def test_ddp_across_two_slurm_tasks_writes_one_result(tmp_path, cli):
+    """DDP with gloo across 2 SLURM tasks on one node: each task is a rank through Lightning's SLURM
+    environment (no process launched by Lightning), rank 0 alone trains into the cache and writes
+    results.json, and the job ends COMPLETED. (Both tasks used to take the cache's lock as rank 0
+    and wait for each other in the fit's first barrier.)"""
+    proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "trainer=ddp", "trainer.devices=2",
+               "trainer.accelerator=cpu", "technique=baseline", "dataset=digits", "train.epochs=2", "latency.reps=2",
+               "latency.rounds=1", "trainer.enable_progress_bar=false", "hydra.sweep.dir=outputs/sweep", timeout=600,
+               env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "outputs" / "sweep"
+    assert len(list(sweep.rglob("results.json"))) == 1 and (sweep / "summary.md").is_file()
+    log = (sweep / "0_baseline" / "run.log").read_text()
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-2000:]
+    assert [p.name for p in (tmp_path / "outputs" / "cache").iterdir() if p.is_dir()] == \
+        [json.loads(next(sweep.rglob("results.json")).read_text())["baseline"]["cache_entry"].split("/")[-1]]
+    assert set(slurm_jobs(sweep).values()) == {"COMPLETED"}

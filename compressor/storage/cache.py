@@ -59,7 +59,10 @@ def valid(entry: Path) -> dict | None:
 
 
 def rank() -> int:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+    """This process's DDP rank before Lightning sets RANK: under SLURM with several tasks (Lightning's
+    SLURM environment) each task is a rank from the start, SLURM_PROCID; without it both tasks took the
+    cache's lock as rank 0 and deadlocked in the fit's first barrier."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", os.environ.get("SLURM_PROCID", 0))))
 
 
 def alive(pid: int) -> bool:
