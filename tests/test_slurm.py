@@ -183,8 +183,8 @@ class Job:
 
 def test_ddp_across_two_slurm_tasks_writes_one_result(tmp_path, cli):
     """DDP with gloo across 2 SLURM tasks on one node: each task is a rank through Lightning's SLURM
-    environment (no process launched by Lightning), rank 0 alone trains into the cache and writes
-    results.json, and the job ends COMPLETED. (Both tasks used to take the cache's lock as rank 0
+    environment (no process launched by Lightning), both end with the same weights, rank 0 alone
+    trains into the cache and writes results.json, and the job ends COMPLETED. (Both tasks used to take the cache's lock as rank 0
     and wait for each other in the fit's first barrier.)"""
     proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "trainer=ddp", "trainer.devices=2",
                "trainer.accelerator=cpu", "technique=baseline", "dataset=digits", "train.epochs=2", "latency.reps=2",
@@ -195,6 +195,8 @@ def test_ddp_across_two_slurm_tasks_writes_one_result(tmp_path, cli):
     assert len(list(sweep.rglob("results.json"))) == 1 and (sweep / "summary.md").is_file()
     log = (sweep / "0_baseline" / "run.log").read_text()
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-2000:]
+    ends = dict(re.findall(r"train_simple_cnn: rank (\d) of 2 ends with weights (\w+)", log))
+    assert set(ends) == {"0", "1"} and ends["0"] == ends["1"], log[-2000:]  # both ranks, the same weights
     assert [p.name for p in (tmp_path / "outputs" / "cache").iterdir() if p.is_dir()] == \
         [json.loads(next(sweep.rglob("results.json")).read_text())["baseline"]["cache_entry"].split("/")[-1]]
     assert set(slurm_jobs(sweep).values()) == {"COMPLETED"}
