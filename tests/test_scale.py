@@ -80,3 +80,24 @@ def test_optuna_search_reports_best_trial(cli, tmp_path):
     # the search selects on validation: its best value is the best trial's val/acc, never a test figure
     assert data["best_value"] == pytest.approx(max(r["val/acc"] for r in trials if r["compress/size_mb"] <= 1))
     assert "Best trial" in (best.parent / "summary.md").read_text()
+
+
+def test_a_slurm_job_uses_the_cpus_slurm_gave_it(monkeypatch):
+    """torch would start a thread per core of the node; a job's CPUs are SLURM_CPUS_PER_TASK."""
+    import torch
+
+    from compressor.job import slurm_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    try:
+        torch.set_num_threads(2)
+        slurm_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's own setting wins
+        torch.set_num_threads(2)
+        slurm_threads()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
