@@ -49,9 +49,12 @@ test-all: $(STAMP)
 
 # a single-node SLURM cluster from Debian's packages (tests/cluster/up: root and apt-get, else the
 # tests are skipped with its reason), then the tests that run sweeps and searches on it
+# starts the single-node cluster, runs the cluster tests, and stops it again unless it was running before
 test-cluster: $(STAMP)
-	tests/cluster/up || [ $$? -eq 3 ]
-	$(BIN)/python -m pytest -q -m cluster tests
+	@if sinfo -h >/dev/null 2>&1; then was=up; else was=down; fi; \
+	tests/cluster/up || [ $$? -eq 3 ] || exit 1; \
+	$(BIN)/python -m pytest -q -m cluster tests; status=$$?; \
+	if [ $$was = down ]; then tests/cluster/up down; fi; exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python -m experiments.bench
