@@ -30,10 +30,8 @@ def job(cfg):
         return stop(cfg, f"error: {exc}", 2)
     except (KeyboardInterrupt, Interrupted) as exc:
         what, where = (exc.what, exc.where()) if isinstance(exc, Interrupted) else ("SIGINT", "")
-        then = ("run the same command again to continue" if os.environ.get("SLURM_JOB_ID")
-                else "run the same command again to continue from the last one")
-        return stop(cfg, f"interrupted ({what}){where}: every finished epoch is checkpointed; {then}",
-                    143 if what == "SIGTERM" else 130 if what == "SIGINT" else 1)
+        return stop(cfg, f"interrupted ({what}){where}: every finished epoch is checkpointed; run the same command "
+                    f"again to continue from the last one", 143 if what == "SIGTERM" else 130 if what == "SIGINT" else 1)
     except OSError as exc:
         if exc.errno not in FULL:
             raise

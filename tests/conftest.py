@@ -62,10 +62,15 @@ def run_job(tmp_path: Path, overrides=(), run_name="run", fresh=False) -> dict:
     return compressor.run(cfg)
 
 
+def cli_call(args, env=None) -> tuple[list[str], dict]:
+    """run.py's command line and environment as the tests start it."""
+    return ([sys.executable, str(ROOT / "run.py"), *no_exports(args)],
+            {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})})
+
+
 def run_cli(args, cwd, timeout=600, env=None):
-    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    command, full_env = cli_call(args, env)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
 @pytest.fixture

@@ -3,16 +3,14 @@ starts from Debian's packages (munge, MariaDB, slurmdbd, slurmctld, slurmd), dri
 command line as a user types it. Where the cluster cannot start (not root, no apt-get) every test
 here is skipped with the script's own line as the reason. Run them with `make test-cluster`."""
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, cli_call
 
 pytestmark = pytest.mark.cluster
 SEARCH = ["search=default", "budget.max_drop=1", "dataset=digits", "train.epochs=2", "latency.reps=2",
@@ -169,10 +167,9 @@ class Job:
     def __init__(self, args, cwd):
         self.log = cwd / f"stderr-{time.monotonic_ns()}.txt"
         # one torch thread, as in a 1-CPU SLURM job (compressor.job.slurm_threads): the same weights here and there
-        env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+        command, env = cli_call(args, {"OMP_NUM_THREADS": "1"})
         with open(self.log, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, "export=none"], cwd=cwd,
-                                         env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+            self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
 
     def wait(self) -> int:
         return self.proc.wait(timeout=600)
@@ -184,8 +181,8 @@ class Job:
 def test_ddp_across_two_slurm_tasks_writes_one_result(tmp_path, cli):
     """DDP with gloo across 2 SLURM tasks on one node: each task is a rank through Lightning's SLURM
     environment (no process launched by Lightning), both end with the same weights, rank 0 alone
-    trains into the cache and writes results.json, and the job ends COMPLETED. (Both tasks used to take the cache's lock as rank 0
-    and wait for each other in the fit's first barrier.)"""
+    trains into the cache and writes results.json, and the job ends COMPLETED. (Both tasks used to
+    take the cache's lock as rank 0 and wait for each other in the fit's first barrier.)"""
     proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "trainer=ddp", "trainer.devices=2",
                "trainer.accelerator=cpu", "technique=baseline", "dataset=digits", "train.epochs=2", "latency.reps=2",
                "latency.rounds=1", "trainer.enable_progress_bar=false", "hydra.sweep.dir=outputs/sweep", timeout=600,
