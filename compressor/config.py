@@ -10,7 +10,8 @@ from omegaconf import DictConfig, open_dict
 
 
 def conf_dir() -> Path:
-    """The packaged configs: compressor/conf in an installed wheel, conf/ beside the package in a checkout."""
+    """The packaged configs: compressor/conf, a folder in an installed wheel and a link to conf/ in a
+    checkout (conf/ itself where a checkout could not make the link)."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "conf", here.parent / "conf"):
         if (candidate / "config.yaml").is_file():
