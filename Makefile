@@ -37,8 +37,9 @@ run: $(STAMP) fashion-mnist
 	$(BIN)/python run.py -m technique=baseline,prune,quant,kd,pipeline $$data hydra.sweep.dir=$(RUN_DIR); \
 	$(BIN)/python run.py -m technique=kd technique.loss=ce $$data hydra.sweep.dir=$(RUN_DIR) hydra.sweep.subdir=student_alone
 
+# one pytest-xdist worker per core, each test file on one worker (its module fixtures built once)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15 tests
 
 # the manual (docs/, mkdocs.yml): --strict turns a broken link, anchor or page left out of nav into a failure
 docs: $(STAMP)

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from compressor.config import compose
+# make test runs the files on pytest-xdist workers, one per core: each worker (and each command it
+# starts) computes on one torch thread, or two workers would share each core four ways
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from compressor.config import compose  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
