@@ -25,6 +25,7 @@ TECHNIQUES = {
     "quant_qat": ["technique=quant", "technique.mode=qat", "technique.epochs=1"],
     "kd": ["technique=kd", "technique.epochs=2"],
     "cluster": ["technique=cluster", "technique.epochs=1"],
+    "nm": ["technique=nm", "technique.epochs=1"],
     "pipeline": ["technique=pipeline", "technique.prune.epochs=1"],
 }
 
