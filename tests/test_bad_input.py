@@ -51,6 +51,7 @@ CASES = [  # (overrides, what the one line must name)
     ("dataset.batch_size=0", "dataset.batch_size"), ("dataset.val_fraction=1.5", "dataset.val_fraction"),
     ("dataset.train_size=0", "dataset.train_size"), ("technique=cluster technique.bits=9", "technique.bits"),
     ("technique=nm technique.n=4", "technique.n=4"),
+    ("technique=nm technique.include=[features.0]", "no chosen layer's inputs split into groups of 4"),
     ("dataset.num_workers=-1", "dataset.num_workers"), ("dataset.std=[0]", "dataset.std"),
     ("dataset=image_folder", "dataset.data_dir"),
     ("technique=prune technique.amount=1.2", "technique.amount"),

@@ -49,8 +49,10 @@ def test_nm_fine_tunes_with_the_pattern_fixed_and_the_file_holds_it(tmp_path):
     assert r["baseline"]["test/acc"] - r["test/acc"] < 0.05
 
 
-def test_a_depthwise_conv_is_skipped():
+def test_a_depthwise_conv_is_skipped_and_a_net_with_nothing_to_mask_is_refused():
     net = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 8, 1))
     cb = NMSparsity()
     cb.apply(net)
     assert cb.skipped == ["0"] and cb.masked == ["1"]
+    with pytest.raises(ConfigError, match="technique.m=4: no chosen layer's inputs split into groups of 4"):
+        NMSparsity().check(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(6, 10)))

@@ -14,6 +14,7 @@ import torch.nn.utils.prune as tprune
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from compressor.errors import ConfigError
 from compressor.techniques.layers import make_permanent, select_layers
 from compressor.techniques.nm import rules as spec
 
@@ -47,21 +48,30 @@ class NMSparsity(Callback):
         self.masked: list[str] = []
         self.skipped: list[str] = []
 
+    def masks(self, model: nn.Module) -> dict:
+        """{layer name: its mask, or None where the layer is skipped} of the chosen layers; one line
+        when no chosen layer can take the pattern (nothing would change)."""
+        out = {}
+        for name, layer in select_layers(model, self.include, self.exclude).items():
+            grouped = layer.weight.dim() == 4 and layer.groups != 1  # depthwise: too few inputs per output
+            out[name] = None if grouped else nm_mask(layer.weight, self.n, self.m)
+        if all(mask is None for mask in out.values()):
+            raise ConfigError(f"technique.m={self.m}: no chosen layer's inputs split into groups of {self.m} "
+                              f"(layers: {', '.join(out)}); choose a smaller m or other technique.include globs")
+        return out
+
     def check(self, model: nn.Module) -> None:
-        select_layers(model, self.include, self.exclude)
+        self.masks(model)
 
     def apply(self, model: nn.Module) -> None:
         """Mask every chosen layer (torch's pruning containers: weight_orig * weight_mask)."""
         self.masked, self.skipped = [], []
-        for name, layer in select_layers(model, self.include, self.exclude).items():
-            if layer.weight.dim() == 4 and layer.groups != 1:
-                self.skipped.append(name)  # a depthwise or grouped conv has too few inputs per output
-                continue
-            mask = nm_mask(layer.weight, self.n, self.m)
+        layers = dict(model.named_modules())
+        for name, mask in self.masks(model).items():
             if mask is None:
                 self.skipped.append(name)
                 continue
-            tprune.custom_from_mask(layer, "weight", mask)
+            tprune.custom_from_mask(layers[name], "weight", mask)
             self.masked.append(name)
 
     def setup(self, trainer, pl_module, stage):
