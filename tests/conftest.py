@@ -78,6 +78,22 @@ def run_cli(args, cwd, timeout=600, env=None):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def build_wheel(folder: Path) -> Path:
+    """The wheel of a copy of the checkout under `folder` (building in the checkout would leave
+    build/ there); compressor/conf stays the link to conf/ that it is in the checkout."""
+    source, dist = folder / "source", folder / "dist"
+    for name in ("compressor", "conf"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", "wheel", "--no-deps",
+                    "--no-build-isolation", "-w", str(dist), str(source)], check=True, capture_output=True,
+                   timeout=300)
+    (wheel,) = dist.glob("compressor-*.whl")
+    return wheel
+
+
 @pytest.fixture
 def cli(tmp_path):
     def call(*args, timeout=600, env=None):

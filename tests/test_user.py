@@ -2,14 +2,13 @@
 LightningDataModule of their own, a timm model, names that never go stale."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from compressor.errors import ConfigError
-from tests.conftest import FAST, ROOT, make_cfg, run_job
+from tests.conftest import FAST, build_wheel, make_cfg, run_job
 from tests.user_code import write_user_folder
 
 USER_DM = ["dataset=datamodule", "dataset.datamodule._target_=tests.user_code.DigitsModule", "dataset.name=my_digits",
@@ -19,15 +18,9 @@ USER_DM = ["dataset=datamodule", "dataset.datamodule._target_=tests.user_code.Di
 def test_installed_command_runs_a_users_model_outside_the_repository(tmp_path):
     """Build the wheel, install it (no dependencies: this machine's venv has them), and run the
     `compressor` command in a folder holding only the user's model module and conf/model."""
-    dist, prefix, source = tmp_path / "dist", tmp_path / "installed", tmp_path / "source"
-    for name in ("compressor", "conf"):  # a copy: building in the checkout would leave build/ there
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
+    prefix = tmp_path / "installed"
+    wheel = build_wheel(tmp_path)
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)], check=True,
-                   capture_output=True, timeout=300)
-    (wheel,) = dist.glob("compressor-*.whl")
     # --ignore-installed: without it pip would uninstall this venv's own (editable) compressor
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "--ignore-installed", "--prefix", str(prefix),
                     str(wheel)], check=True, capture_output=True, timeout=300)
