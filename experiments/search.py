@@ -35,7 +35,8 @@ def searching(bench, max_drop: float = 1.0, objectives=("latency_b1", "latency_b
     at its defaults (within the same budget on validation), the hand-found combination, and NNCF +
     OpenVINO int8 PTQ of the same baseline compiled for a static input shape. Ratios are the others'
     latency over the chosen file's, at the objective's batch size; accuracies are each file's own."""
-    from compressor.search.frontier import GAIN, candidates
+    from compressor.search.frontier import GAIN
+    from compressor.search.records import candidates
 
     rows = []
     data = bench.data_args()  # SimpleCNN is the default model and teacher

@@ -9,11 +9,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from compressor.search import launch
-from compressor.search.frontier import decide, pareto
+from compressor.search.frontier import decide, pareto, second_rung
 from tests.conftest import make_cfg
 
 SEARCH = ["search=default", "budget.max_drop=1", "dataset=digits", "train.epochs=2", "latency.reps=2", "latency.rounds=1",
-          "trainer.enable_progress_bar=false", "search.runtime=onnxruntime", "search.promote=1"]
+          "trainer.enable_progress_bar=false", "search.runtime=onnxruntime", "search.promote=1",
+          "search.skip_outclassed=false"]  # promote on digits whatever the int8 anchor reaches: the continuation is tested
 
 
 def test_a_search_needs_a_budget_and_known_values(cli):
@@ -73,6 +74,35 @@ def test_a_tie_within_timing_noise_goes_to_the_smaller_file_and_says_so():
     out = decide([*ov, small], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: three)
     assert out["chosen"]["recipe"] == "small" and "ov/model.int8.xml static 0.3000-0.3200 ms" in out["verdict"]
     assert out["verdict"].count("ov/model.int8.xml") == 1
+
+
+def test_a_trial_that_cannot_win_is_not_promoted():
+    """int8 of the model itself (nothing to fine-tune: already its full recipe) holds 4x within the
+    budget; a pruned trial whose files reach at most 2x stays 2x however long it trains, so it is
+    not promoted, while one at 3.5x (over 0.8 x 4) is. search.skip_outclassed=false promotes both."""
+    def record(label, point, gains, drop):
+        return {"label": label, "point": point, "candidates": [{**row(drop, g, label), "speedup_b1": g} for g in gains]}
+
+    int8 = record("int8", {"student": "none", "prune": "none", "precision": "int8"}, [4.0, 1.0], 0.4)
+    slow = record("prune channel 0.25", {"student": "none", "prune": "channel 0.25", "precision": "fp32"}, [2.0, 1.5], 1.5)
+    close = record("prune channel 0.75", {"student": "none", "prune": "channel 0.75", "precision": "fp32"}, [3.5], 2.5)
+
+    class Ran:
+        def __init__(self):
+            self.points = []
+
+        def run_many(self, points, epochs, rung):
+            self.points += points
+            return [{"label": "rung2", "point": p, "candidates": []} for p in points]
+
+    s = OmegaConf.create({"promote": 3, "margin": 2.0, "parallel": 1, "skip_outclassed": True})
+    ran = Ran()
+    finals, outclassed = second_rung(ran, [int8, slow, close], s, "speedup_b1", 1.0, float("inf"), {})
+    assert outclassed == ["prune channel 0.25"] and ran.points == [close["point"]] and finals[0] is int8
+    ran = Ran()
+    s.skip_outclassed = False
+    assert second_rung(ran, [int8, slow, close], s, "speedup_b1", 1.0, float("inf"), {})[1] == []
+    assert ran.points == [close["point"], slow["point"]]
 
 
 def where(job) -> tuple[str, object]:

@@ -6,7 +6,9 @@
    each a pipeline job with a fraction of each stage's epochs (`search.rung_fraction`).
 3. Second rung: the `search.promote` first-rung trials with the largest gain within
    budget.max_drop + search.margin get their full recipe (each stage's own epochs, or
-   `search.full_epochs`: a student, trained from scratch, needs more than a fine-tune).
+   `search.full_epochs`: a student, trained from scratch, needs more than a fine-tune), except
+   those that cannot win: more epochs change a file's accuracy, not its speed or size, so a trial
+   whose files all fall under ties.CLOSE of the best finished file within the budget is left out.
 4. Every file of every full-recipe trial is a candidate, scored by its own validation accuracy and
    its latency on its runtime, timed side by side with the baseline in that trial's process. The
    frontier is the candidates no other dominates; the chosen one has the largest gain within
@@ -34,6 +36,7 @@ from omegaconf import OmegaConf, open_dict
 from compressor.config import CONF, compose
 from compressor.errors import brief
 from compressor.search import launch, space, ties
+from compressor.search.records import candidates, trained, validation_only
 from compressor.search.outputs import Phases, epochs_spent, spent, tensorboard, write
 
 log = logging.getLogger("compressor")
@@ -102,50 +105,6 @@ class Trials:
         return [self.done[(rung, tuple(sorted(p.items())))] for p in points]
 
 
-def validation_only(record: dict) -> dict:
-    out = {k: v for k, v in record.items() if k != "baseline"}
-    out["candidates"] = [{k: v for k, v in c.items() if not k.startswith("test")} for c in record["candidates"]]
-    return out
-
-
-def trained(r: dict, whole_job_reused: bool) -> list[dict]:
-    """Per stage of a trial: the epochs it trained and those it took from an earlier fit (a shared
-    pipeline prefix, a first rung it continued, or the whole job found in the index)."""
-    out = []
-    for s in r.get("stages", []):
-        epochs = s.get("epochs") or 0
-        reused = epochs if whole_job_reused else s.get("epochs_reused", 0)
-        out.append({"stage": s["stage"], "epochs_trained": epochs - reused, "epochs_reused": reused})
-    return out
-
-
-def candidates(r: dict, runtime: str) -> list[dict]:
-    """Every shippable file of one job, with its gains over the baseline timed in the same process."""
-    b = r["baseline"]
-    if r["run"].get("at_chance"):  # a broken model is never a result
-        return []
-    if "deploy" in r:
-        reference, files = r["deploy"].get("baseline", b), r["deploy"]["candidates"]
-    else:  # export=none: the run's own model
-        reference = b
-        files = [{"runtime": "torch", "precision": None, "file": "model.safetensors", "size_mb": r["compress/size_mb"],
-                  **{k: r[k] for k in ("val/acc", "test/acc", "latency/b1_ms", "latency/b64_ms")}}]
-    out = []
-    for c in files:
-        if runtime != "any" and c["runtime"] != runtime:
-            continue
-        out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"],
-                    "static_shape": c.get("static_shape", False), "stages": len(r.get("stages", [])),
-                    "path": str(Path(r["run"]["run_dir"]) / c["file"]), "size_mb": c["size_mb"],
-                    "val/acc": c["val/acc"], "test/acc": c["test/acc"],
-                    "latency/b1_ms": c["latency/b1_ms"], "latency/b64_ms": c["latency/b64_ms"],
-                    "speedup_b1": reference["latency/b1_ms"] / c["latency/b1_ms"],
-                    "speedup_b64": reference["latency/b64_ms"] / c["latency/b64_ms"],
-                    "smaller": b["compress/size_mb"] / c["size_mb"],
-                    "val_drop": 100 * (b["val/acc"] - c["val/acc"]), "test_drop": 100 * (b["test/acc"] - c["test/acc"])})
-    return out
-
-
 def best(record: dict, gain: str, allowed: float) -> dict | None:
     """A trial's candidate with the largest gain within `allowed` points; else its most accurate."""
     within = [c for c in record["candidates"] if c["val_drop"] <= allowed]
@@ -184,12 +143,12 @@ def main(cfg) -> dict:
     first = first_rung(trials, dims, s, gain, max_drop, deadline, epochs=lambda p: short if space.fine_tunes(p) else full,
                        seed=cfg.seed, writer=writer)
     clock.end("first rung")
-    finals = second_rung(trials, first, s, gain, max_drop, deadline, full)
+    finals, outclassed = second_rung(trials, first, s, gain, max_drop, deadline, full)
     clock.end("second rung")
     rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
     result = decide(rows, gain, max_drop, reference, s, cfg.latency.threads)
     clock.end("deciding (timing the close files)")
-    result.update(minutes=clock.minutes, epochs=epochs_spent(trials.done.values()))
+    result.update(minutes=clock.minutes, epochs=epochs_spent(trials.done.values()), outclassed=outclassed)
     result["verdict"] += " " + spent(result)
     write(out, result, rows, gain, s, writer)
     print(result["verdict"])
@@ -243,13 +202,21 @@ def anchors(dims: dict) -> list[dict]:
     return [{"student": "none", "prune": "none", "precision": p} for p in dims["precision"] if p != "fp32"]
 
 
-def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadline: float, full: dict) -> list[dict]:
+def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadline: float, full: dict
+                ) -> tuple[list[dict], list[str]]:
     """The `search.promote` first-rung trials with the largest gain within max_drop + margin, run
-    with their full recipe; a trial with nothing to fine-tune was full already."""
+    with their full recipe (a trial with nothing to fine-tune was full already), and the labels of
+    those left out because they cannot win (`outclassed`)."""
     picks = [(best(r, gain, max_drop + s.margin), r) for r in first if r["candidates"]]
     eligible = [r for pick, r in sorted(picks, key=lambda p: -p[0][gain]) if pick["val_drop"] <= max_drop + s.margin]
     finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"])]
-    promoted = [r for r in eligible if space.fine_tunes(r["point"])][:s.promote]
+    bar = ties.CLOSE * won(finals, gain, max_drop) if s.skip_outclassed else 0.0
+    tuned = [r for r in eligible if space.fine_tunes(r["point"])]
+    outclassed = [r["label"] for r in tuned if max(c[gain] for c in r["candidates"]) < bar]
+    for label in outclassed:
+        log.info("search: %s not promoted: none of its files reaches %.2fx, %g of what a finished trial "
+                 "already holds within the budget", label, bar, ties.CLOSE)
+    promoted = [r for r in tuned if r["label"] not in outclassed][:s.promote]
     for i in range(0, len(promoted), s.parallel):
         if time.monotonic() > deadline:
             for r in promoted[i:]:
@@ -257,7 +224,14 @@ def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadli
                             r["label"])
             break
         finals += trials.run_many([r["point"] for r in promoted[i:i + s.parallel]], full, "rung2")
-    return finals
+    return finals, outclassed
+
+
+def won(finals: list[dict], gain: str, max_drop: float) -> float:
+    """The largest gain a finished (full-recipe) trial already holds within the budget. Training a
+    first-rung trial longer changes its files' accuracy, not their architecture, so not their speed
+    or size: a trial whose every file is under ties.CLOSE of this cannot be chosen, nor tie."""
+    return max((c[gain] for r in finals for c in r["candidates"] if c["val_drop"] <= max_drop), default=0.0)
 
 
 def tell(study, trial, values) -> None:

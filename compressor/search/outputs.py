@@ -112,4 +112,6 @@ def epochs_spent(records) -> dict:
 def spent(result: dict) -> str:
     m, e = result["minutes"], result["epochs"]
     return (f"[{sum(m.values()):.1f} min: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items())
-            + f"; {e['reused']} of {e['trained'] + e['reused']} training epochs reused]")
+            + f"; {e['reused']} of {e['trained'] + e['reused']} training epochs reused"
+            + (f"; {len(result['outclassed'])} trial(s) not promoted: they cannot win" if result.get("outclassed") else "")
+            + "]")

@@ -26,7 +26,7 @@ RULES = {
     "objective": rules.choice(OBJECTIVES), "runtime": rules.choice(RUNTIMES), "max_trials": rules.integer(1),
     "time_budget_min": rules.number(gt=0, optional=True), "parallel": rules.integer(1),
     "rung_fraction": rules.number(gt=0, le=1), "full_epochs": EPOCHS, "promote": rules.integer(1),
-    "margin": rules.number(ge=0), "students": rules.strings(),
+    "skip_outclassed": rules.boolean(), "margin": rules.number(ge=0), "students": rules.strings(),
     "channel": AMOUNTS, "unstructured": AMOUNTS,
     "precisions": rules.subset(PRECISIONS),
 }

@@ -1,0 +1,48 @@
+"""What a trial's job gives the search: its shippable files with their gains over the baseline (timed
+in the trial's own process), the epochs each stage trained or reused, and the line trials.jsonl keeps
+(validation figures only: test accuracy is read for the frontier and the chosen file)."""
+from pathlib import Path
+
+
+def validation_only(record: dict) -> dict:
+    out = {k: v for k, v in record.items() if k != "baseline"}
+    out["candidates"] = [{k: v for k, v in c.items() if not k.startswith("test")} for c in record["candidates"]]
+    return out
+
+
+def trained(r: dict, whole_job_reused: bool) -> list[dict]:
+    """Per stage of a trial: the epochs it trained and those it took from an earlier fit (a shared
+    pipeline prefix, a first rung it continued, or the whole job found in the index)."""
+    out = []
+    for s in r.get("stages", []):
+        epochs = s.get("epochs") or 0
+        reused = epochs if whole_job_reused else s.get("epochs_reused", 0)
+        out.append({"stage": s["stage"], "epochs_trained": epochs - reused, "epochs_reused": reused})
+    return out
+
+
+def candidates(r: dict, runtime: str) -> list[dict]:
+    """Every shippable file of one job, with its gains over the baseline timed in the same process."""
+    b = r["baseline"]
+    if r["run"].get("at_chance"):  # a broken model is never a result
+        return []
+    if "deploy" in r:
+        reference, files = r["deploy"].get("baseline", b), r["deploy"]["candidates"]
+    else:  # export=none: the run's own model
+        reference = b
+        files = [{"runtime": "torch", "precision": None, "file": "model.safetensors", "size_mb": r["compress/size_mb"],
+                  **{k: r[k] for k in ("val/acc", "test/acc", "latency/b1_ms", "latency/b64_ms")}}]
+    out = []
+    for c in files:
+        if runtime != "any" and c["runtime"] != runtime:
+            continue
+        out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"],
+                    "static_shape": c.get("static_shape", False), "stages": len(r.get("stages", [])),
+                    "path": str(Path(r["run"]["run_dir"]) / c["file"]), "size_mb": c["size_mb"],
+                    "val/acc": c["val/acc"], "test/acc": c["test/acc"],
+                    "latency/b1_ms": c["latency/b1_ms"], "latency/b64_ms": c["latency/b64_ms"],
+                    "speedup_b1": reference["latency/b1_ms"] / c["latency/b1_ms"],
+                    "speedup_b64": reference["latency/b64_ms"] / c["latency/b64_ms"],
+                    "smaller": b["compress/size_mb"] / c["size_mb"],
+                    "val_drop": 100 * (b["val/acc"] - c["val/acc"]), "test_drop": 100 * (b["test/acc"] - c["test/acc"])})
+    return out
