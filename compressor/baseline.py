@@ -28,19 +28,23 @@ def plain(node):
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-# keys added since jobs were first cached: unset, they stay out of every key, so the baselines and
-# results keyed before them are still found (the data fingerprint holds the subset)
-ADDED = ("train_size", "patience")
+# keys added since jobs were first cached, and the value that behaves as before them: at it, they stay
+# out of every key, so the baselines and results keyed before them are still found (the data
+# fingerprint holds the subset)
+ADDED = {"dataset": {"train_size": None}, "train": {"patience": None}, "export": {"test": True}}
 
 
-def unset_added(node: dict) -> dict:
-    return {k: v for k, v in node.items() if not (k in ADDED and v is None)}
+def unset_added(node: dict, where: str) -> dict:
+    before = ADDED[where]
+    return {k: v for k, v in node.items() if not (k in before and v == before[k])}
 
 
 def spec_of(cfg: DictConfig, leave_out=()) -> dict:
     """The resolved config minus where things are written (and `leave_out`), as keyed."""
     spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun", *leave_out)}
-    spec["dataset"], spec["train"] = unset_added(spec["dataset"]), unset_added(spec["train"])
+    for where in ADDED:
+        if where in spec:
+            spec[where] = unset_added(spec[where], where)
     spec["technique"].pop("model_without_kd", None)  # what it decides is the model, keyed below it: jobs keep their keys
     return spec
 
@@ -91,11 +95,11 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
                              [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
         return model, {"checkpoint": str(net_cfg.checkpoint)}, path
     dataset = unset_added({k: v for k, v in plain(cfg.dataset).items()
-                           if k not in ("num_workers", "data_dir", "extract_dir", "download")})
+                           if k not in ("num_workers", "data_dir", "extract_dir", "download")}, "dataset")
     limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
                                                 "gradient_clip_val") if k in cfg.trainer}
     spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},
-            "train": unset_added(plain(cfg.train)), "trainer": limits, "seed": cfg.seed}
+            "train": unset_added(plain(cfg.train), "train"), "trainer": limits, "seed": cfg.seed}
 
     def build(folder: Path) -> dict:
         patience = cfg.train.get("patience")

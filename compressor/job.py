@@ -153,7 +153,7 @@ def starting_point(cfg, plan, dm, data, example) -> tuple[object, Reference]:
     trained, record, path = baseline.trained(cfg, net_cfg, dm, data, Path(cfg.paths.run_dir), key)
     reference = Reference(net_cfg, trained, path, record)
     if is_rank_zero():
-        reference.metrics, reference.logits = evaluate(reference.model, dm, example, reference.path)
+        reference.metrics, reference.logits = evaluated_once(reference, dm, example, data)
         reference.metrics.update({k: reference.record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
     return (student if distilling else copy.deepcopy(reference.model)), reference
 
@@ -187,6 +187,23 @@ def evaluate(model, dm, example, artifact_path=None, float_model=None) -> tuple[
     out = {"test/acc": measure.accuracy(logits, labels), "val/acc": measure.accuracy(val_logits, val_labels)}
     out.update(measure.profile(model, example, artifact_path, float_model=float_model))
     return out, logits
+
+
+_EVALUATED: dict = {}  # (file, its mtime, data) -> (metrics, test logits): a search's trials share one reference
+
+
+def evaluated_once(reference: Reference, dm, example, data: dict) -> tuple[dict, object]:
+    """`evaluate` of a reference file, once per process: every trial of a search (one process) starts
+    from the same cached baseline or teacher, and measured it again on test and validation each time."""
+    if not reference.path:  # a DDP rank other than 0 has no file
+        return evaluate(reference.model, dm, example, reference.path)
+    key = (str(reference.path), Path(reference.path).stat().st_mtime_ns, json.dumps(data, sort_keys=True, default=str))
+    if key not in _EVALUATED:
+        if len(_EVALUATED) >= 8:
+            _EVALUATED.pop(next(iter(_EVALUATED)))
+        _EVALUATED[key] = evaluate(reference.model, dm, example, reference.path)
+    metrics, logits = _EVALUATED[key]
+    return dict(metrics), logits
 
 
 def timed(models: dict, example, cfg) -> dict:

@@ -41,7 +41,8 @@ class Results(Measured, total=False):
     stages: list[dict]      # per stage: {"stage": kind, epochs, val/acc_per_epoch, ... its summary}
     budget: dict            # with budget.max_drop: max_drop, val/drop, test/drop, held/val, held/test
     kd: dict                # teacher/test_acc, test/agreement
-    export: dict            # runtime -> precision -> {path, size_mb, test/acc, agreement, latency ...}
+    export: dict            # runtime -> precision -> {path, size_mb, test/acc (val/acc under export.test=false),
+                            #   agreement, agreement_on, latency ...}
     deploy: dict            # candidates, and the fastest per batch size
 
 

@@ -57,3 +57,28 @@ def test_a_pipeline_killed_in_its_second_stage_reuses_the_first(tmp_path):
     kd, prune = json.loads(path.read_text())["stages"]
     assert kd["epochs_reused"] == 2 and kd["epochs_trained"] == 0
     assert prune["epochs_reused"] >= 1 and prune["epochs_reused"] + prune["epochs_trained"] == 4
+
+
+def test_a_reference_is_measured_once_per_process_until_its_file_changes(tmp_path, monkeypatch):
+    """Every trial of a search starts from the same cached baseline: its test and validation
+    accuracy are measured by the first and read by the others (a copy each: one trial's additions
+    do not reach the next); other data, or the file rewritten, measure it again."""
+    import os
+
+    from compressor import job
+
+    calls = []
+    monkeypatch.setattr(job, "evaluate", lambda model, dm, example, path: calls.append(path) or ({"test/acc": 0.9}, "l"))
+    monkeypatch.setattr(job, "_EVALUATED", {})
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(b"weights")
+    ref = job.Reference(cfg=None, model=None, path=f, record={})
+    first, _ = job.evaluated_once(ref, None, None, {"data": 1})
+    first["latency/b1_ms"] = 1.0
+    again, logits = job.evaluated_once(ref, None, None, {"data": 1})
+    assert len(calls) == 1 and again == {"test/acc": 0.9} and logits == "l"
+    job.evaluated_once(ref, None, None, {"data": 2})
+    assert len(calls) == 2
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    job.evaluated_once(ref, None, None, {"data": 1})
+    assert len(calls) == 3

@@ -36,7 +36,9 @@ def test_the_frontier_keeps_undominated_files_and_nothing_fits_is_one_line():
     s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
     reference = {"baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0,
                               "latency/b64_ms": 1.0}}
-    chosen = decide(rows, "speedup_b1", 1.0, reference, s, timer=apart)
+    read = []  # the files the test set is read for: the frontier's and the chosen one, no other
+    chosen = decide(rows, "speedup_b1", 1.0, reference, s, timer=apart, tester=lambda rs, b: read.extend(rs))
+    assert sorted({r["recipe"] for r in read}) == ["a", "b", "d"]
     assert chosen["chosen"]["recipe"] == "a" and "ship a.onnx" in chosen["verdict"] and chosen["held/test"]
     assert "Tie" not in chosen["verdict"]
     none = decide(rows, "speedup_b1", 0.1, reference, s)
@@ -178,5 +180,8 @@ def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials
     assert spent["epochs"]["reused"] >= sum(t["stages"][0]["epochs_reused"] for t in promoted)
     assert "training epochs reused]" in first["verdict"]
     assert not any(k.startswith("test") for t in before for c in t["candidates"] for k in c)  # validation only
+    trial = json.loads((Path(before[1]["run_dir"]) / "results.json").read_text())  # its files never read test
+    files = [e for kinds in trial["export"].values() for e in kinds.values() if "path" in e]
+    assert files and all("test/acc" not in e and e["agreement_on"] == "val" for e in files), trial["export"]
     assert any(not t["reused"] for t in after if t["rung"] == "rung1"), "the third trial is new"
     assert Path(outputs / "again" / "search.json").is_file()

@@ -7,7 +7,8 @@ export=all       both
 The fp32 exports are of the run's float model; the int8 ones exist where the run quantized, and
 quantize that same float model (before the run's quant stage) with the runtime's own PTQ. The
 candidates to ship are the run's model as it is (torch, or its backend's file) and every export,
-float and int8, that agrees with PyTorch's top-1 on >= 95% of test images (fp32: 99.5%): a
+float and int8, that agrees with PyTorch's top-1 on >= 95% of test images (fp32: 99.5%; with
+`export.test=false`, as a search's trials run, on validation images, and no file reads the test set): a
 quantized run's fp32 ONNX file can be the fastest (it is the model before quantization, and its
 own accuracy is reported). An OpenVINO file is also compiled with its input shape fixed per batch
 size (`<precision> static`: the same file, as a user who knows the batch deploys it), and that
@@ -80,7 +81,9 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
     `error` entry; the run keeps everything else. `baseline` (a float torch model) is timed with the
     files."""
     reference = float_model if float_model is not None else model  # an int8-backend run always has one
-    ref_logits, _ = measure.predict(reference, dm.test_dataloader())
+    tested = cfg.export.get("test", True)  # false (a search's trials): validation only, the agreement on it too
+    checked = dm.test_dataloader() if tested else dm.val_dataloader()
+    ref_logits, _ = measure.predict(reference, checked)
     # `precision`: the run's number format (int8: the int8 exports are made too, calibrated like its stage)
     calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) \
         if precision == "int8" else None
@@ -102,14 +105,15 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
         out[name] = {}
         for kind, session in sessions.items():  # kind: fp32 | int8, + " static" for a fixed input shape
             number = kind.split()[0]
-            logits, labels = measure.predict(session, dm.test_dataloader())
+            logits, labels = measure.predict(session, checked)
             agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
+            split = "test" if tested else "val"
             if agreement < NEEDED[number]:
-                log.warning("%s %s agrees with PyTorch on only %.2f%% of test images (needed %.1f%%)", name, kind,
-                            100 * agreement, 100 * NEEDED[number])
+                log.warning("%s %s agrees with PyTorch on only %.2f%% of %s images (needed %.1f%%)", name, kind,
+                            100 * agreement, split, 100 * NEEDED[number])
             out[name][kind] = {"path": str(session.path), "size_mb": measure.size_mb(session.path),
-                               "test/acc": measure.accuracy(logits, labels), "agreement": agreement,
-                               "agreement_ok": agreement >= NEEDED[number]}
+                               f"{split}/acc": measure.accuracy(logits, labels), "agreement": agreement,
+                               "agreement_on": split, "agreement_ok": agreement >= NEEDED[number]}
             if number != precision:
                 out[name][kind]["note"] = f"the float model before quantization, not this run's {precision} model"
             if Path(session.path) == Path(model_path) and kind == number:  # the run's own backend file, as it ran
@@ -119,8 +123,9 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
             if agreement >= NEEDED[number]:
                 shippable.append(f"{name} {kind}")
                 precisions[f"{name} {kind}"] = number
-                val_logits, val_labels = measure.predict(session, dm.val_dataloader())
-                accuracies[f"{name} {kind}"] = (measure.accuracy(val_logits, val_labels), out[name][kind]["test/acc"])
+                val = measure.accuracy_of(session, dm.val_dataloader()) if tested \
+                    else out[name][kind]["val/acc"]
+                accuracies[f"{name} {kind}"] = (val, out[name][kind].get("test/acc"))  # test: None untested
     if float_model is not None:  # the float PyTorch model the int8 files came from, timed with them
         files["torch fp32"] = ("torch", float_model, None)
         out["torch"] = {"fp32": {"note": f"the float model before quantization, not this run's {precision} model"}}

@@ -13,9 +13,9 @@
    its latency on its runtime, timed side by side with the baseline in that trial's process. The
    frontier is the candidates no other dominates; the chosen one has the largest gain within
    budget.max_drop on validation, files close to it timed again side by side (a tie within timing
-   noise goes to the smaller file: compressor/search/ties.py). Every trial is a job and measures test
-   accuracy as every job does; the search reads it for the frontier and the chosen file only
-   (trials.jsonl holds validation figures).
+   noise goes to the smaller file: compressor/search/ties.py). Trials score their exported files on
+   validation alone (export.test=false); the frontier's files and the chosen one are then run on the
+   test set, the only files it is read for (a trial's own torch model is tested as every job's is).
 
 A fine-tuning stage's fit is shared by every trial whose pipeline starts the same way, and a promoted
 trial continues its first rung's fit (compressor/prefixes.py): each trial's record says which epochs
@@ -36,7 +36,7 @@ from omegaconf import OmegaConf, open_dict
 from compressor.config import CONF, compose
 from compressor.errors import brief
 from compressor.search import launch, space, ties
-from compressor.search.records import candidates, trained, validation_only
+from compressor.search.records import candidates, tested, trained, validation_only
 from compressor.search.outputs import Phases, epochs_spent, spent, tensorboard, write
 
 log = logging.getLogger("compressor")
@@ -244,13 +244,14 @@ def tell(study, trial, values) -> None:
 
 
 def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, threads: int = 1,
-           timer=ties.timed) -> dict:
+           timer=ties.timed, tester=tested) -> dict:
     """The frontier, the chosen file (close ones timed again: compressor/search/ties.py), and the
     one-line verdict (test accuracy read here, once)."""
     front = pareto(rows, gain)
     within = [r for r in rows if r["val_drop"] <= max_drop]
     chosen, timing = ties.settle(within, gain, threads, timer)
     b = reference["baseline"]
+    tester([*front, *([chosen] if chosen else [])], b["test/acc"])  # the only files the test set is read for
     per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
     if chosen:
         held = chosen["test_drop"] <= max_drop

@@ -1,6 +1,7 @@
 """What a trial's job gives the search: its shippable files with their gains over the baseline (timed
-in the trial's own process), the epochs each stage trained or reused, and the line trials.jsonl keeps
-(validation figures only: test accuracy is read for the frontier and the chosen file)."""
+in the trial's own process), the epochs each stage trained or reused, and the line trials.jsonl keeps.
+Trials run with export.test=false: their files are scored on validation alone, and `tested` reads
+the test set for the frontier and the chosen file only."""
 from pathlib import Path
 
 
@@ -44,5 +45,27 @@ def candidates(r: dict, runtime: str) -> list[dict]:
                     "speedup_b1": reference["latency/b1_ms"] / c["latency/b1_ms"],
                     "speedup_b64": reference["latency/b64_ms"] / c["latency/b64_ms"],
                     "smaller": b["compress/size_mb"] / c["size_mb"],
-                    "val_drop": 100 * (b["val/acc"] - c["val/acc"]), "test_drop": 100 * (b["test/acc"] - c["test/acc"])})
+                    "val_drop": 100 * (b["val/acc"] - c["val/acc"]),
+                    "test_drop": None if c["test/acc"] is None else 100 * (b["test/acc"] - c["test/acc"])})
     return out
+
+
+def tested(rows: list[dict], baseline_test: float) -> None:
+    """Fill in the test accuracy of the rows a trial measured on validation only (export.test=false):
+    each such file run once on the test set here, the data built from its trial's resolved config."""
+    todo = [r for r in rows if r.get("test_drop") is None]
+    if not todo:
+        return
+    from omegaconf import OmegaConf
+
+    from compressor import measure
+    from compressor.data import user
+    from compressor.runtimes.deploy import load
+
+    dm = user.build(OmegaConf.load(Path(todo[0]["path"]).parent / "config.yaml").dataset)
+    seen = {}
+    for r in todo:
+        key = (r["path"], r.get("static_shape", False))
+        if key not in seen:
+            seen[key] = measure.accuracy_of(load(r), dm.test_dataloader())
+        r["test/acc"], r["test_drop"] = seen[key], 100 * (baseline_test - seen[key])

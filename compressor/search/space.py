@@ -93,7 +93,7 @@ def overrides(point: dict, model: str, runtime: str, epochs: dict, full: dict | 
     `full` the epochs its learning-rate schedule spans: a first rung stops early on the full schedule,
     so its promotion continues the same fit (compressor/prefixes.py)."""
     order = stages(point)
-    out = [f"export={EXPORT[runtime]}", f"teacher={model}"]
+    out = [f"export={EXPORT[runtime]}", "export.test=false", f"teacher={model}"]  # test: the frontier's files only
     if not order:
         return [*out, "technique=baseline", f"model={model}"]
     out += ["technique=pipeline", f"technique.order=[{','.join(order)}]",
