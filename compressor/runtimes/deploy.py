@@ -82,6 +82,7 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
     files."""
     reference = float_model if float_model is not None else model  # an int8-backend run always has one
     tested = cfg.export.get("test", True)  # false (a search's trials): validation only, the agreement on it too
+    split = "test" if tested else "val"
     checked = dm.test_dataloader() if tested else dm.val_dataloader()
     ref_logits, _ = measure.predict(reference, checked)
     # `precision`: the run's number format (int8: the int8 exports are made too, calibrated like its stage)
@@ -107,7 +108,6 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
             number = kind.split()[0]
             logits, labels = measure.predict(session, checked)
             agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
-            split = "test" if tested else "val"
             if agreement < NEEDED[number]:
                 log.warning("%s %s agrees with PyTorch on only %.2f%% of %s images (needed %.1f%%)", name, kind,
                             100 * agreement, split, 100 * NEEDED[number])
