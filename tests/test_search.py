@@ -185,3 +185,12 @@ def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials
     assert files and all("test/acc" not in e and e["agreement_on"] == "val" for e in files), trial["export"]
     assert any(not t["reused"] for t in after if t["rung"] == "rung1"), "the third trial is new"
     assert Path(outputs / "again" / "search.json").is_file()
+
+
+def test_a_latency_objective_samples_no_weight_sharing():
+    from compressor.search import space
+
+    s = OmegaConf.create({"objective": "latency_b1", "precisions": ["fp32", "int8", "cluster"]})
+    assert space.precisions(s) == ["fp32", "int8"]  # its files run float kernels: it cannot win on latency
+    assert space.precisions(OmegaConf.merge(s, {"precisions": ["cluster"]})) == ["fp32"]
+    assert space.precisions(OmegaConf.merge(s, {"objective": "size"})) == ["fp32", "int8", "cluster"]
