@@ -46,7 +46,7 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not cluster' tests
+	COMPRESSOR_TEST_FORK=0 $(BIN)/python -m pytest -q -m 'not cluster' tests
 
 # a single-node SLURM cluster from Debian's packages (tests/cluster/up: root and apt-get, else the
 # tests are skipped with its reason), then the tests that run sweeps and searches on it

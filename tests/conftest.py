@@ -14,6 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from compressor.config import compose  # noqa: E402
+from tests import forked  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -73,9 +74,13 @@ def cli_call(args, env=None) -> tuple[list[str], dict]:
             {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})})
 
 
-def run_cli(args, cwd, timeout=600, env=None):
+def run_cli(args, cwd, timeout=600, env=None, fresh=False):
+    """run.py as its own process: forked from a server that imported torch and Lightning once
+    (tests/forked.py), or with `fresh` (and under COMPRESSOR_TEST_FORK=0) a new interpreter."""
     command, full_env = cli_call(args, env)
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if fresh:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return forked.run(command, cwd, full_env, timeout)
 
 
 def build_wheel(folder: Path) -> Path:
@@ -96,8 +101,8 @@ def build_wheel(folder: Path) -> Path:
 
 @pytest.fixture
 def cli(tmp_path):
-    def call(*args, timeout=600, env=None):
-        return run_cli(list(args), tmp_path, timeout, env)
+    def call(*args, timeout=600, env=None, fresh=False):
+        return run_cli(list(args), tmp_path, timeout, env, fresh)
     return call
 
 

@@ -9,7 +9,7 @@ def runs(tmp_path):
 
 
 def test_run_leaves_a_complete_run_directory(cli, tmp_path):
-    proc = cli(*FAST)
+    proc = cli(*FAST, fresh=True)  # a new interpreter, as a user starts it (the other tests' commands are forked)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run,) = runs(tmp_path)
     names = {p.name for p in run.iterdir()}

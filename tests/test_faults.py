@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from tests import forked
 from tests.conftest import FAST, ROOT, no_exports
 
 # epochs of 45 steps: the kill, sent as soon as the first checkpoint exists, lands well before the last
@@ -30,12 +31,14 @@ def cached_weights(root: Path) -> dict:
     return load_file(entry / "model.safetensors")
 
 
-def start(args, cwd: Path) -> subprocess.Popen:
+def start(args, cwd: Path):
+    """run.py as its own process (tests/forked.py), SIGINT raising KeyboardInterrupt as a terminal's
+    Ctrl-C does (a background `make test &` passes SIGINT on ignored)."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    # SIGINT as a terminal gives it: a shell's background job (`make test &`, nohup) passes SIGINT on
-    # ignored, and Python then never raises KeyboardInterrupt, so the Ctrl-C test would see a clean exit
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    command = [sys.executable, str(ROOT / "run.py"), *no_exports(args)]
+    if forked.forkable(command):
+        return forked.popen(command, cwd, env)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
@@ -51,8 +54,7 @@ def wait_for_checkpoint(proc, root: Path, timeout=300) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("uninterrupted")
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *no_exports(RESUMABLE)], cwd=root,
-                          capture_output=True, text=True, timeout=600)
+    proc = forked.run([sys.executable, str(ROOT / "run.py"), *no_exports(RESUMABLE)], root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return cached_weights(root)
 
@@ -221,8 +223,8 @@ def kill_after_stage_checkpoints(proc, root: Path, count: int, timeout=300) -> N
 
 
 def run_in(cwd: Path, args):
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    return forked.run([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd,
+                      {**os.environ, "HYDRA_FULL_ERROR": "0"}, timeout=600)
 
 
 def test_chance_is_two_standard_errors_above_guessing():

@@ -3,10 +3,10 @@ one config in the user's folder) runs through the command line alone and in a pi
 edit to compressor; and the import graph that keeps bad input refused before torch loads."""
 import ast
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+from tests import forked
 from tests.conftest import FAST, ROOT, no_exports
 
 STAGE = '''
@@ -45,8 +45,7 @@ def compressor_cli(args, cwd: Path):
     """The installed `compressor` command (compressor.cli.main), in the user's folder."""
     code = "import sys; from compressor.cli import main; sys.argv[0] = 'compressor'; main()"
     env = {"PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0", "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-c", code, *no_exports([*FAST, *args])], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env=env)
+    return forked.run([sys.executable, "-c", code, *no_exports([*FAST, *args])], cwd, env, timeout=600)
 
 
 def results(folder: Path, run: str) -> dict:

@@ -4,7 +4,6 @@ import copy
 import json
 import os
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from compressor.quant.ops import Cast, torchao_dynamic
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
 from tests import legacy_v1
+from tests import forked
 from tests.conftest import FAST, ROOT, make_cfg, run_cli, run_job
 
 ARCH = {"_target_": "compressor.models.cnn.SimpleCNN", "in_channels": 1, "num_classes": 10, "image_size": 8}
@@ -135,8 +135,7 @@ def test_predict_runs_nothing(tmp_path, kind, name):
     images.mkdir()
     marker = tmp_path / "pwned"
     EVIL[kind](run / name, marker)
-    proc = subprocess.run([sys.executable, "-m", "compressor.predict", str(run), str(images)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = forked.run([sys.executable, "-m", "compressor.predict", str(run), str(images)], ROOT, timeout=300)
     assert proc.returncode == 2 and not marker.exists()
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error:") and name in line
@@ -150,8 +149,7 @@ def test_report_reads_json_only(tmp_path):
     evil_pickle(tmp_path / "outputs" / "evil" / "results.json", marker)
     (tmp_path / "outputs" / "odd").mkdir()
     (tmp_path / "outputs" / "odd" / "results.json").write_text('{"run": {"technique": "x"}, "test/acc": "high"}')
-    proc = subprocess.run([sys.executable, "-m", "compressor.report", str(tmp_path / "outputs")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = forked.run([sys.executable, "-m", "compressor.report", str(tmp_path / "outputs")], ROOT, timeout=300)
     assert proc.returncode == 0 and not marker.exists() and "Traceback" not in proc.stderr
     assert sum("skipping" in line for line in proc.stderr.splitlines()) == 2, proc.stderr
     assert f"{good['test/acc']:.4f}" in proc.stdout
