@@ -15,7 +15,8 @@
    budget.max_drop on validation, files close to it timed again side by side (a tie within timing
    noise goes to the smaller file: compressor/search/ties.py). Trials score their exported files on
    validation alone (export.test=false); the frontier's files and the chosen one are then run on the
-   test set, the only files it is read for (a trial's own torch model is tested as every job's is).
+   test set. The one other reading of it: each trial's results.json scores the trial's own torch
+   model on test, as every job's does (its schema needs test/acc); no choice reads that figure.
 
 A fine-tuning stage's fit is shared by every trial whose pipeline starts the same way, and a promoted
 trial continues its first rung's fit (compressor/prefixes.py): each trial's record says which epochs
