@@ -138,11 +138,14 @@ class Forked:
 
 
 def popen(command: list[str], cwd, env: dict | None = None):
-    """A Forked process where the command allows one, else subprocess.Popen with pipes (text)."""
+    """A Forked process where the command allows one, else subprocess.Popen with pipes (text); in
+    both, SIGINT raises KeyboardInterrupt as a terminal's Ctrl-C does (a background `make test &`
+    passes SIGINT on ignored, and the Ctrl-C test would then see a clean exit)."""
     env = dict(os.environ if env is None else env)
     if forkable(command):
         return Forked(command, cwd, env)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def run(command: list[str], cwd, env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:

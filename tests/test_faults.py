@@ -32,14 +32,9 @@ def cached_weights(root: Path) -> dict:
 
 
 def start(args, cwd: Path):
-    """run.py as its own process (tests/forked.py), SIGINT raising KeyboardInterrupt as a terminal's
-    Ctrl-C does (a background `make test &` passes SIGINT on ignored)."""
+    """run.py as its own process (tests/forked.py), Ctrl-C raising KeyboardInterrupt in it."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
-    command = [sys.executable, str(ROOT / "run.py"), *no_exports(args)]
-    if forked.forkable(command):
-        return forked.popen(command, cwd, env)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return forked.popen([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd, env)
 
 
 def wait_for_checkpoint(proc, root: Path, timeout=300) -> None:
