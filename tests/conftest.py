@@ -78,9 +78,7 @@ def run_cli(args, cwd, timeout=600, env=None, fresh=False):
     """run.py as its own process: forked from a server that imported torch and Lightning once
     (tests/forked.py), or with `fresh` (and under COMPRESSOR_TEST_FORK=0) a new interpreter."""
     command, full_env = cli_call(args, env)
-    if fresh:
-        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
-    return forked.run(command, cwd, full_env, timeout)
+    return forked.run(command, cwd, full_env, timeout, fresh)
 
 
 def build_wheel(folder: Path) -> Path:

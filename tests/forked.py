@@ -80,10 +80,12 @@ def _child(command: list[str], cwd: str, env: dict, out: str, err: str) -> None:
             sys.argv = command[1:]
             sys.path.insert(0, str(Path(command[1]).resolve().parent))
             runpy.run_path(command[1], run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        if exc.code is not None and not isinstance(exc.code, int):
+    except SystemExit as exc:  # sys.exit(None | int | message), as the interpreter ends on it
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
             print(exc.code, file=sys.stderr)
+            code = 1
     except KeyboardInterrupt:  # uncaught, an interpreter ends killed by SIGINT
         traceback.print_exc()
         sys.stderr.flush()
@@ -148,9 +150,11 @@ def popen(command: list[str], cwd, env: dict | None = None):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def run(command: list[str], cwd, env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)."""
-    if not forkable(command):
+def run(command: list[str], cwd, env: dict | None = None, timeout: float | None = None,
+        fresh: bool = False) -> subprocess.CompletedProcess:
+    """subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout),
+    forked where the command allows it and `fresh` (a new interpreter) is not asked for."""
+    if fresh or not forkable(command):
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     proc = Forked(command, cwd, dict(os.environ if env is None else env))
     try:

@@ -14,8 +14,6 @@ import torchvision  # noqa: F401,E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: F401,E402
 
 import compressor  # noqa: E402
-import compressor.cli  # noqa: F401,E402
-import compressor.job  # noqa: F401,E402
 
-for module in pkgutil.walk_packages(compressor.__path__, "compressor."):
+for module in pkgutil.walk_packages(compressor.__path__, "compressor."):  # compressor.cli and .job among them
     importlib.import_module(module.name)
