@@ -81,13 +81,21 @@ def write(path: Path, data: dict) -> None:
         raise
 
 
+SLOWER = 1.1  # a run timed this many times the baseline's latency (side by side) at both batch sizes is slower
+
+
 def summary_line(r: Results) -> str:
+    """The console line of a finished job; a run slower than its baseline at batch 1 and 64 says so
+    (half precision on a CPU without half kernels: 8-15x)."""
     b = r["baseline"]
+    ratios = [r[k] / b[k] for k in ("latency/b1_ms", "latency/b64_ms") if r.get(k) and b.get(k)]
+    slower = f", SLOWER than the baseline ({min(ratios):.1f}x its latency or more)" \
+        if len(ratios) == 2 and min(ratios) > SLOWER else ""
     return (f"{r['run']['technique']:>9} {r['run']['model']} on {r['run']['dataset']}: "
             f"test/acc {r['test/acc']:.4f} (baseline {b['test/acc']:.4f}), "
             f"size {r['compress/size_mb']:.3f} MB (baseline {b['compress/size_mb']:.3f}), "
             f"latency b1 {r['latency/b1_ms']:.3f} ms (baseline {b['latency/b1_ms']:.3f}), "
-            f"b64 {r['latency/b64_ms']:.4f} ms/img (baseline {b['latency/b64_ms']:.4f})")
+            f"b64 {r['latency/b64_ms']:.4f} ms/img (baseline {b['latency/b64_ms']:.4f}){slower}")
 
 
 def at_chance(acc: float | None, n: int, num_classes: int) -> bool:

@@ -83,3 +83,15 @@ def test_one_table_writer_takes_rows_with_different_columns():
     text = markdown([{"file": "a", "b1 ms/img": 0.5}, {"file": "b", "b64 ms/img": 0.25, "note": None}])
     assert text.splitlines() == ["| file | b1 ms/img | b64 ms/img | note |", "|---|---|---|---|",
                                  "| a | 0.500 | – | – |", "| b | – | 0.250 | – |"]
+
+
+def test_a_run_slower_than_its_baseline_says_so_on_its_console_line():
+    from compressor import results
+
+    base = {"test/acc": 0.9, "compress/size_mb": 2.0, "latency/b1_ms": 0.5, "latency/b64_ms": 0.1}
+    run = {"run": {"technique": "quant", "model": "simple_cnn", "dataset": "digits"}, "baseline": base,
+           "test/acc": 0.9, "compress/size_mb": 1.0}
+    assert "SLOWER than the baseline (8.0x its latency or more)" in \
+        results.summary_line({**run, "latency/b1_ms": 4.0, "latency/b64_ms": 1.5})  # fp16 on a CPU
+    assert "SLOWER" not in results.summary_line({**run, "latency/b1_ms": 4.0, "latency/b64_ms": 0.1})  # one batch size
+    assert "SLOWER" not in results.summary_line({**run, "latency/b1_ms": 0.3, "latency/b64_ms": 0.05})
