@@ -18,11 +18,17 @@ def weights(r: dict) -> dict:
     return artifact.load(Path(r["run"]["run_dir"]) / artifact.FILENAME).state_dict()
 
 
-def test_two_pipelines_with_the_same_distillation_train_it_once(tmp_path):
+def test_two_pipelines_with_the_same_distillation_train_it_once(tmp_path, monkeypatch):
+    from compressor.training import teacher_logits
+
+    teacher_runs = []  # the teacher over the training split (teacher_once): only for a fit that trains
+    computed = teacher_logits.computed
+    monkeypatch.setattr(teacher_logits, "computed", lambda *a: teacher_runs.append(1) or computed(*a))
     first = run_job(tmp_path, [*KD, "technique.order=[kd,prune]"], "first")
     second = run_job(tmp_path, [*KD, "technique.order=[kd,quant]"], "second")
     assert first["stages"][0]["epochs_trained"] == 2 and first["stages"][0]["epochs_reused"] == 0
     assert second["stages"][0]["epochs_trained"] == 0 and second["stages"][0]["epochs_reused"] == 2
+    assert len(teacher_runs) == 1 and second["stages"][0]["teacher_once"] is True
     assert first["stages"][1]["epochs_trained"] == 1  # prune after it: a prefix of its own
     other = run_job(tmp_path, [*KD, "technique.order=[kd,quant]", "technique.kd.temperature=2.0"], "other")
     assert other["stages"][0]["epochs_trained"] == 2  # another recipe is another fit

@@ -63,6 +63,14 @@ def point(folder: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
+def finished(folder: Path | None, epochs: int) -> bool:
+    """Whether resuming from `folder` trains nothing: its checkpoint already holds `epochs` epochs
+    (a stage reused from a shared pipeline prefix)."""
+    path = point(folder)
+    done = epochs_done(path) if path is not None else None
+    return done is not None and done >= epochs
+
+
 def epochs_done(path: Path) -> int | None:
     """How many epochs the checkpoint holds, or None when it cannot be read (it is then removed)."""
     try:

@@ -44,13 +44,16 @@ class Kd(Stage):
         from compressor.modules.distiller import Distiller
         from compressor.training import teacher_logits
         from compressor.training.fit import fit, optim_args
+        from compressor.training.resume import finished
 
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
         optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
         module = Distiller(student=model, teacher=ctx.reference, example=pair, num_classes=ctx.dm.num_classes,
                            **arguments(Distiller, self.node), **optim)
         data, once = ctx.dm, self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)
-        if once:  # the teacher's logits per training image, once for every epoch
+        # the teacher's logits per training image, once for every epoch; not for a fit that trains
+        # nothing (its epochs are all in a shared prefix's checkpoint: a search's reused distillation)
+        if once and not finished(ctx.checkpoint_dir, self.epochs(ctx)):
             ctx.dm.setup("fit")
             data = teacher_logits.TeacherLogits(ctx.dm, teacher_logits.computed(ctx.reference, ctx.dm.train_set,
                                                                                  ctx.dm.batch_size))
