@@ -8,7 +8,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 
-
 def conf_dir() -> Path:
     """The packaged configs: compressor/conf, a folder in an installed wheel and a link to conf/ in a
     checkout (conf/ itself where a checkout could not make the link)."""
