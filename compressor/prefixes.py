@@ -49,9 +49,7 @@ def shared(stage, budget_active: bool) -> bool:
 
 def longer(folder: Path, epochs: int) -> bool:
     """Whether the folder holds a fit that ran more than `epochs` epochs."""
-    found = resume.point(folder)
-    done = resume.epochs_done(found) if found is not None else None
-    return done is not None and done > epochs
+    return resume.held(folder) > epochs
 
 
 @contextmanager

@@ -63,12 +63,16 @@ def point(folder: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
+def held(folder: Path | None) -> int:
+    """How many epochs the newest whole checkpoint in `folder` holds (0: none, or unreadable)."""
+    path = point(folder)
+    return (epochs_done(path) or 0) if path is not None else 0
+
+
 def finished(folder: Path | None, epochs: int) -> bool:
     """Whether resuming from `folder` trains nothing: its checkpoint already holds `epochs` epochs
     (a stage reused from a shared pipeline prefix)."""
-    path = point(folder)
-    done = epochs_done(path) if path is not None else None
-    return done is not None and done >= epochs
+    return held(folder) >= epochs
 
 
 def epochs_done(path: Path) -> int | None:
