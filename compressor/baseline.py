@@ -28,10 +28,12 @@ def plain(node):
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-# keys added since jobs were first cached, and the value that behaves as before them: at it, they stay
-# out of every key, so the baselines and results keyed before them are still found (the data
-# fingerprint holds the subset)
-ADDED = {"dataset": {"train_size": None}, "train": {"patience": None}, "export": {"test": True}}
+# keys added since jobs were first cached, and the value that trains what was trained before them: at
+# it, they stay out of every key, so the baselines and results keyed before them are still found (the
+# data fingerprint holds the subset; channels_last is a memory layout: it changes float rounding, as
+# the thread count does, not the recipe)
+ADDED = {"dataset": {"train_size": None}, "train": {"patience": None, "channels_last": True},
+         "export": {"test": True}}
 
 
 def unset_added(node: dict, where: str) -> dict:

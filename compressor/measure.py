@@ -21,11 +21,34 @@ def pinned_threads(n: int):
         torch.set_num_threads(old)
 
 
+@contextmanager
+def channels_last(model: nn.Module, device="cpu"):
+    """`model`'s conv weights in the channels-last layout for the block, on the CPU: oneDNN's
+    convolutions run 1.8x (SimpleCNN) to 2.4x (SmallCNN) faster there at one thread, forward only,
+    and 1.4-1.8x forward and backward (compressor/training/fit.py). Back to contiguous after it, the
+    layout everything else (saving, export, quantization, timing) reads. Float rounding only."""
+    if str(device) != "cpu":
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
 @torch.no_grad()
 def predict(model, loader, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels over a loader (any callable model: nn.Module or ONNX session wrapper)."""
+    """Logits and labels over a loader (any callable model: nn.Module or ONNX session wrapper); a
+    torch model runs in the channels-last layout on the CPU (`channels_last`)."""
     if isinstance(model, nn.Module):
         model.eval()
+        with channels_last(model, device):
+            return _predict(model, loader, device)
+    return _predict(model, loader, device)
+
+
+def _predict(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
     logits, labels = [], []
     for x, y in loader:
         logits.append(model(x.to(device)).float().cpu())

@@ -25,6 +25,7 @@ TOP = {
     "train.epochs": integer(1), "train.optimizer": choice(choices.OPTIMIZERS), "train.lr": number(gt=0),
     "train.weight_decay": number(ge=0), "train.momentum": number(ge=0, le=1),
     "train.scheduler": choice(choices.SCHEDULERS), "train.patience": integer(1, optional=True),
+    "train.channels_last": boolean(),
     "latency.threads": integer(1), "latency.reps": integer(1), "latency.rounds": integer(1),
     "budget.max_drop": number(ge=0, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0, optional=True),
     "export.onnx": boolean(), "export.openvino": boolean(), "export.test": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),

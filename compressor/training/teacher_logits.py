@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from compressor.measure import channels_last
+
 
 class WithLogits(Dataset):
     def __init__(self, data: Dataset, logits: torch.Tensor):
@@ -27,7 +29,8 @@ def computed(teacher: torch.nn.Module, data: Dataset, batch_size: int) -> torch.
     """The teacher's logits for every image of `data`, in its order."""
     teacher.eval()
     device = next(teacher.parameters()).device
-    return torch.cat([teacher(x.to(device)).float().cpu() for x, _ in DataLoader(data, batch_size=batch_size)])
+    with channels_last(teacher, device):
+        return torch.cat([teacher(x.to(device)).float().cpu() for x, _ in DataLoader(data, batch_size=batch_size)])
 
 
 class TeacherLogits(L.LightningDataModule):
