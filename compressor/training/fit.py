@@ -68,8 +68,8 @@ class ChannelsLast(L.Callback):
     laid out as before. A layout, like the thread count, changes float rounding, not what is
     trained: it is no part of a job's key."""
 
-    def on_fit_start(self, trainer, pl_module):
-        if isinstance(trainer.accelerator, CPUAccelerator):
+    def setup(self, trainer, pl_module, stage):  # after the technique's structure changes, before DDP and the optimizer
+        if stage == "fit" and isinstance(trainer.accelerator, CPUAccelerator):
             pl_module.to(memory_format=torch.channels_last)
 
 
