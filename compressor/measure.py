@@ -21,18 +21,20 @@ def pinned_threads(n: int):
         torch.set_num_threads(old)
 
 
-@contextmanager
-def channels_last(model: nn.Module, device="cpu"):
-    """`model`'s conv weights in the channels-last layout for the block, on the CPU: oneDNN's
+def channels_last(model: nn.Module, run, device="cpu"):
+    """`run()` with `model`'s conv weights in the channels-last layout, on the CPU: oneDNN's
     convolutions run 1.8x (SimpleCNN) to 2.4x (SmallCNN) faster there at one thread, forward only,
-    and 1.4-1.8x forward and backward (compressor/training/fit.py). Back to contiguous after it, the
-    layout everything else (saving, export, quantization, timing) reads. Float rounding only."""
+    and 1.4-1.8x forward and backward (compressor/training/fit.py). A forward that cannot take it (a
+    `x.view(n, -1)` of a conv's output) runs contiguous instead. The weights are contiguous after
+    it, the layout everything else (saving, export, quantization, timing) reads. Float rounding only."""
     if str(device) != "cpu":
-        yield model
-        return
-    model.to(memory_format=torch.channels_last)
+        return run()
     try:
-        yield model
+        model.to(memory_format=torch.channels_last)
+        return run()
+    except RuntimeError:  # a genuine failure fails again below, contiguous, and is raised from there
+        model.to(memory_format=torch.contiguous_format)
+        return run()
     finally:
         model.to(memory_format=torch.contiguous_format)
 
@@ -43,8 +45,7 @@ def predict(model, loader, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     torch model runs in the channels-last layout on the CPU (`channels_last`)."""
     if isinstance(model, nn.Module):
         model.eval()
-        with channels_last(model, device):
-            return _predict(model, loader, device)
+        return channels_last(model, lambda: _predict(model, loader, device), device)
     return _predict(model, loader, device)
 
 

@@ -4,8 +4,9 @@ layout and is its own job; the default leaves every job key as it was."""
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from torch import nn
 
-from compressor import baseline
+from compressor import baseline, measure
 from compressor.models.cnn import SimpleCNN
 from compressor.modules import Classifier
 from compressor.training.fit import fit, optim_args
@@ -25,12 +26,27 @@ class Layouts(L.Callback):
         self.seen.append(weight.is_contiguous(memory_format=CL) and not weight.is_contiguous())
 
 
-def fitted(tmp_path, overrides=()):
+class Viewed(nn.Module):
+    """A user's net as they are often written: the conv output flattened with `view`, which a
+    channels-last tensor cannot take."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(16, 16, 3, padding=1))
+        self.classifier = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.classifier(x.view(x.size(0), -1))
+
+
+def fitted(tmp_path, overrides=(), net=None):
     cfg = make_cfg(tmp_path, overrides)
     dm = instantiate(cfg.dataset)
     dm.setup()
     L.seed_everything(0)
-    module = Classifier(SimpleCNN(1, 10, 8), 10, **optim_args(cfg))
+    module = Classifier(net or SimpleCNN(1, 10, 8), 10, **optim_args(cfg))
     spy = Layouts()
     fit(cfg, module, dm, tmp_path / "run", "layout", 1, callbacks=[spy], log_to=False,
         trainer_args={"limit_train_batches": 3, "limit_val_batches": 1})
@@ -57,3 +73,18 @@ def test_the_layout_stays_out_of_the_default_key_and_false_is_another_job(tmp_pa
     assert baseline.fingerprint(cfg, data) == baseline.fingerprint(baseline.OmegaConf.create(spec), data)
     off = make_cfg(tmp_path, ["train.channels_last=false"])
     assert baseline.fingerprint(off, data) != baseline.fingerprint(cfg, data)
+
+
+def test_a_net_that_cannot_take_the_layout_trains_and_predicts_contiguous(tmp_path):
+    net = Viewed().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 8, 8)
+    try:
+        net(x)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the test net should fail in channels-last")
+    module, seen = fitted(tmp_path, net=Viewed())
+    assert seen == [False] * 3  # the probe found the view failing: contiguous
+    logits, _ = measure.predict(module.model, [(x, torch.zeros(2, dtype=torch.long))])
+    assert logits.shape == (2, 10) and module.model.features[2].weight.is_contiguous()

@@ -15,6 +15,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from compressor.data.base import example_input
 from compressor.training import resume
 from compressor.training.flags import torch_flags_kept
 from compressor.errors import Diverged, Interrupted, slurm_gave_up
@@ -66,11 +67,30 @@ class ChannelsLast(L.Callback):
     epoch at one thread than in the contiguous layout (ResNet-18 on 32x32: the same). fit() puts the
     weights back in the contiguous layout when it ends, so what is saved, exported and quantized is
     laid out as before. A layout, like the thread count, changes float rounding, not what is
-    trained: it is no part of a job's key."""
+    trained: it is no part of a job's key. A net whose forward cannot take the layout (a
+    `x.view(n, -1)` of a conv's output) trains contiguous: one probe on `example` says which."""
+
+    def __init__(self, example: torch.Tensor):
+        self.example = example
 
     def setup(self, trainer, pl_module, stage):  # after the technique's structure changes, before DDP and the optimizer
-        if stage == "fit" and isinstance(trainer.accelerator, CPUAccelerator):
-            pl_module.to(memory_format=torch.channels_last)
+        if stage != "fit" or not isinstance(trainer.accelerator, CPUAccelerator):
+            return
+        pl_module.to(memory_format=torch.channels_last)
+        nets = [pl_module, *([pl_module.teacher] if isinstance(getattr(pl_module, "teacher", None), torch.nn.Module) else [])]
+        training = pl_module.training
+        try:
+            with torch.no_grad():  # in eval mode: batch norm's running statistics stay as they are
+                pl_module.eval()
+                for net in nets:
+                    net(self.example)
+        except Exception as exc:  # any failure of the probe: the fit itself says what is wrong, if anything
+            log.info("%s trains in the contiguous layout: its forward fails in channels-last (%s)",
+                     type(pl_module.model if hasattr(pl_module, "model") else pl_module).__name__,
+                     str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            pl_module.to(memory_format=torch.contiguous_format)
+        finally:
+            pl_module.train(training)
 
 
 class Plateau(EarlyStopping):
@@ -95,7 +115,8 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     divergence error tells the user to lower; `trainer_args` override the job's Trainer for this fit."""
     history = History()
     cbs = [history, Finite(name, knob), resume.RngState(), *callbacks, *([Plateau(patience)] if patience else []),
-           *([ChannelsLast()] if cfg.train.get("channels_last", True) else [])]
+           *([ChannelsLast(example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2))]
+             if cfg.train.get("channels_last", True) else [])]
     best = None
     if checkpoint_dir is not None:  # `last` every epoch (resume); `best` only when it improves
         cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1,

@@ -29,8 +29,8 @@ def computed(teacher: torch.nn.Module, data: Dataset, batch_size: int) -> torch.
     """The teacher's logits for every image of `data`, in its order."""
     teacher.eval()
     device = next(teacher.parameters()).device
-    with channels_last(teacher, device):
-        return torch.cat([teacher(x.to(device)).float().cpu() for x, _ in DataLoader(data, batch_size=batch_size)])
+    return channels_last(teacher, lambda: torch.cat([teacher(x.to(device)).float().cpu()
+                                                     for x, _ in DataLoader(data, batch_size=batch_size)]), device)
 
 
 class TeacherLogits(L.LightningDataModule):
