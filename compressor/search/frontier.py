@@ -241,7 +241,7 @@ def won(finals: list[dict], gain: str, max_drop: float) -> dict | None:
 
 def reaches(record: dict, held: dict, gain: str, threads: int = 1, timer=ties.timed) -> bool:
     """Whether `record`'s fastest file reaches ties.CLOSE of `held`'s gain. Each trial timed its files
-    in its own process, a load spike apart: one int8 file timed 3.9-5.0x its baseline across trials,
+    in its own process, a load spike apart: one int8 file timed 2.4-5.0x its baseline across searches,
     a pruned one 3.7x in one trial and 6.2x in another. So a trial under the bar by those figures is
     timed again here, side by side with `held` (ties.ROUNDS interleaved rounds, medians); size is exact."""
     fastest = max(record["candidates"], key=lambda c: c[gain])
