@@ -16,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from compressor.storage import artifact
 from compressor.storage import cache
 from compressor.storage import checkpoint
-from compressor.errors import ConfigError, brief
+from compressor.errors import ConfigError, Stuck, brief
 from compressor.modules import Classifier
 from compressor.results import at_chance
+from compressor.training import ddp
 from compressor.training.fit import fit, optim_args
 
 log = logging.getLogger("compressor")
@@ -43,7 +44,7 @@ def unset_added(node: dict, where: str) -> dict:
 
 def spec_of(cfg: DictConfig, leave_out=()) -> dict:
     """The resolved config minus where things are written (and `leave_out`), as keyed."""
-    spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun", *leave_out)}
+    spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun", "ddp", *leave_out)}
     for where in ADDED:
         if where in spec:
             spec[where] = unset_added(spec[where], where)
@@ -66,6 +67,8 @@ def fingerprint(cfg: DictConfig, data: dict) -> str:
 
 
 def is_rank_zero() -> bool:
+    """This process is DDP's rank 0, or the only one. Read where it is asked: a child rank knows it
+    from the start (its launcher set its rank), and rank 0 is 0 before and after its ranks exist."""
     return cache.rank() == 0
 
 
@@ -116,8 +119,13 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
         artifact.save(module.model, folder / artifact.FILENAME, plain(net_cfg.net), [{"stage": "train", **record}])
         return record
 
-    entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build,
-                                                keep=lambda r: not r.get("at_chance"))
+    wait_s = ddp.timeout_s(cfg) if ddp.distributed(cfg) else None  # a DDP rank waits no longer than its peers do
+    try:
+        entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build,
+                                                    keep=lambda r: not r.get("at_chance"), wait_s=wait_s)
+    except cache.Waited as exc:
+        raise Stuck(f"train_{net_cfg.name}", cache.rank(), ddp.processes(cfg.trainer), str(exc), wait_s,
+                    ddp.continue_command()) from None
     model = artifact.load(entry / artifact.FILENAME, trust(cfg)["targets"])
     if not is_rank_zero():  # a DDP rank's private copy of the fit; rank 0 stored the entry
         if built:

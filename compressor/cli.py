@@ -10,14 +10,14 @@ import os
 import sys
 from pathlib import Path
 
-from compressor.errors import ConfigError, Interrupted, one_line_hydra_error, slurm_gave_up
+from compressor.errors import ConfigError, Interrupted, Stuck, one_line_hydra_error, sbatch_refused, slurm_gave_up
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def job(cfg):
     """One job: exit 2 for bad input (one line), 1 for a full disk (one line naming the folder),
-    130 for Ctrl-C and 143 for SIGTERM (one line: the same command continues from the last epoch).
+    130 for Ctrl-C and 143 for SIGTERM, 1 for a DDP rank that waited past ddp.timeout_s (one line: the same command continues from the last epoch).
     A job of a SLURM sweep does not exit: it leaves its line in stopped.json and the sweep goes on
     (compressor/report/callback.py names it at the end, and the sweep exits 1)."""
     from compressor import dispatch, validate
@@ -28,6 +28,8 @@ def job(cfg):
         return dispatch(cfg)
     except ConfigError as exc:
         return stop(cfg, f"error: {exc}", 2)
+    except Stuck as exc:  # a DDP rank that waited past ddp.timeout_s
+        return stop(cfg, exc.line(), 1)
     except (KeyboardInterrupt, Interrupted) as exc:
         what, where = (exc.what, exc.where()) if isinstance(exc, Interrupted) else ("SIGINT", "")
         return stop(cfg, f"interrupted ({what}){where}: every finished epoch is checkpointed; run the same command "
@@ -90,6 +92,10 @@ def report_errors(hydra_main) -> None:
             print(f"error: {' '.join(str(exc).split())[:300]}; its finished epochs are checkpointed: run the same "
                   f"command again to continue (finished jobs are read, not rerun)", file=sys.stderr)
             sys.exit(1)
+        refused = None if full else sbatch_refused(exc)
+        if refused:  # sbatch's own lines were printed above by submitit; nothing was submitted
+            print(f"error: {refused}", file=sys.stderr)
+            sys.exit(2)
         message = None if full else one_line_hydra_error(exc)
         if message is None:
             raise

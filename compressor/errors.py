@@ -65,6 +65,44 @@ class Interrupted(Exception):
         return f" in {self.name}" + (f" after {self.done} of {self.total} epochs" if self.done is not None else "")
 
 
+class Stuck(Interrupted):
+    """A DDP rank that waited for the others (a collective, the fit's start) or for a lock longer than
+    ddp.timeout_s: the run ends rather than hang. Like an interruption, what was checkpointed stays
+    (nothing is cached) and `command` continues the run."""
+
+    def __init__(self, name: str, rank: int, world: int, waited_on: str, seconds: float, command: str,
+                 done: int | None = None, total: int | None = None):
+        super().__init__(name, f"rank {rank} of {world} waited {seconds:g} s for {waited_on}", done, total)
+        self.command = command
+
+    def line(self) -> str:
+        return (f"stopped: {self.what}{self.where()} and gave up (ddp.timeout_s); nothing of it was cached; "
+                f"run `{self.command}` to continue from the last finished epoch")
+
+
+# what sbatch says when it refuses a job, and the launcher key that asks for it
+SBATCH_KEYS = (("memory", "hydra.launcher.mem_gb"), ("partition", "hydra.launcher.partition"),
+               ("account", "hydra.launcher.account"), ("time limit", "hydra.launcher.timeout_min"),
+               ("qos", "hydra.launcher.qos"), ("gres", "hydra.launcher.gpus_per_node"),
+               ("node configuration", "hydra.launcher.cpus_per_task, tasks_per_node, nodes or gpus_per_node"),
+               ("cpu", "hydra.launcher.cpus_per_task"))
+
+
+def sbatch_refused(exc: BaseException) -> str | None:
+    """One line for a job sbatch refused (submitit raises its stderr as FailedJobError): sbatch's
+    reason, quoted, and the hydra.launcher key to change. None for any other error."""
+    import subprocess
+
+    cause = exc.__cause__
+    if type(exc).__name__ != "FailedJobError" or not isinstance(cause, subprocess.CalledProcessError) \
+            or "sbatch" not in str((cause.cmd or [""])[0]):
+        return None
+    lines = [line.strip().removeprefix("sbatch: error:").strip() for line in str(cause.stderr or exc).splitlines()]
+    reason = "; ".join(line for line in lines if line) or f"exit status {cause.returncode}"
+    key = next((k for word, k in SBATCH_KEYS if word in reason.lower()), "the hydra.launcher settings")
+    return f"sbatch refused the job: {reason!r}; change {key} (what the cluster allows: sinfo -o '%P %c %m %l')"
+
+
 def slurm_gave_up(exc: BaseException) -> bool:
     """submitit's error for a job it will not requeue again: raised inside the job at its last time
     limit (hydra.launcher.max_num_timeout used up), and in the submitting process for a job that ended

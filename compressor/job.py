@@ -168,7 +168,7 @@ def compressed(plan, model, ctx: Context, spend: Budget, partial: Path, data: di
         log.info("stage %s (%d epochs)", stage.kind, stage.epochs(ctx))
         L.seed_everything(ctx.cfg.seed, workers=True)
         shared = prefixes.claimed(ctx.cfg, data, stages, i, stage.epochs(ctx)) \
-            if prefixes.shared(stage, spend.active) else nullcontext(partial / f"{i}_{stage.kind}")
+            if prefixes.shared(ctx.cfg, stage, spend.active) else nullcontext(partial / f"{i}_{stage.kind}")
         with shared as ctx.checkpoint_dir:
             model, record = stage.apply(model, ctx)
         spend.after(model)

@@ -15,17 +15,18 @@ schedule kept), plus the data's fingerprint. Any job whose pipeline starts the s
 A lock per folder lets one job train it while the others wait, then read the finished fit. A fit
 that already ran more epochs than a job asks for is not cut short: that job trains in a folder of
 its own (its epochs in the name). Stages that do not fine-tune, runs under an accuracy budget (a
-stage's recipe is searched there) and DDP runs keep the job's own folder, as before.
+stage's recipe is searched there) and DDP runs keep the job's own folder, as before: DDP is read
+from the trainer's config, which every rank holds alike (issue 54: ranks that read WORLD_SIZE
+disagreed, and one waited on the lock while the other waited for it in the fit).
 
 The folders live under paths.index_dir/stages/ and may be deleted at any time: a job then trains
 its stages again."""
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from compressor import baseline
 from compressor.storage import cache
-from compressor.training import resume
+from compressor.training import ddp, resume
 
 # what only measures, exports, names or writes a run: the same fit under any of these
 NOT_THE_FIT = ("export", "latency", "logger", "search", "budget", "hydra", "trust")
@@ -41,10 +42,10 @@ def key(cfg, data: dict, stages: list[dict], i: int) -> str:
     return baseline.hashed(cfg, spec, data)
 
 
-def shared(stage, budget_active: bool) -> bool:
-    """Whether this stage's fit goes into a shared folder."""
-    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return stage.fine_tunes() and not budget_active and not ddp
+def shared(cfg, stage, budget_active: bool) -> bool:
+    """Whether this stage's fit goes into a shared folder. Never under DDP: all ranks fit in the
+    job's own folder, lock-free, and every rank reads the same answer from the trainer's config."""
+    return stage.fine_tunes() and not budget_active and not ddp.distributed(cfg)
 
 
 def longer(folder: Path, epochs: int) -> bool:

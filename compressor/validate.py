@@ -27,6 +27,7 @@ TOP = {
     "train.scheduler": choice(choices.SCHEDULERS), "train.patience": integer(1, optional=True),
     "train.channels_last": boolean(),
     "latency.threads": integer(1), "latency.reps": integer(1), "latency.rounds": integer(1),
+    "ddp.timeout_s": number(gt=0),
     "budget.max_drop": number(ge=0, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0, optional=True),
     "export.onnx": boolean(), "export.openvino": boolean(), "export.test": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),
     "model.name": text(), "model.checkpoint": text(optional=True),

@@ -47,7 +47,7 @@ CASES = [  # (overrides, what the one line must name)
     ("train.epochs=0", "train.epochs"), ("train.epochs=2.5", "train.epochs"), ("train.lr=abc", "train.lr"),
     ("train.lr=0", "train.lr"), ("train.lr=-1", "train.lr"), ("train.optimizer=adagrad", "train.optimizer"),
     ("train.scheduler=linear", "train.scheduler"), ("train.patience=0", "train.patience"), ("train.weight_decay=-1", "train.weight_decay"),
-    ("latency.threads=0", "latency.threads"), ("latency.reps=x", "latency.reps"),
+    ("latency.threads=0", "latency.threads"), ("latency.reps=x", "latency.reps"), ("ddp.timeout_s=0", "ddp.timeout_s"),
     ("dataset.batch_size=0", "dataset.batch_size"), ("dataset.val_fraction=1.5", "dataset.val_fraction"),
     ("dataset.train_size=0", "dataset.train_size"), ("technique=cluster technique.bits=9", "technique.bits"),
     ("technique=nm technique.n=4", "technique.n=4"),

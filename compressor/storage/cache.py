@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,11 +37,28 @@ def sha256(path) -> str:
     return h.hexdigest()
 
 
+class Waited(TimeoutError):
+    """A lock still held by another process after the wait allowed."""
+
+
 @contextmanager
-def locked(path: Path):
+def locked(path: Path, wait_s: float | None = None):
+    """`path`'s exclusive lock, held inside the block; with `wait_s`, Waited when another process
+    still holds it after that many seconds (a DDP rank must not wait longer than its peers do)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if wait_s is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Waited(f"the lock {path}, held by another job") from None
+                    time.sleep(0.2)
         try:
             yield
         finally:
@@ -89,10 +107,10 @@ def discard(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def fetch_or_build(root, spec: dict, build, keep=lambda record: True) -> tuple[Path, dict, bool]:
+def fetch_or_build(root, spec: dict, build, keep=lambda record: True, wait_s: float | None = None) -> tuple[Path, dict, bool]:
     """(entry folder, record, built now?). `build(folder)` writes folder/MODEL and returns a record.
     A record that `keep` refuses is not stored: its folder is returned, for the caller to read
-    and then `discard`.
+    and then `discard`. `wait_s` bounds the wait for the lock (Waited after it).
 
     Under DDP every rank must take part in the training fit, and rank 0 holds the lock while it
     waits for the others, so ranks > 0 never lock: they reuse a whole entry, or join the fit in a
@@ -108,7 +126,7 @@ def fetch_or_build(root, spec: dict, build, keep=lambda record: True) -> tuple[P
         shutil.rmtree(private, ignore_errors=True)
         private.mkdir(parents=True)
         return private, build(private), True
-    with locked(root / f"{k}.lock"):
+    with locked(root / f"{k}.lock", wait_s):
         meta = valid(entry)
         if meta is not None:
             log.debug("cache hit %s: reusing the trained %s", k, spec.get("model", {}).get("name", "model"))

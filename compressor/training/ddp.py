@@ -1,10 +1,76 @@
-"""DDP inside a Hydra multirun: what the launching process does before and after each job."""
+"""DDP: what every rank decides alike, how long a rank waits for the others, and what the launching
+process does before and after each job of a Hydra multirun.
+
+Everything that picks a folder, a lock or a skip is derived from the trainer's config, which every
+rank holds alike, never from environment variables: each launcher (Lightning's subprocess launcher,
+SLURM's tasks, torchrun) sets those at another moment, and ranks that read WORLD_SIZE disagreed on a
+stage's folder, so one waited on its lock while the other waited in the fit's first collective,
+forever (issue 54)."""
 import os
+import shlex
 import sys
+from datetime import timedelta
 
 import torch
 
 ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def processes(trainer) -> int:
+    """How many processes fit together under this trainer config: devices per node x num_nodes."""
+    devices, accelerator = trainer.get("devices", 1), str(trainer.get("accelerator", "cpu"))
+    if str(trainer.get("strategy", "auto")) in ("single_device", "dp"):
+        return 1
+    if isinstance(devices, str) and devices.strip() in ("auto", "-1"):
+        devices = torch.cuda.device_count() if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else 1
+    elif isinstance(devices, str):
+        devices = [d for d in devices.split(",") if d.strip()] if "," in devices else int(devices)
+    per_node = len(devices) if not isinstance(devices, int) else (torch.cuda.device_count() if devices == -1 else devices)
+    return max(1, per_node) * max(1, int(trainer.get("num_nodes", 1) or 1))
+
+
+def distributed(cfg) -> bool:
+    """Whether this job fits with several processes (each of them reads the same answer)."""
+    return processes(cfg.trainer) > 1
+
+
+def timeout_s(cfg) -> float:
+    """How long a rank waits for the others (a collective, the fit's start) or for a lock: ddp.timeout_s."""
+    return float(cfg.ddp.timeout_s)
+
+
+def strategy(cfg) -> dict:
+    """The Trainer's `strategy` argument with ddp.timeout_s as its process group's timeout (torch's own
+    is 30 minutes): a Lightning strategy name of the DDP family, or `auto` across several processes,
+    becomes that strategy's object. Anything else (an object the config builds) is left as it is."""
+    from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+
+    name = cfg.trainer.get("strategy", "auto")
+    if not distributed(cfg) or not isinstance(name, str):
+        return {}
+    name = "ddp" if name == "auto" else name
+    entry = StrategyRegistry[name] if name in StrategyRegistry else None
+    if entry is None or not issubclass(entry["strategy"], DDPStrategy):
+        return {}
+    return {"strategy": entry["strategy"](**{**entry["init_params"], "timeout": timedelta(seconds=timeout_s(cfg))})}
+
+
+def continue_command() -> str:
+    """The command that runs this job again (for a job of a sweep: that job alone)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return shlex.join(["python", sys.argv[0], *HydraConfig.get().overrides.task])
+    return shlex.join(["python", *sys.argv])
+
+
+def gave_up_waiting(exc: BaseException) -> bool:
+    """torch.distributed's errors for a rank that waited past its timeout, or whose peer is gone."""
+    if isinstance(exc, getattr(torch.distributed, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("timed out", "connection closed by peer", "connection reset by peer"))
 
 
 

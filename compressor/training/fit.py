@@ -16,9 +16,9 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from compressor.data.base import example_input
-from compressor.training import resume
+from compressor.training import ddp, resume
 from compressor.training.flags import torch_flags_kept
-from compressor.errors import Diverged, Interrupted, slurm_gave_up
+from compressor.errors import Diverged, Interrupted, Stuck, slurm_gave_up
 
 log = logging.getLogger("compressor")
 
@@ -143,7 +143,8 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     with torch_flags_kept():  # `trainer.deterministic` holds for this fit only
         trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
                               enable_checkpointing=checkpoint_dir is not None, plugins=[resume.AtomicCheckpointIO()],
-                              default_root_dir=str(checkpoint_dir or run_dir), **{**extra, **(trainer_args or {})})
+                              default_root_dir=str(checkpoint_dir or run_dir),
+                              **{**extra, **ddp.strategy(cfg), **(trainer_args or {})})
         start = time.perf_counter()
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(start_from) if start_from else None, weights_only=True)
@@ -164,6 +165,11 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
                 raise
             raise Interrupted(name, "SIGINT", trainer.current_epoch, epochs) from None
         except Exception as exc:
+            if ddp.distributed(cfg) and ddp.gave_up_waiting(exc):  # a peer never came, or left
+                what = "the other ranks " + ("to start the fit" if trainer.current_epoch == 0 and not trainer.global_step
+                                             else "in a collective") + f" ({' '.join(str(exc).split())[:160]})"
+                raise Stuck(name, trainer.global_rank, trainer.world_size, what, ddp.timeout_s(cfg),
+                            ddp.continue_command(), trainer.current_epoch, epochs) from None
             if slurm_gave_up(exc):  # SLURM's time limit with no requeue left (hydra.launcher.max_num_timeout)
                 raise Interrupted(name, "SLURM's time limit, no requeue left", trainer.current_epoch, epochs) from None
             raise
@@ -174,8 +180,10 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     if trainer.world_size > 1:  # DDP keeps the ranks' weights equal: each rank says what it ended with
+        # (its parameters: buffers such as batch norm's and QAT observers' statistics last saw each
+        # rank's own batch; rank 0's are the ones saved)
         log.info("%s: rank %d of %d ends with weights %s", name, trainer.global_rank, trainer.world_size,
-                 digest(module))
+                 digest(module, parameters_only=True))
     # torch's thread count changes float reduction order, so the same seed trains to other weights
     # under another count (SimpleCNN on mnist5k, seed 0: test 0.973 at 1 thread, 0.976 at 2)
     return {"val/acc_per_epoch": history.val_acc, "val/acc_best": max(history.val_acc, default=None),
@@ -184,12 +192,19 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
             **({"resumed_from_epoch": done} if start_from else {})}
 
 
-def digest(module) -> str:
-    """sha256 of a module's parameters and buffers, in order (12 hex digits)."""
+def digest(module, parameters_only: bool = False) -> str:
+    """sha256 of a module's parameters and buffers (or parameters only), in order (12 hex digits). A
+    quantized model's state also holds int8 tensors (their integers count) and schemes (their names)."""
     h = hashlib.sha256()
-    for key, tensor in module.state_dict().items():
+    state = dict(module.named_parameters()) if parameters_only else module.state_dict()
+    for key, value in state.items():
         h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        if not isinstance(value, torch.Tensor):
+            h.update(repr(value).encode())
+            continue
+        tensor = value.detach().cpu()
+        tensor = tensor.int_repr() if tensor.is_quantized else tensor
+        h.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:12]
 
 
