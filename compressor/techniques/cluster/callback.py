@@ -77,12 +77,15 @@ class Clustering(Callback):
             if parametrize.is_parametrized(layer, "weight") or not layer.weight.count_nonzero():
                 continue
             parametrize.register_parametrization(layer, "weight", Shared(layer.weight.detach(), 2 ** self.bits))
+            # the plain weight is kept, not trained: DDP refuses a parameter that takes no part in the loss
+            layer.parametrizations.weight.original.requires_grad_(False)
             self.layers[name] = int(layer.parametrizations.weight[0].codebook.numel())
 
     def on_fit_end(self, trainer, pl_module):
         for layer in pl_module.model.modules():
             if parametrize.is_parametrized(layer, "weight"):
                 parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+                layer.weight.requires_grad_(True)  # a plain weight again, trained by the stages after this one
 
     def summary(self) -> dict:
         return {"bits": self.bits, "shared_values": dict(self.layers)}
