@@ -178,22 +178,39 @@ class Job:
         return self.log.read_text()
 
 
-def test_ddp_across_two_slurm_tasks_writes_one_result(tmp_path, cli):
-    """DDP with gloo across 2 SLURM tasks on one node: each task is a rank through Lightning's SLURM
-    environment (no process launched by Lightning), both end with the same weights, rank 0 alone
-    trains into the cache and writes results.json, and the job ends COMPLETED. (Both tasks used to
-    take the cache's lock as rank 0 and wait for each other in the fit's first barrier.)"""
-    proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "trainer=ddp", "trainer.devices=2",
-               "trainer.accelerator=cpu", "technique=baseline", "dataset=digits", "train.epochs=2", "latency.reps=2",
-               "latency.rounds=1", "trainer.enable_progress_bar=false", "hydra.sweep.dir=outputs/sweep", timeout=600,
-               env={"OMP_NUM_THREADS": "1"})
+def test_ddp_across_two_slurm_tasks_trains_the_baseline_and_a_stage_and_writes_one_result(tmp_path, cli):
+    """DDP with gloo across 2 SLURM tasks on one node, from an empty cache: each task is a rank through
+    Lightning's SLURM environment (no process launched by Lightning), rank 0 alone trains into the
+    cache, both ranks then fine-tune the pruning stage and end every fit with the same weights, rank 0
+    writes results.json, and the job ends COMPLETED. (Both tasks once took the cache's lock as rank 0
+    and waited for each other in the fit's first barrier; then the ranks disagreed on the stage's
+    folder and hung after `stage prune`, issue 54.)"""
+    proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "hydra.launcher.timeout_min=5",
+               "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "technique=prune", "++technique.epochs=1",
+               "dataset=digits", "train.epochs=1", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false",
+               "hydra.sweep.dir=outputs/sweep", timeout=600, env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "outputs" / "sweep"
     assert len(list(sweep.rglob("results.json"))) == 1 and (sweep / "summary.md").is_file()
-    log = (sweep / "0_baseline" / "run.log").read_text()
+    log = (sweep / "0_prune" / "run.log").read_text()
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-2000:]
-    ends = dict(re.findall(r"train_simple_cnn: rank (\d) of 2 ends with weights (\w+)", log))
-    assert set(ends) == {"0", "1"} and ends["0"] == ends["1"], log[-2000:]  # both ranks, the same weights
+    for fit in ("train_simple_cnn", "prune"):
+        ends = dict(re.findall(rf"{fit}: rank (\d) of 2 ends with weights (\w+)", log))
+        assert set(ends) == {"0", "1"} and ends["0"] == ends["1"], (fit, log[-2000:])  # both ranks, the same weights
+    result = json.loads(next(sweep.rglob("results.json")).read_text())
+    assert result["compress/sparsity"] > 0.3
     assert [p.name for p in (tmp_path / "outputs" / "cache").iterdir() if p.is_dir()] == \
-        [json.loads(next(sweep.rglob("results.json")).read_text())["baseline"]["cache_entry"].split("/")[-1]]
+        [result["baseline"]["cache_entry"].split("/")[-1]]
     assert set(slurm_jobs(sweep).values()) == {"COMPLETED"}
+
+
+def test_a_job_sbatch_refuses_is_one_line_naming_the_launcher_key(tmp_path, cli):
+    """More memory than the node has: sbatch refuses the job; the user reads sbatch's reason and the
+    key to change in one line, not submitit's traceback, and nothing ran."""
+    proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.mem_gb=100000", "technique=baseline", *FAST,
+               "hydra.sweep.dir=outputs/sweep", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: sbatch refused the job: ") and "hydra.launcher.mem_gb" in line, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "outputs").rglob("results.json"))
