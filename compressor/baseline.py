@@ -34,7 +34,7 @@ def plain(node):
 # data fingerprint holds the subset; channels_last is a memory layout: it changes float rounding, as
 # the thread count does, not the recipe)
 ADDED = {"dataset": {"train_size": None}, "train": {"patience": None, "channels_last": True},
-         "export": {"test": True}}
+         "export": {"test": True}, "budget": {"confidence": 0.95}}
 
 
 def unset_added(node: dict, where: str) -> dict:
@@ -42,9 +42,18 @@ def unset_added(node: dict, where: str) -> dict:
     return {k: v for k, v in node.items() if not (k in before and v == before[k])}
 
 
-def spec_of(cfg: DictConfig, leave_out=()) -> dict:
-    """The resolved config minus where things are written (and `leave_out`), as keyed."""
+# where a data set's files are and how they are read, not what they hold: out of every key whose data
+# are fingerprinted by content, so the same job in two clones (or on nodes that check the project out
+# in other folders) is one job (issue 55)
+WHERE = ("num_workers", "data_dir", "extract_dir", "download")
+
+
+def spec_of(cfg: DictConfig, leave_out=(), data: dict | None = None) -> dict:
+    """The resolved config minus where things are written (and `leave_out`), as keyed; with `data`
+    fingerprinted by content, minus where the data's files are."""
     spec = {k: v for k, v in plain(cfg).items() if k not in ("paths", "rerun", "ddp", *leave_out)}
+    if data and data.get("data") and isinstance(spec.get("dataset"), dict):
+        spec["dataset"] = {k: v for k, v in spec["dataset"].items() if k not in WHERE}
     for where in ADDED:
         if where in spec:
             spec[where] = unset_added(spec[where], where)
@@ -63,7 +72,7 @@ def hashed(cfg: DictConfig, spec: dict, data: dict) -> str:
 def fingerprint(cfg: DictConfig, data: dict) -> str:
     """Hash of the resolved config minus where things are written, plus the data's fingerprint:
     the identity of a job (its finished results, and the checkpoints a rerun resumes from)."""
-    return hashed(cfg, spec_of(cfg), data)
+    return hashed(cfg, spec_of(cfg, data=data), data)
 
 
 def is_rank_zero() -> bool:
@@ -100,7 +109,7 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
                              [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
         return model, {"checkpoint": str(net_cfg.checkpoint)}, path
     dataset = unset_added({k: v for k, v in plain(cfg.dataset).items()
-                           if k not in ("num_workers", "data_dir", "extract_dir", "download")}, "dataset")
+                           if k not in WHERE}, "dataset")
     limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
                                                 "gradient_clip_val") if k in cfg.trainer}
     spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},

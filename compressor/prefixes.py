@@ -34,7 +34,7 @@ NOT_THE_FIT = ("export", "latency", "logger", "search", "budget", "hydra", "trus
 
 def key(cfg, data: dict, stages: list[dict], i: int) -> str:
     """The identity of stage `i`'s fit: the config up to that stage, without its `epochs`."""
-    spec = baseline.spec_of(cfg, leave_out=NOT_THE_FIT)
+    spec = baseline.spec_of(cfg, leave_out=NOT_THE_FIT, data=data)
     last = dict(stages[i])
     epochs = last.pop("epochs", None)
     last["schedule_epochs"] = last.get("schedule_epochs") or epochs

@@ -181,3 +181,27 @@ def test_bad_values_name_the_key(kw, key):
     args = dict(in_channels=1, image_size=8, mean=[0.3], std=[0.4], num_classes=10, **kw)
     with pytest.raises(ConfigError, match=f"dataset.{key}"):
         Digits(**args)
+
+
+def test_the_same_job_in_two_clones_has_one_key(tmp_path):
+    """Issue 55: a job's key names its data by content, not by the folder they were unpacked to, so
+    two checkouts (or cluster nodes with the project in other folders) find each other's results
+    and stage fits; other data give another key."""
+    from compressor import baseline, prefixes
+    from compressor.data import user
+    from compressor.data.fingerprint import of as fingerprint_data
+    from tests.conftest import make_cfg
+
+    def keys(clone, source):
+        cfg = make_cfg(clone, ["dataset=fashion_mnist", f"dataset.data_dir={source}",
+                               f"dataset.extract_dir={clone / 'data'}", "technique=prune"])
+        dm = user.build(cfg.dataset)
+        data = fingerprint_data(dm, cfg.dataset)
+        stages = [baseline.plain(cfg.technique)]
+        return baseline.fingerprint(cfg, data), prefixes.key(cfg, data, stages, 0)
+
+    one = keys(tmp_path / "clone1", write_fashion_gz(tmp_path / "clone1" / "gz"))
+    two = keys(tmp_path / "clone2", write_fashion_gz(tmp_path / "clone2" / "gz"))
+    assert one == two
+    other = write_fashion_gz(tmp_path / "other" / "gz", n_train=132)
+    assert keys(tmp_path / "other", other)[0] != one[0]

@@ -4,8 +4,8 @@ for another (docs/techniques.md: Baseline and the cache). The rule, by what a da
 - `fingerprint()`: a datamodule that defines it (any string) is keyed by it; compressor's own
   datamodules define it from their splits, with the rules below.
 - tensors (digits, mnist5k, MNIST, Fashion-MNIST, CIFAR-10): their bytes (sha256).
-- image folders (`datasets.ImageFolder`): the folder, and every file's path, class, size and
-  modification time.
+- image folders (`datasets.ImageFolder`): every file's path within the folder, class, size and
+  modification time (not the folder's own path: a copy kept with its times is the same data).
 - `Subset`s and `ConcatDataset`s of those: their indices and their parts.
 - anything else: not fingerprintable. The key then holds the dataset config and the working
   folder, so the entry is never shared with a job started elsewhere, and the log says so once."""
@@ -39,7 +39,6 @@ def _feed(h, ds, seen: dict) -> bool:
             h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         return True
     if isinstance(ds, DatasetFolder):
-        h.update(str(Path(ds.root).resolve()).encode())
         for path, target in ds.samples:
             st = os.stat(path)
             h.update(f"{os.path.relpath(path, ds.root)}\0{target}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
