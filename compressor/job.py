@@ -21,7 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from compressor import baseline, console, measure, preflight, prefixes, prepare, results
+from compressor import baseline, certify, console, measure, preflight, prefixes, prepare, results
 from compressor.storage import artifact
 from compressor.training import ddp
 from compressor.runtimes import onnx as export
@@ -35,6 +35,7 @@ from compressor.budget import Budget
 from compressor.techniques.base import Context, build
 
 log = logging.getLogger("compressor")
+CORRECT = "correct.json"  # which images each file gets right, per split (compressor/certify.py)
 
 
 def main(cfg: DictConfig):
@@ -76,6 +77,7 @@ class Reference:
     record: dict             # how it was trained (the cache's record)
     metrics: dict = field(default_factory=dict)
     logits: object = None    # on the test set
+    correct: dict = field(default_factory=dict)  # split -> a bool per image (correct.json)
 
 
 def job(cfg: DictConfig):
@@ -100,13 +102,14 @@ def job(cfg: DictConfig):
         return None
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics, logits, model_path = measured(cfg, plan, model, reference, records, ctx, dm, example)
+    metrics, logits, model_path, correct = measured(cfg, plan, model, reference, records, ctx, dm, example)
+    answers = {"baseline": reference.correct, "files": {"model": correct}}  # correct.json
     out = results.build(cfg, plan, ident=ident, images=images(dm), metrics=metrics, records=records,
                         reference=reference, budget=spend.report(metrics, reference.metrics))
     for stage in plan:
         out.update(stage.report(logits, reference.logits, reference.metrics))
-    out.update(deployed(cfg, plan, model, model_path, ctx, dm, example, metrics))
-    save(cfg, plan, out, done, partial)
+    out.update(deployed(cfg, plan, model, model_path, ctx, dm, example, metrics, answers["files"]))
+    save(cfg, plan, out, done, partial, answers)
     return objective(cfg, out)
 
 
@@ -118,6 +121,9 @@ def finished(cfg, done: Path, run_dir: Path) -> dict | None:
         return None
     earlier = Path(json.loads(done.read_text())["results"])
     if not earlier.is_file():
+        return None
+    if not (earlier.parent / CORRECT).is_file():  # from before issue 55: its figures cannot be recomputed
+        log.info("running again: %s keeps no answers image by image (%s)", earlier, CORRECT)
         return None
     log.info("skipping: %s already holds results for this exact config (rerun=true to run again)", earlier)
     out = results.read(earlier)
@@ -153,7 +159,7 @@ def starting_point(cfg, plan, dm, data, example) -> tuple[object, Reference]:
     trained, record, path = baseline.trained(cfg, net_cfg, dm, data, Path(cfg.paths.run_dir), key)
     reference = Reference(net_cfg, trained, path, record)
     if is_rank_zero():
-        reference.metrics, reference.logits = evaluated_once(reference, dm, example, data)
+        reference.metrics, reference.logits, reference.correct = evaluated_once(reference, dm, example, data)
         reference.metrics.update({k: reference.record.get(k) for k in ("val/acc_per_epoch", "train/time_s")})
     return (student if distilling else copy.deepcopy(reference.model)), reference
 
@@ -180,19 +186,20 @@ def images(dm) -> dict:
     return {split: len(getattr(dm, f"{split}_dataloader")().dataset) for split in ("train", "val", "test")}
 
 
-def evaluate(model, dm, example, artifact_path=None, float_model=None) -> tuple[dict, object]:
-    """Accuracy, size, parameters, MACs (latency is measured side by side at the end)."""
+def evaluate(model, dm, example, artifact_path=None, float_model=None) -> tuple[dict, object, dict]:
+    """Accuracy, size, parameters, MACs (latency is measured side by side at the end), the test
+    logits, and which images of each split the model gets right (correct.json)."""
     logits, labels = measure.predict(model, dm.test_dataloader())
     val_logits, val_labels = measure.predict(model, dm.val_dataloader())
     out = {"test/acc": measure.accuracy(logits, labels), "val/acc": measure.accuracy(val_logits, val_labels)}
     out.update(measure.profile(model, example, artifact_path, float_model=float_model))
-    return out, logits
+    return out, logits, {"val": measure.correct(val_logits, val_labels), "test": measure.correct(logits, labels)}
 
 
 _EVALUATED: dict = {}  # (file, its mtime, data) -> (metrics, test logits): a search's trials share one reference
 
 
-def evaluated_once(reference: Reference, dm, example, data: dict) -> tuple[dict, object]:
+def evaluated_once(reference: Reference, dm, example, data: dict) -> tuple[dict, object, dict]:
     """`evaluate` of a reference file, once per process: every trial of a search (one process) starts
     from the same cached baseline or teacher, and measured it again on test and validation each time."""
     if not reference.path:  # a DDP rank other than 0 has no file
@@ -202,8 +209,8 @@ def evaluated_once(reference: Reference, dm, example, data: dict) -> tuple[dict,
         if len(_EVALUATED) >= 8:
             _EVALUATED.pop(next(iter(_EVALUATED)))
         _EVALUATED[key] = evaluate(reference.model, dm, example, reference.path)
-    metrics, logits = _EVALUATED[key]
-    return dict(metrics), logits
+    metrics, logits, correct = _EVALUATED[key]
+    return dict(metrics), logits, correct
 
 
 def timed(models: dict, example, cfg) -> dict:
@@ -218,30 +225,34 @@ def measured(cfg, plan, model, reference: Reference, records, ctx, dm, example):
         model_path = run_dir / artifact.FILENAME
         shutil.copyfile(reference.path, model_path)
         reference.metrics.update(timed({"baseline": reference.model}, example, cfg)["baseline"])
-        return {**reference.metrics, "compress/size_mb": measure.size_mb(model_path)}, reference.logits, model_path
+        return ({**reference.metrics, "compress/size_mb": measure.size_mb(model_path)}, reference.logits, model_path,
+                reference.correct)
     model_path = save_model(model, run_dir, cfg, records, ctx.float_model)
-    metrics, logits = evaluate(model, dm, example, model_path, ctx.float_model)
+    metrics, logits, correct = evaluate(model, dm, example, model_path, ctx.float_model)
     speed = timed({"baseline": reference.model, "model": model}, example, cfg)
     reference.metrics.update(speed["baseline"])
     metrics.update(speed["model"])
-    return metrics, logits, model_path
+    return metrics, logits, model_path, correct
 
 
-def deployed(cfg, plan, model, model_path, ctx, dm, example, metrics) -> dict:
-    """Every runtime's file, checked and timed beside the run's model and the baseline: which one to ship."""
+def deployed(cfg, plan, model, model_path, ctx, dm, example, metrics, correct: dict) -> dict:
+    """Every runtime's file, checked and timed beside the run's model and the baseline: which one to ship
+    (`correct` gains each file's answers, image by image)."""
     if not runtimes.wanted(cfg, model):
         return {}
     shaping = next((s for s in plan if s.precision()), None)  # the first stage that changes the number format
     return runtimes.measured(model, model_path, ctx.float_model, dm, example, ctx.run_dir, cfg,
                              shaping.precision() if shaping else "fp32",
                              shaping.node.get("calibration_batches", 32) if shaping else 32, metrics["test/acc"],
-                             metrics["val/acc"], baseline=ctx.reference)
+                             metrics["val/acc"], baseline=ctx.reference, correct=correct)
 
 
-def save(cfg, plan, out: dict, done: Path, partial: Path) -> None:
-    """results.json and the resolved config, then the index entry that marks the job finished
-    (written last: a job killed before it is run again), TensorBoard and the summary line."""
+def save(cfg, plan, out: dict, done: Path, partial: Path, answers: dict) -> None:
+    """results.json, the answers image by image (correct.json) and the resolved config, then the index
+    entry that marks the job finished (written last: a job killed before it is run again),
+    TensorBoard and the summary line."""
     run_dir = Path(cfg.paths.run_dir)
+    results.write(run_dir / CORRECT, certify.answers(answers["baseline"], answers["files"]))
     results.write(run_dir / "results.json", out)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     results.write(done, {"results": str(run_dir / "results.json")})

@@ -57,6 +57,11 @@ def _predict(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(logits), torch.cat(labels)
 
 
+def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Which images the model gets right: a bool each, in the loader's order."""
+    return logits.argmax(1) == labels
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 

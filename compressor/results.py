@@ -112,7 +112,7 @@ def build(cfg, plan, *, ident: str, images: dict, metrics: dict, records: list, 
     curve = [v for r in records for v in r.get("val/acc_per_epoch", [])] if plan else \
         reference.record.get("val/acc_per_epoch", [])  # validation per epoch of this run's fits (a baseline run: its own)
     labels = " + ".join(s.label(cfg) for s in plan) or "baseline"
-    if budget is not None and not budget["held/val"]:
+    if budget is not None and not (budget["held/val"] and budget.get("certified", True)):
         labels += " [over budget]"
     out = {
         "run": {"technique": cfg.technique.name, "label": labels, "dataset": cfg.dataset.name, "model": cfg.model.name,

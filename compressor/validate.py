@@ -28,7 +28,7 @@ TOP = {
     "train.channels_last": boolean(),
     "latency.threads": integer(1), "latency.reps": integer(1), "latency.rounds": integer(1),
     "ddp.timeout_s": number(gt=0),
-    "budget.max_drop": number(ge=0, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0, optional=True),
+    "budget.max_drop": number(ge=0, optional=True), "budget.confidence": number(gt=0, lt=1, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0, optional=True),
     "export.onnx": boolean(), "export.openvino": boolean(), "export.test": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),
     "model.name": text(), "model.checkpoint": text(optional=True),
     "teacher.name": text(), "teacher.checkpoint": text(optional=True),

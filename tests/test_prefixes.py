@@ -74,14 +74,14 @@ def test_a_reference_is_measured_once_per_process_until_its_file_changes(tmp_pat
     from compressor import job
 
     calls = []
-    monkeypatch.setattr(job, "evaluate", lambda model, dm, example, path: calls.append(path) or ({"test/acc": 0.9}, "l"))
+    monkeypatch.setattr(job, "evaluate", lambda model, dm, example, path: calls.append(path) or ({"test/acc": 0.9}, "l", {}))
     monkeypatch.setattr(job, "_EVALUATED", {})
     f = tmp_path / "model.safetensors"
     f.write_bytes(b"weights")
     ref = job.Reference(cfg=None, model=None, path=f, record={})
-    first, _ = job.evaluated_once(ref, None, None, {"data": 1})
+    first, _, _ = job.evaluated_once(ref, None, None, {"data": 1})
     first["latency/b1_ms"] = 1.0
-    again, logits = job.evaluated_once(ref, None, None, {"data": 1})
+    again, logits, _ = job.evaluated_once(ref, None, None, {"data": 1})
     assert len(calls) == 1 and again == {"test/acc": 0.9} and logits == "l"
     job.evaluated_once(ref, None, None, {"data": 2})
     assert len(calls) == 2

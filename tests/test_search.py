@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from compressor import certify
 from compressor.search import launch
 from compressor.search.frontier import decide, pareto, second_rung
 from tests.conftest import make_cfg
@@ -162,7 +163,9 @@ def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials
     from compressor.runtimes.onnx import OnnxModel
 
     outputs = tmp_path / "outputs"
-    first = compressor.run(compose([*SEARCH, "search.max_trials=2", "search.parallel=2"], outputs, "first"))  # joblib
+    # digits holds 180 validation images, 90 to certify on: 5 points is a budget they can certify
+    search = [*(a for a in SEARCH if not a.startswith("budget.max_drop=")), "budget.max_drop=5"]
+    first = compressor.run(compose([*search, "search.max_trials=2", "search.parallel=2"], outputs, "first"))  # joblib
     rows = list(csv.DictReader((outputs / "first" / "frontier.csv").open()))
     assert rows and (outputs / "first" / "frontier.png").is_file() and (outputs / "first" / "summary.md").is_file()
     gains = [(float(r["val/acc"]), float(r["speedup_b1"]), r["frontier"] == "True") for r in rows]
@@ -175,11 +178,16 @@ def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials
     dm = instantiate(make_cfg(tmp_path).dataset)
     dm.setup()
     logits, labels = measure.predict(OnnxModel(shipped), dm.val_dataloader())
-    assert measure.accuracy(logits, labels) == pytest.approx(chosen["val/acc"], abs=1e-6)  # the file's own accuracy
+    selection, held_out = certify.halves(len(labels))  # the search chose on the selection half alone
+    assert measure.accuracy(logits[selection], labels[selection]) == pytest.approx(chosen["val/acc"], abs=1e-6)
+    base = certify.read(Path(chosen["path"]).parent, chosen["label"])[0]["val"]  # and certified on the other
+    right = measure.correct(logits, labels)
+    assert chosen["certify"] == certify.paired(base[held_out], right[held_out], 0.95)
+    assert chosen["certify"]["bound"] <= 5 and "budget 5 pts certified: " in first["verdict"]
     logits, labels = measure.predict(OnnxModel(shipped), dm.test_dataloader())
     assert measure.accuracy(logits, labels) == pytest.approx(chosen["test/acc"], abs=1e-6)
 
-    compressor.run(compose([*SEARCH, "search.max_trials=3"], outputs, "again"))  # as if stopped after two, rerun
+    compressor.run(compose([*search, "search.max_trials=3"], outputs, "again"))  # as if stopped after two, rerun
     before = [json.loads(x) for x in (outputs / "first" / "trials.jsonl").read_text().splitlines()]
     after = [json.loads(x) for x in (outputs / "again" / "trials.jsonl").read_text().splitlines()]
     done = {json.dumps(t["point"], sort_keys=True) for t in before if t["rung"] == "rung1"}

@@ -76,10 +76,12 @@ def wanted(cfg, model) -> bool:
 
 def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, precision: str = "fp32",
              calibration_batches: int = 32, accuracy: float | None = None, val_accuracy: float | None = None,
-             baseline=None) -> dict:
+             baseline=None, correct: dict | None = None) -> dict:
     """results.json's `export` and `deploy` blocks. An export that fails is one warning line and an
     `error` entry; the run keeps everything else. `baseline` (a float torch model) is timed with the
-    files."""
+    files. `correct` gains each shippable file's answers per split, image by image, under its label
+    (the run's own model is `model`, given)."""
+    correct = {} if correct is None else correct
     reference = float_model if float_model is not None else model  # an int8-backend run always has one
     tested = cfg.export.get("test", True)  # false (a search's trials): validation only, the agreement on it too
     split = "test" if tested else "val"
@@ -107,6 +109,7 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
         for kind, session in sessions.items():  # kind: fp32 | int8, + " static" for a fixed input shape
             number = kind.split()[0]
             logits, labels = measure.predict(session, checked)
+            answers = {split: measure.correct(logits, labels)}
             agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
             if agreement < NEEDED[number]:
                 log.warning("%s %s agrees with PyTorch on only %.2f%% of %s images (needed %.1f%%)", name, kind,
@@ -123,9 +126,11 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
             if agreement >= NEEDED[number]:
                 shippable.append(f"{name} {kind}")
                 precisions[f"{name} {kind}"] = number
-                val = measure.accuracy_of(session, dm.val_dataloader()) if tested \
-                    else out[name][kind]["val/acc"]
+                if tested:
+                    answers["val"] = measure.correct(*measure.predict(session, dm.val_dataloader()))
+                val = answers["val"].float().mean().item()
                 accuracies[f"{name} {kind}"] = (val, out[name][kind].get("test/acc"))  # test: None untested
+                correct[f"{name} {kind}"] = {"val": answers["val"], "test": answers.get("test")}
     if float_model is not None:  # the float PyTorch model the int8 files came from, timed with them
         files["torch fp32"] = ("torch", float_model, None)
         out["torch"] = {"fp32": {"note": f"the float model before quantization, not this run's {precision} model"}}

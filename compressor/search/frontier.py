@@ -39,7 +39,8 @@ from omegaconf import OmegaConf, open_dict
 from compressor.config import CONF, compose
 from compressor.errors import brief
 from compressor.search import launch, space, ties
-from compressor.search.records import candidates, tested, trained, validation_only
+from compressor import certify
+from compressor.search.records import candidates, certification, tested, trained, validation_only
 from compressor.search.outputs import Phases, epochs_spent, spent, tensorboard, write
 
 log = logging.getLogger("compressor")
@@ -117,10 +118,15 @@ def best(record: dict, gain: str, allowed: float) -> dict | None:
 
 
 def pareto(rows: list[dict], gain: str) -> list[dict]:
-    """The rows no other row beats on both validation accuracy and gain."""
+    """The rows no other row beats on validation accuracy, gain, size and number of stages at once (at
+    least as good on all, better on one). Size and stages count because a tie in speed goes to the
+    smaller file, then to fewer stages: the file shipped is always one of these, the frontier
+    frontier.csv reports."""
+    def key(p):
+        return p["val/acc"], p[gain], -p["size_mb"], -p.get("stages", 0)
+
     def dominated(p):
-        return any(q["val/acc"] >= p["val/acc"] and q[gain] >= p[gain] and
-                   (q["val/acc"] > p["val/acc"] or q[gain] > p[gain]) for q in rows)
+        return any(all(a >= b for a, b in zip(key(q), key(p))) and key(q) != key(p) for q in rows)
     return sorted((p for p in rows if not dominated(p)), key=lambda p: -p[gain])
 
 
@@ -149,7 +155,7 @@ def main(cfg) -> dict:
     finals, outclassed = second_rung(trials, first, s, gain, max_drop, deadline, full, cfg.latency.threads)
     clock.end("second rung")
     rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
-    result = decide(rows, gain, max_drop, reference, s, cfg.latency.threads)
+    result = decide(rows, gain, max_drop, reference, s, cfg.latency.threads, confidence=cfg.budget.get("confidence"))
     clock.end("deciding (timing the close files)")
     result.update(minutes=clock.minutes, epochs=epochs_spent(trials.done.values()), outclassed=outclassed)
     result["verdict"] += " " + spent(result)
@@ -262,12 +268,32 @@ def tell(study, trial, values) -> None:
         study.tell(trial, list(values))
 
 
+def certified(front: list[dict], max_drop: float, confidence: float, test=certification) -> tuple[list[dict], dict]:
+    """The frontier's files within the budget on the selection half, tested in a fixed order (most
+    accurate first, as Pareto Testing orders them) on the certification half until the first whose
+    bound exceeds max_drop (compressor/certify.py); the files certified, and what the sequence found."""
+    sequence = sorted((r for r in front if r["val_drop"] <= max_drop), key=lambda r: (r["val_drop"], -r["val/acc"]))
+    passed, failed = certify.in_sequence(
+        sequence, lambda r: test(r, confidence) if r.get("certifiable", True) else
+        {"images": 0, "worse": 0, "better": 0, "drop": float("nan"), "bound": float("inf"), "confidence": confidence},
+        max_drop)
+    report = {"confidence": confidence, "tested": len(passed) + (failed is not None), "certified": len(passed),
+              "failed": None if failed is None else {"recipe": failed["recipe"], "file": failed["file"],
+                                                     "runtime": failed["runtime"], **failed["certify"],
+                                                     "images_needed": certify.images_needed(failed["certify"], max_drop)}}
+    return passed, report
+
+
 def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, threads: int = 1,
-           timer=ties.timed, tester=tested) -> dict:
-    """The frontier, the chosen file (close ones timed again: compressor/search/ties.py), and the
-    one-line verdict (test accuracy read here, once)."""
+           timer=ties.timed, tester=tested, confidence: float | None = None, test=certification) -> dict:
+    """The frontier, the chosen file, and the one-line verdict (test accuracy read here, once). The
+    chosen file is on the frontier, the one frontier.csv reports: with `confidence`, the frontier's
+    files certified within the budget (`certified`), else those within it on the selection half; close
+    ones are timed again (compressor/search/ties.py)."""
     front = pareto(rows, gain)
-    within = [r for r in rows if r["val_drop"] <= max_drop]
+    within, sequence = [r for r in front if r["val_drop"] <= max_drop], None
+    if confidence is not None:
+        within, sequence = certified(front, max_drop, confidence, test)
     chosen, timing = ties.settle(within, gain, threads, timer)
     b = reference["baseline"]
     tester([*front, *([chosen] if chosen else [])], b["test/acc"])  # the only files the test set is read for
@@ -275,14 +301,24 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, thr
     if chosen:
         held = chosen["test_drop"] <= max_drop
         how = f", compiled for a fixed batch of {ties.BATCH[gain]}" if chosen.get("static_shape") and gain != "smaller" else ""
+        budget = (f"budget {max_drop:g} pts certified: {certify.phrase(chosen['certify'])}; "
+                  f"{'held' if held else 'NOT held'} on test") if sequence else \
+            f"budget {max_drop:g} pts {'held' if held else 'NOT held'} on test"
         verdict = (f"search: ship {chosen['file']} on {chosen['runtime']}{how} ({chosen['recipe']}): "
                    f"{chosen[gain]:.2f}x {per[gain]} than the baseline, {chosen['smaller']:.1f}x smaller, "
-                   f"{-chosen['val_drop']:+.2f} pts on validation, {-chosen['test_drop']:+.2f} on test "
-                   f"(budget {max_drop:g} pts {'held' if held else 'NOT held'} on test); copied to ship/")
+                   f"{-chosen['val_drop']:+.2f} pts on the selection split, {-chosen['test_drop']:+.2f} on test "
+                   f"({budget}); copied to ship/")
         if timing and timing["tie"]:
             spread = ", ".join(f"{Path(t['file']).parent.name}/{Path(t['file']).name}{' static' * t['static_shape']} "
                                f"{min(t['rounds_ms']):.4f}-{max(t['rounds_ms']):.4f} ms" for t in timing["timed"] if t["tied"])
             verdict += f". Tie within timing noise ({spread}, {ties.ROUNDS} interleaved rounds): the smaller file"
+    elif sequence and sequence["failed"]:
+        f = sequence["failed"]
+        need = f"about {f['images_needed']:,} certification images would certify it at this rate of images lost " \
+               f"and gained" if f["images_needed"] else "no number of images would: its drop itself is over the budget"
+        verdict = (f"search: nothing certified within budget.max_drop={max_drop:g} at "
+                   f"{100 * confidence:g}% confidence: the most accurate file within it on the selection split, "
+                   f"{f['file']} on {f['runtime']} ({f['recipe']}), has {certify.phrase(f)}; {need}; nothing shipped")
     else:
         closest = min(rows, key=lambda r: r["val_drop"], default=None)
         verdict = f"search: nothing fits budget.max_drop={max_drop:g}" + (
@@ -291,4 +327,4 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, thr
     return {"objective": s.objective, "runtime": s.runtime, "max_drop": max_drop, "verdict": verdict,
             "baseline": {k: b[k] for k in ("val/acc", "test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")},
             "chosen": chosen, "held/test": chosen["test_drop"] <= max_drop if chosen else None, "frontier": front,
-            "timing": timing}
+            "timing": timing, "certification": sequence}

@@ -4,6 +4,8 @@ Trials run with export.test=false: their files are scored on validation alone, a
 the test set for the frontier and the chosen file only."""
 from pathlib import Path
 
+from compressor import certify
+
 
 def validation_only(record: dict) -> dict:
     out = {k: v for k, v in record.items() if k != "baseline"}
@@ -37,7 +39,8 @@ def candidates(r: dict, runtime: str) -> list[dict]:
     for c in files:
         if runtime != "any" and c["runtime"] != runtime:
             continue
-        out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"],
+        label = "model" if c.get("label", "(the run's model)").endswith("(the run's model)") else c["label"]
+        out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"], "label": label,
                     "static_shape": c.get("static_shape", False), "stages": len(r.get("stages", [])),
                     "path": str(Path(r["run"]["run_dir"]) / c["file"]), "size_mb": c["size_mb"],
                     "val/acc": c["val/acc"], "test/acc": c["test/acc"],
@@ -47,7 +50,29 @@ def candidates(r: dict, runtime: str) -> list[dict]:
                     "smaller": b["compress/size_mb"] / c["size_mb"],
                     "val_drop": 100 * (b["val/acc"] - c["val/acc"]),
                     "test_drop": None if c["test/acc"] is None else 100 * (b["test/acc"] - c["test/acc"])})
+        selected(out[-1], r["run"]["run_dir"])
     return out
+
+
+def selected(row: dict, run_dir) -> None:
+    """A candidate's validation figures on the selection half alone (compressor/certify.py): what the
+    search decides on; the certification half is read once, in order, for the files it tests."""
+    found = certify.read(run_dir, row["label"])
+    if found is None or "val" not in found[1]:
+        row["certifiable"] = False  # no answers image by image: its validation figure is all the images'
+        return
+    base, mine = found[0]["val"], found[1]["val"]
+    selection, _ = certify.halves(len(base))
+    row["val/acc"] = mine[selection].float().mean().item()
+    row["val_drop"] = 100 * (base[selection].float().mean().item() - row["val/acc"])
+    row["certifiable"], row["val_images"] = True, len(selection)
+
+
+def certification(row: dict, confidence: float) -> dict:
+    """The candidate's drop and its bound on the certification half (`certify.paired`)."""
+    base, mine = (bits["val"] for bits in certify.read(str(Path(row["path"]).parent), row["label"]))
+    _, held_out = certify.halves(len(base))
+    return certify.paired(base[held_out], mine[held_out], confidence)
 
 
 def tested(rows: list[dict], baseline_test: float) -> None:

@@ -92,7 +92,7 @@ def search(budget, stage, model, floor: float) -> dict:
     """Per-layer amounts for a prune stage: its single amount bisected, then per-layer steps."""
     cfg, node = budget.cfg, stage.node
     layers = list(select_layers(model, node.include, node.exclude))
-    rows = prune_scan(model, budget.dm.val_dataloader(), layers, cfg.budget.grid, [node.method],
+    rows = prune_scan(model, budget.selection(), layers, cfg.budget.grid, [node.method],
                                   budget.shape)
     probe_ctx = Context(cfg, budget.dm, None, budget.run_dir, budget.shape, epochs=cfg.budget.probe_epochs,
                         name="probe", log=False)

@@ -17,7 +17,7 @@ log = logging.getLogger("compressor")
 def search(budget, stage, model, floor: float) -> dict:
     """The layers a static-int8 stage keeps float: none, or the most harmful until the floor holds."""
     calibration = list(calibration_inputs(budget.dm.train_dataloader(), stage.node.calibration_batches))
-    val, api = budget.dm.val_dataloader(), stage.node.get("api", "fx")
+    val, api = budget.selection(), stage.node.get("api", "fx")
     full = measure.accuracy_of(int8(model, budget.shape, calibration, api=api), val)
     tried, rows, why = [{"keep_float": [], "val/acc": full}], [], {}
     if not budget.within(full, floor):

@@ -47,7 +47,7 @@ class Quant(CallbackStage):
 
         if self.node.backend == "openvino":
             record = strategies.openvino(budget, model, floor)
-            self.overrides["accuracy_control"] = (budget.dm.val_dataloader(), record["max_drop_pts"])
+            self.overrides["accuracy_control"] = (budget.selection(), record["max_drop_pts"])
         else:
             record = strategies.search(budget, self, model, floor)
             self.overrides["keep_float"] = record["keep_float"]
