@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from compressor import certify
 from compressor.search.frontier import decide, pareto
@@ -131,3 +131,80 @@ def test_the_shipped_file_is_on_the_frontier_the_report_gives():
                  tester=lambda rs, b: None, confidence=0.95, test=held_out({"kd": (5, 5, 2000), "kd + int8": (5, 5, 2000)}))
     assert out["chosen"]["recipe"] == "kd" and any(r is out["chosen"] for r in out["frontier"])
     assert {r["recipe"] for r in front} == {"kd", "kd + int8"}
+
+
+# -- the latency table: decisions that do not move with the machine's load ------------------------------
+def test_a_file_s_latency_key_is_what_it_computes_with_not_its_training_history(tmp_path):
+    from compressor.models.cnn import SimpleCNN
+    from compressor.search import latency
+    from compressor.storage import artifact
+
+    torch.manual_seed(0)
+    net = SimpleCNN(num_classes=10, in_channels=1, image_size=8)
+    spec = {"_target_": "compressor.models.cnn.SimpleCNN", "num_classes": 10, "in_channels": 1, "image_size": 8}
+    a = artifact.save(net, tmp_path / "a.safetensors", spec, [{"stage": "train", "train/time_s": 1.0}])
+    b = artifact.save(net, tmp_path / "b.safetensors", spec, [{"stage": "train", "train/time_s": 2.5}])
+    assert a.read_bytes() != b.read_bytes() and latency.content(a) == latency.content(b)
+    with torch.no_grad():
+        net.classifier[-1].bias += 1
+    c = artifact.save(net, tmp_path / "c.safetensors", spec, [{"stage": "train", "train/time_s": 1.0}])
+    assert latency.content(c) != latency.content(a)
+
+
+def test_a_figure_is_measured_once_under_the_protocol_then_read(tmp_path):
+    from compressor.search import latency
+
+    for name in ("base.onnx", "file.onnx"):
+        (tmp_path / name).write_bytes(name.encode())
+    base = {"runtime": "onnxruntime", "path": str(tmp_path / "base.onnx")}
+    file = {"runtime": "onnxruntime", "path": str(tmp_path / "file.onnx"), "static_shape": False}
+    calls = []
+    g = torch.Generator().manual_seed(0)
+
+    def noisy(files, batch, threads, count):  # the file 2x the baseline's speed, times +-30% round to round
+        calls.append(count)
+        return {0: [1.0 * (0.7 + 0.6 * torch.rand(1, generator=g).item()) for _ in range(count)],
+                1: [0.5 * (0.7 + 0.6 * torch.rand(1, generator=g).item()) for _ in range(count)]}
+    first = latency.figure(file, base, "speedup_b1", 1, tmp_path / "cache", timer=noisy)
+    assert calls[0] == latency.MIN_ROUNDS and latency.MIN_ROUNDS <= len(first["rounds"]) <= latency.MAX_ROUNDS
+    assert 1.2 < first["speedup"] < 3.3
+    n = len(calls)
+    again = latency.figure(file, base, "speedup_b1", 1, tmp_path / "cache", timer=noisy)
+    assert again == first and len(calls) == n  # read from the table: not timed again
+    other = latency.figure(file, base, "speedup_b64", 1, tmp_path / "cache", timer=noisy)
+    assert len(calls) > n and other["batch"] == 64  # another batch size is another entry
+
+
+def test_a_digits_search_ships_the_same_file_whatever_its_timer_returns(tmp_path, monkeypatch):
+    """Two searches, fresh job indexes, one cache; the latency table's timer returns random values
+    (another sequence each time). The second search reads every figure the first measured, times no
+    file for its decisions, and ships the same file. (~20 s)"""
+    import random
+
+    import compressor
+    from compressor.config import compose
+    from compressor.search import latency
+
+    calls = []
+
+    def random_timer(files, batch, threads, count):
+        calls.append([f["path"] for f in files])
+        return {i: [random.uniform(0.01, 1.0) for _ in range(count)] for i in range(len(files))}
+    monkeypatch.setattr(latency, "timed", random_timer)
+    search = ["search=default", "budget.max_drop=5", "dataset=digits", "train.epochs=2", "latency.reps=2",
+              "latency.rounds=1", "trainer.enable_progress_bar=false", "search.runtime=onnxruntime",
+              "search.promote=1", "search.max_trials=2", "export=all"]
+    shipped = []
+    for run in ("first", "second"):
+        random.seed(run)  # another sequence of random timings each time
+        cfg = compose(search, tmp_path / run, run)  # its own job index under tmp_path/<run>
+        with open_dict(cfg):
+            cfg.paths.cache_dir = str(tmp_path / "cache")  # one cache: the baseline and the latency table
+        out = compressor.run(cfg)
+        shipped.append(out["chosen"] and (out["chosen"]["recipe"], out["chosen"]["file"], out["chosen"]["runtime"],
+                                          out["chosen"]["static_shape"], out["chosen"]["speedup_b1"]))
+        if run == "first":
+            assert calls, "the first search measured its figures"
+            calls.clear()
+    assert shipped[0] and shipped[0] == shipped[1]
+    assert not calls, "the second search timed no file for its decisions"

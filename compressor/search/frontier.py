@@ -8,16 +8,20 @@
    budget.max_drop + search.margin get their full recipe (each stage's own epochs, or
    `search.full_epochs`: a student, trained from scratch, needs more than a fine-tune), except
    those that cannot win: more epochs change a file's accuracy, not its speed or size, so a trial
-   whose files all fall under ties.CLOSE of the best finished file within the budget (timed side by
-   side with it where its own trial's figure says so) is left out.
-4. Every file of every full-recipe trial is a candidate, scored by its own validation accuracy and
-   its latency on its runtime, timed side by side with the baseline in that trial's process. The
-   frontier is the candidates no other dominates; the chosen one has the largest gain within
-   budget.max_drop on validation, files close to it timed again side by side (a tie within timing
-   noise goes to the smaller file: compressor/search/ties.py). Trials score their exported files on
-   validation alone (export.test=false); the frontier's files and the chosen one are then run on the
-   test set. The one other reading of it: each trial's results.json scores the trial's own torch
-   model on test, as every job's does (its schema needs test/acc); no choice reads that figure.
+   whose files all fall under ties.CLOSE of the best finished file within the budget is left out.
+4. Every file of every full-recipe trial is a candidate, scored by its own validation accuracy on
+   the selection half (compressor/certify.py). The frontier is the candidates no other dominates;
+   with budget.confidence its files within the budget are certified in order on the other half,
+   and the fastest certified one ships (a tie within timing noise goes to the smaller file:
+   compressor/search/ties.py). Trials score their exported files on validation alone
+   (export.test=false); the frontier's files and the chosen one are then run on the test set. The
+   one other reading of it: each trial's results.json scores the trial's own torch model on test,
+   as every job's does (its schema needs test/acc); no choice reads that figure.
+
+Every gain a decision reads (what NSGA-II is told, what is promoted, the frontier, ties) is the
+latency table's (compressor/search/latency.py): each file's speed-up over the baseline's file,
+measured once per machine under a fixed protocol and kept in the cache, so the same search takes the
+same decisions on every run, whatever the load. A trial's own timing stays in its record.
 
 A fine-tuning stage's fit is shared by every trial whose pipeline starts the same way, and a promoted
 trial continues its first rung's fit (compressor/prefixes.py): each trial's record says which epochs
@@ -29,7 +33,6 @@ Written to the run folder: trials.jsonl (a line per trial as it ends), frontier.
 frontier.png, search.json, TensorBoard scalars, and ship/ with the chosen file."""
 import json
 import logging
-import statistics
 import time
 from pathlib import Path
 
@@ -38,7 +41,7 @@ from omegaconf import OmegaConf, open_dict
 
 from compressor.config import CONF, compose
 from compressor.errors import brief
-from compressor.search import launch, space, ties
+from compressor.search import latency, launch, space, ties
 from compressor import certify
 from compressor.search.records import candidates, certification, tested, trained, validation_only
 from compressor.search.outputs import Phases, epochs_spent, spent, tensorboard, write
@@ -61,11 +64,13 @@ class Trials:
     each produced."""
 
     def __init__(self, cfg, model: str, base: list[str], out: Path, launcher: dict | None = None,
-                 full: dict | None = None):
+                 full: dict | None = None, timer=None):
         self.cfg, self.model, self.base, self.out, self.launcher = cfg, model, base, out, launcher
         self.full = full  # each fine-tuning stage's full epochs: every trial's schedule spans them
         self.done: dict = {}  # (rung, point) -> record
         self.log = out / "trials.jsonl"
+        self.reference = None  # the baseline's file, once its trial ran: the latency table's reference
+        self.timer = timer or latency.timed  # the latency table's, for files it has no figure of yet
 
     def run(self, point: dict, epochs: dict, rung: str) -> dict:
         return self.run_many([point], epochs, rung)[0]
@@ -100,6 +105,9 @@ class Trials:
                 reused = bool(value["run"].get("reused_from"))
                 record.update(run_dir=value["run"]["run_dir"], reused=reused, stages=trained(value, reused),
                               candidates=candidates(value, self.cfg.search.runtime), baseline=value["baseline"])
+                if self.reference is not None:  # decisions read the latency table, not the trial's own timing
+                    latency.tabled(record["candidates"], self.reference, GAIN[self.cfg.search.objective],
+                                   self.cfg.latency.threads, self.cfg.paths.cache_dir, self.timer)
             else:  # one point the model cannot take (or that diverged) does not end the search
                 log.warning("search: trial %s failed (%s)", record["label"], value)
                 record.update(error=value, candidates=[])
@@ -107,6 +115,12 @@ class Trials:
             with self.log.open("a") as f:  # validation only: the test figures are read for the frontier alone
                 f.write(json.dumps(validation_only(record)) + "\n")
         return [self.done[(rung, tuple(sorted(p.items())))] for p in points]
+
+
+def baseline_file(reference: dict) -> dict:
+    """The baseline trial's own torch file: what the latency table measures every file against."""
+    own = Path(reference["run_dir"]) / "model.safetensors"
+    return {"runtime": "torch", "path": str(own), "static_shape": False, "recipe": "baseline"}
 
 
 def best(record: dict, gain: str, allowed: float) -> dict | None:
@@ -147,12 +161,13 @@ def main(cfg) -> dict:
     reference = trials.run({"student": "none", "prune": "none", "precision": "fp32"}, full, "baseline")
     if "error" in reference:
         raise RuntimeError(f"search: the baseline trial failed: {reference['error']}")
+    trials.reference = baseline_file(reference)
     writer = tensorboard(cfg, out)
     clock.end("baseline")
     first = first_rung(trials, dims, s, gain, max_drop, deadline, epochs=lambda p: short if space.fine_tunes(p) else full,
                        seed=cfg.seed, writer=writer)
     clock.end("first rung")
-    finals, outclassed = second_rung(trials, first, s, gain, max_drop, deadline, full, cfg.latency.threads)
+    finals, outclassed = second_rung(trials, first, s, gain, max_drop, deadline, full)
     clock.end("second rung")
     rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
     result = decide(rows, gain, max_drop, reference, s, cfg.latency.threads, confidence=cfg.budget.get("confidence"))
@@ -211,8 +226,8 @@ def anchors(dims: dict) -> list[dict]:
     return [{"student": "none", "prune": "none", "precision": p} for p in dims["precision"] if p != "fp32"]
 
 
-def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadline: float, full: dict,
-                threads: int = 1, timer=ties.timed) -> tuple[list[dict], list[str]]:
+def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadline: float,
+                full: dict) -> tuple[list[dict], list[str]]:
     """The `search.promote` first-rung trials with the largest gain within max_drop + margin, run
     with their full recipe (a trial with nothing to fine-tune was full already), and the labels of
     those left out because they cannot win (`outclassed`)."""
@@ -221,10 +236,10 @@ def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadli
     finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"])]
     held = won(finals, gain, max_drop) if s.skip_outclassed else None
     tuned = [r for r in eligible if space.fine_tunes(r["point"])]
-    outclassed = [r["label"] for r in tuned if held and not reaches(r, held, gain, threads, timer)]
+    outclassed = [r["label"] for r in tuned if held and not reaches(r, held, gain)]
     for label in outclassed:
         log.info("search: %s not promoted: none of its files reaches %g of %s's speed-up within the budget, "
-                 "%.2fx (timed side by side)", label, ties.CLOSE, held["recipe"], held[gain])
+                 "%.2fx (the latency table's figures)", label, ties.CLOSE, held["recipe"], held[gain])
     promoted = [r for r in tuned if r["label"] not in outclassed][:s.promote]
     for i in range(0, len(promoted), s.parallel):
         if time.monotonic() > deadline:
@@ -245,18 +260,13 @@ def won(finals: list[dict], gain: str, max_drop: float) -> dict | None:
     return max(held, key=lambda c: c[gain], default=None)
 
 
-def reaches(record: dict, held: dict, gain: str, threads: int = 1, timer=ties.timed) -> bool:
-    """Whether `record`'s fastest file reaches ties.CLOSE of `held`'s gain. Each trial timed its files
-    in its own process, a load spike apart: one int8 file timed 2.4-5.0x its baseline across searches,
-    a pruned one 3.7x in one trial and 6.2x in another. So a trial under the bar by those figures is
-    timed again here, side by side with `held` (ties.ROUNDS interleaved rounds, medians); size is exact."""
+def reaches(record: dict, held: dict, gain: str) -> bool:
+    """Whether `record`'s fastest file reaches ties.CLOSE of `held`'s gain. Both are the latency
+    table's figures (compressor/search/latency.py), measured once per machine under one protocol: a
+    trial's own timing, a load spike apart, once put one int8 file at 2.4-5.0x its baseline across
+    searches; size is exact."""
     fastest = max(record["candidates"], key=lambda c: c[gain])
-    if fastest[gain] >= ties.CLOSE * held[gain]:
-        return True
-    if gain not in ties.BATCH:
-        return False
-    ms = timer([held, fastest], ties.BATCH[gain], threads)
-    return statistics.median(ms[0]) >= ties.CLOSE * statistics.median(ms[1])
+    return fastest[gain] >= ties.CLOSE * held[gain]
 
 
 def tell(study, trial, values) -> None:
@@ -310,8 +320,12 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, thr
                    f"({budget}); copied to ship/")
         if timing and timing["tie"]:
             spread = ", ".join(f"{Path(t['file']).parent.name}/{Path(t['file']).name}{' static' * t['static_shape']} "
-                               f"{min(t['rounds_ms']):.4f}-{max(t['rounds_ms']):.4f} ms" for t in timing["timed"] if t["tied"])
-            verdict += f". Tie within timing noise ({spread}, {ties.ROUNDS} interleaved rounds): the smaller file"
+                               + (f"{min(t['rounds_speedup']):.2f}-{max(t['rounds_speedup']):.2f}x" if "rounds_speedup" in t
+                                  else f"{min(t['rounds_ms']):.4f}-{max(t['rounds_ms']):.4f} ms")
+                               for t in timing["timed"] if t["tied"])
+            rounds = "the latency table's rounds" if timing["from"] == "latency table" else \
+                f"{ties.ROUNDS} interleaved rounds"
+            verdict += f". Tie within timing noise ({spread}, {rounds}): the smaller file"
     elif sequence and sequence["failed"]:
         f = sequence["failed"]
         need = f"about {f['images_needed']:,} certification images would certify it at this rate of images lost " \

@@ -1,9 +1,13 @@
-"""Ties go to the simpler file (issue 43). The trials time each file beside the baseline in their own
-process; two files from different trials whose speed-ups differ by less than the timing noise are a
-coin toss (two copies of one ~0.04 ms network timed 0.86-1.06x apart side by side). So the files
-within the budget whose gain is close to the best are timed again here, side by side in interleaved
-rounds. The fastest by median wins unless another's spread over the rounds overlaps its own: that is
-a tie within timing noise, and it goes to the smaller file, then to the one with fewer stages."""
+"""Ties go to the simpler file (issue 43). Two files whose speed-ups differ by less than the timing
+noise are a coin toss (two copies of one ~0.04 ms network timed 0.86-1.06x apart side by side). The
+fastest by median wins unless another's spread over its rounds overlaps its own: that is a tie
+within timing noise, and it goes to the smaller file, then to the one with fewer stages.
+
+The rounds are the latency table's (compressor/search/latency.py: each file's speed-up over the
+baseline, round by round, measured once per machine), so the decision is the same on every run. The
+contenders are still timed again here, side by side in interleaved rounds, to check the table and to
+report (`check` in search.json's `timing`); without table rounds (a caller's own rows), that timing
+decides, as before."""
 import statistics
 from pathlib import Path
 
@@ -32,13 +36,23 @@ def settle(within: list[dict], gain: str, threads: int = 1, timer=timed) -> tupl
     contenders = [r for r in ranked if r[gain] >= CLOSE * ranked[0][gain]][:MOST]
     if gain not in BATCH or len(contenders) < 2:
         return ranked[0], None
-    ms = timer(contenders, BATCH[gain], threads)
+    check = timer(contenders, BATCH[gain], threads)
+    tabled = all(c.get(f"{gain}_rounds") for c in contenders)
+    # ms per image in each round: the table's (the baseline's time over each round's speed-up), else the check's
+    ms = {i: [1.0 / s for s in c[f"{gain}_rounds"]] for i, c in enumerate(contenders)} if tabled else check
     fastest = min(ms, key=lambda i: statistics.median(ms[i]))
     lo, hi = min(ms[fastest]), max(ms[fastest])
     tied = [i for i in ms if min(ms[i]) <= hi and lo <= max(ms[i])]
     pick = min(tied, key=lambda i: (contenders[i]["size_mb"], contenders[i]["stages"], i))
     timing = [{"file": contenders[i]["path"], "static_shape": contenders[i].get("static_shape", False),
-               "recipe": contenders[i]["recipe"], "rounds_ms": ms[i], "median_ms": statistics.median(ms[i]),
-               "tied": i in tied} for i in ms]  # an OpenVINO file timed twice: compiled static and dynamic
-    return contenders[pick], {"batch": BATCH[gain], "timed": timing, "tie": len(tied) > 1,
-                              "fastest": contenders[fastest]["path"], "tied": [contenders[i]["path"] for i in tied]}
+               "recipe": contenders[i]["recipe"], "tied": i in tied,
+               **({"rounds_speedup": contenders[i][f"{gain}_rounds"]} if tabled else
+                  {"rounds_ms": ms[i], "median_ms": statistics.median(ms[i])})}
+              for i in ms]  # an OpenVINO file timed twice: compiled static and dynamic
+    out = {"batch": BATCH[gain], "timed": timing, "tie": len(tied) > 1, "from": "latency table" if tabled else "side by side",
+           "fastest": contenders[fastest]["path"], "tied": [contenders[i]["path"] for i in tied]}
+    if tabled:  # the side-by-side check: its fastest by median, and whether it agrees with the table's
+        out["check"] = {"rounds_ms": {contenders[i]["path"] + (" static" if contenders[i].get("static_shape") else ""): check[i]
+                                      for i in check},
+                        "fastest_agrees": min(check, key=lambda i: statistics.median(check[i])) in tied}
+    return contenders[pick], out
