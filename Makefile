@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install fashion-mnist run test test-all test-cluster docs bench tensorboard clean
+.PHONY: install fashion-mnist run test test-all test-cluster docs lint bench tensorboard clean
 
 install: $(STAMP) fashion-mnist
 
@@ -56,6 +56,11 @@ test-cluster: $(STAMP)
 	tests/cluster/up || [ $$? -eq 3 ] || exit 1; \
 	$(BIN)/python -m pytest -q -m cluster tests; status=$$?; \
 	if [ $$was = down ]; then tests/cluster/up down; fi; exit $$status
+
+# ruff, configured in pyproject.toml: lint (pycodestyle, pyflakes, import order) and the formatter's check
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python -m experiments.bench

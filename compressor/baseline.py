@@ -13,12 +13,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from compressor.storage import artifact
-from compressor.storage import cache
-from compressor.storage import checkpoint
 from compressor.errors import ConfigError, Stuck, brief
 from compressor.modules import Classifier
 from compressor.results import at_chance
+from compressor.storage import artifact, cache, checkpoint
 from compressor.training import ddp
 from compressor.training.fit import fit, optim_args
 

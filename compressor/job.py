@@ -21,18 +21,18 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from compressor import baseline, certify, console, measure, preflight, prefixes, prepare, results
-from compressor.storage import artifact
-from compressor.training import ddp
-from compressor.runtimes import onnx as export
-from compressor.runtimes import deploy as runtimes
+from compressor import baseline, certify, console, measure, prefixes, preflight, prepare, results
 from compressor.baseline import is_rank_zero, plain
+from compressor.budget import Budget
 from compressor.data import user as datamodule
 from compressor.data.base import example_input
 from compressor.data.fingerprint import of as fingerprint_data
 from compressor.errors import ConfigError
-from compressor.budget import Budget
+from compressor.runtimes import deploy as runtimes
+from compressor.runtimes import onnx as export
+from compressor.storage import artifact
 from compressor.techniques.base import Context, build
+from compressor.training import ddp
 
 log = logging.getLogger("compressor")
 CORRECT = "correct.json"  # which images each file gets right, per split (compressor/certify.py)

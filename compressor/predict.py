@@ -23,9 +23,8 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(), runtime: str = "torch",
                precision: str | None = None, static: bool = False):
-    from compressor.storage import artifact
-    from compressor.storage import checkpoint
     from compressor.runtimes import onnx as export
+    from compressor.storage import artifact, checkpoint
 
     if runtime == "onnxruntime":
         onnx = precision or ("int8" if (run_dir / "model.int8.onnx").is_file() else "fp32")

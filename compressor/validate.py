@@ -12,8 +12,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from compressor import choices
-from compressor.errors import ConfigError
 from compressor.data.rules import DATASET, dataset  # noqa: F401 - the dataset's rules, checked with the rest
+from compressor.errors import ConfigError
 from compressor.rules import apply, boolean, choice, fractions, integer, number, strings, text
 from compressor.search import space as search_space
 from compressor.techniques import base as stage_protocol

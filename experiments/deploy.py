@@ -19,9 +19,9 @@ def deployment(bench, models) -> list[dict]:
     one call. Then channel pruning (AMOUNTS), or KD into the seeds' student (KD_STUDENT), + static
     int8 (a pipeline, export=all), each on its fastest file per batch size, re-timed beside the
     NNCF + OpenVINO int8 file of the unpruned model."""
-    from compressor.storage import artifact
     from compressor.runtimes.onnx import OnnxModel
     from compressor.runtimes.openvino import OpenVinoModel
+    from compressor.storage import artifact
 
     loaders = {"torch": artifact.load, "onnxruntime": OnnxModel, "openvino": OpenVinoModel}  # a deploy file's runtime
     rows = []

@@ -4,6 +4,7 @@ import statistics
 from compressor.report.build import derived
 from experiments.common import mean_std
 
+
 def distillation(bench) -> list[dict]:
     """`make run`'s KD job (SimpleCNN -> SmallCNN, default loss) against the same student
     trained alone (technique.loss=ce), over seeds: mean ± std of test accuracy and agreement."""

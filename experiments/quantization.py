@@ -7,6 +7,7 @@ from compressor import measure
 from compressor.runtimes.deploy import example
 from experiments.common import ratio_row, seeded
 
+
 def quantization(bench, models) -> list[dict]:
     rows = []
     variants = [("static", "torch"), ("qat", "torch"), ("dynamic", "torch"), ("fp16", "torch"), ("bf16", "torch"),

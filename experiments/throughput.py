@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from compressor.config import compose
 from compressor.measure import pinned_threads
 
+
 def throughput(bench, epochs: int = 1, rounds: int = 3, threads: int = 1) -> dict:
     from hydra.utils import instantiate
 

@@ -11,9 +11,9 @@ import torch
 
 from compressor import rules as rules_
 from compressor import validate
-from compressor.techniques import base
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
+from compressor.techniques import base
 from tests.conftest import CONF, FAST, run_cli
 
 

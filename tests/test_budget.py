@@ -12,10 +12,10 @@ from torch.ao.quantization import QConfigMapping, get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 from compressor import certify, measure
-from compressor.storage import artifact
 from compressor.budget import TOLERANCE
-from compressor.techniques.prune import budget
 from compressor.data import user
+from compressor.storage import artifact
+from compressor.techniques.prune import budget
 from tests.conftest import make_cfg, run_job
 
 DIGITS = []
@@ -133,9 +133,9 @@ def single_amount_stage(method, scope="global"):
 @pytest.mark.parametrize("scope", ["global", "layer", "lamp"])
 def test_a_single_amount_replays_as_its_per_layer_allocation(scope):
     """The search's first phase: one amount written as per-layer amounts prunes the same weights."""
+    from compressor.models.cnn import SimpleCNN
     from compressor.techniques.layers import make_permanent
     from compressor.techniques.prune.callback import Pruning
-    from compressor.models.cnn import SimpleCNN
 
     torch.manual_seed(0)
     model = SimpleCNN(1, 10, 28)
@@ -153,8 +153,8 @@ def test_a_single_amount_replays_as_its_per_layer_allocation(scope):
 
 def test_a_layer_the_global_ranking_empties_keeps_one_weight():
     """Amounts lie in [0, 1): ResNet-18's fc, all small weights, was emptied by global 0.99 and crashed the search."""
-    from compressor.techniques.prune.callback import Pruning
     from compressor.models.cnn import SimpleCNN
+    from compressor.techniques.prune.callback import Pruning
 
     torch.manual_seed(0)
     model = SimpleCNN(1, 10, 28)
@@ -167,8 +167,8 @@ def test_a_layer_the_global_ranking_empties_keeps_one_weight():
 
 
 def test_a_single_channel_amount_replays_as_its_per_layer_channel_counts():
-    from compressor.techniques.prune.callback import Pruning
     from compressor.models.cnn import SimpleCNN
+    from compressor.techniques.prune.callback import Pruning
 
     torch.manual_seed(0)
     model, shape = SimpleCNN(1, 10, 28), [1, 1, 28, 28]

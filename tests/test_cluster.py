@@ -9,11 +9,10 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from compressor.storage import artifact
-from compressor.storage import checkpoint
-from compressor.techniques.cluster.callback import kmeans
-from compressor.models.cnn import SimpleCNN
 from compressor.measure import accuracy_of as accuracy
+from compressor.models.cnn import SimpleCNN
+from compressor.storage import artifact, checkpoint
+from compressor.techniques.cluster.callback import kmeans
 from tests.conftest import make_cfg, run_job
 
 ARCH = {"_target_": "compressor.models.cnn.SimpleCNN", "in_channels": 1, "num_classes": 10, "image_size": 8}

@@ -5,11 +5,11 @@ import threading
 import pytest
 import torch
 
-from compressor.storage import cache
 from compressor.errors import ConfigError
-from compressor.modules.losses import Tap
 from compressor.models.cnn import SimpleCNN, SmallCNN
 from compressor.modules import Distiller
+from compressor.modules.losses import Tap
+from compressor.storage import cache
 from tests.conftest import make_cfg, run_job
 
 

@@ -9,8 +9,8 @@ import torch
 
 from compressor import measure
 from compressor.errors import ConfigError
-from compressor.runtimes.openvino import OpenVinoModel, require
 from compressor.report.build import build
+from compressor.runtimes.openvino import OpenVinoModel, require
 from tests.conftest import make_cfg, run_job
 from tests.test_budget import crafted
 

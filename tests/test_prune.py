@@ -5,12 +5,12 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from compressor import measure
-from compressor.storage import artifact
-from compressor.techniques.layers import make_permanent
-from compressor.techniques.prune.callback import Pruning, cubic, lamp_counts
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
 from compressor.models.torchvision_nets import resnet18
+from compressor.storage import artifact
+from compressor.techniques.layers import make_permanent
+from compressor.techniques.prune.callback import Pruning, cubic, lamp_counts
 from tests.conftest import run_job
 
 

@@ -5,10 +5,10 @@ import torch
 from torch.profiler import profile
 
 from compressor import measure
-from compressor.storage import artifact
-from compressor.techniques.quant.callback import Quantization
 from compressor.data import Digits
 from compressor.errors import ConfigError
+from compressor.storage import artifact
+from compressor.techniques.quant.callback import Quantization
 from tests.conftest import run_job
 
 

@@ -6,14 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from compressor.storage import artifact
-from compressor.modules import recover
-from compressor.techniques.prune.callback import Pruning
 from compressor.config import compose
 from compressor.data import user
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
-from compressor.modules import Classifier, Distiller
+from compressor.modules import Classifier, Distiller, recover
+from compressor.storage import artifact
+from compressor.techniques.prune.callback import Pruning
 from tests.conftest import make_cfg, run_job
 
 

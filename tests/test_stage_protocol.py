@@ -74,8 +74,8 @@ def test_a_stage_written_outside_the_package_runs_alone_and_in_a_pipeline(tmp_pa
 
 
 def test_a_stage_config_must_name_a_stage_class(tmp_path):
-    from omegaconf import OmegaConf
     import pytest
+    from omegaconf import OmegaConf
 
     from compressor.errors import ConfigError
     from compressor.techniques import base

@@ -11,15 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from compressor.storage import artifact
-from compressor.storage import cache
-from compressor.storage import checkpoint
-from compressor.quant import fx
-from compressor.quant.ops import Cast, torchao_dynamic
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
-from tests import legacy_v1
-from tests import forked
+from compressor.quant import fx
+from compressor.quant.ops import Cast, torchao_dynamic
+from compressor.storage import artifact, cache, checkpoint
+from tests import forked, legacy_v1
 from tests.conftest import FAST, ROOT, make_cfg, run_cli, run_job
 
 ARCH = {"_target_": "compressor.models.cnn.SimpleCNN", "in_channels": 1, "num_classes": 10, "image_size": 8}
@@ -92,7 +89,7 @@ def test_crafted_checkpoint_is_one_line_on_the_command_line(tmp_path):
     bad = evil_pickle(tmp_path / "teacher.pt", marker)
     proc = run_cli([*FAST, "technique=kd", f"teacher.checkpoint={bad}"], tmp_path)
     assert proc.returncode == 2 and not marker.exists()
-    assert proc.stderr.strip().splitlines() == [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
+    assert proc.stderr.strip().splitlines() == [x for x in proc.stderr.strip().splitlines() if x.startswith("error:")]
     (line,) = proc.stderr.strip().splitlines()
     assert "teacher.checkpoint" in line and "posix.system" in line and "trust.checkpoint=true" in line
 

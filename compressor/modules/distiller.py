@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 import compressor.modules.losses as losses
-from compressor.rules import check_terms
 from compressor.modules.classifier import Classifier
+from compressor.rules import check_terms
 
 
 class Distiller(Classifier):

@@ -28,7 +28,9 @@ WEIGHTED = ("aten.conv2d.default", "aten.linear.default", "aten.conv1d.default",
 
 def _quantizer(model: nn.Module, qat: bool, keep_float=(), only=None):
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+        X86InductorQuantizer,
+        get_default_x86_inductor_quantization_config,
+    )
 
     config = get_default_x86_inductor_quantization_config(is_qat=qat)
     quantizer = X86InductorQuantizer()

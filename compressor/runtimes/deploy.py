@@ -23,8 +23,8 @@ from pathlib import Path
 from torch import nn
 
 from compressor import measure
-from compressor.runtimes import onnx as export
 from compressor.quant.ops import calibration_inputs
+from compressor.runtimes import onnx as export
 
 log = logging.getLogger(__name__)
 # agreement with PyTorch's top-1 an export must reach to be shipped: a check that the export is not

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 log = logging.getLogger(__name__)
 
 

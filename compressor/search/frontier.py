@@ -39,12 +39,12 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from compressor import certify
 from compressor.config import CONF, compose
 from compressor.errors import brief
 from compressor.search import latency, launch, space, ties
-from compressor import certify
-from compressor.search.records import candidates, certification, tested, trained, validation_only
 from compressor.search.outputs import Phases, epochs_spent, spent, tensorboard, write
+from compressor.search.records import candidates, certification, tested, trained, validation_only
 
 log = logging.getLogger("compressor")
 GAIN = {"latency_b1": "speedup_b1", "latency_b64": "speedup_b64", "size": "smaller"}

@@ -18,8 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from compressor.storage.artifact import FILENAME as MODEL
 from compressor.errors import Interrupted
+from compressor.storage.artifact import FILENAME as MODEL
 
 log = logging.getLogger(__name__)
 VERSION = 2  # 2: entries hold model.safetensors (version-1 entries held a pickled model.pt)

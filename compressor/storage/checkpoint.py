@@ -17,8 +17,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from compressor.storage import artifact
 from compressor.errors import ConfigError
+from compressor.storage import artifact
 from compressor.validate import CHECKPOINTS, check_file
 
 

@@ -188,8 +188,8 @@ class CallbackStage(Stage):
         """Called with the stage's output and record, after its fit."""
 
     def apply(self, model, ctx: Context):
-        from compressor.modules import recover
         from compressor.data.base import example_input
+        from compressor.modules import recover
         from compressor.training.fit import fit, optim_args
 
         callback = self.callback(ctx.shape, ctx.cfg, ctx.run_dir)

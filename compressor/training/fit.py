@@ -16,9 +16,9 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from compressor.data.base import example_input
+from compressor.errors import Diverged, Interrupted, Stuck, slurm_gave_up
 from compressor.training import ddp, resume
 from compressor.training.flags import torch_flags_kept
-from compressor.errors import Diverged, Interrupted, Stuck, slurm_gave_up
 
 log = logging.getLogger("compressor")
 

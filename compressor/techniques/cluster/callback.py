@@ -11,9 +11,9 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor.techniques.layers import select_layers
 from compressor import rules
 from compressor.techniques.cluster import rules as spec
+from compressor.techniques.layers import select_layers
 
 ITERATIONS = 50  # Lloyd iterations at most; 1-D k-means from a linear start settles in far fewer
 
