@@ -1,5 +1,6 @@
 """Entry point in a checkout: hands the composed config to compressor and nothing else.
 (Installed, the same app is the `compressor` command: compressor/cli.py.)"""
+
 import hydra
 from omegaconf import DictConfig
 

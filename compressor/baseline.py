@@ -1,6 +1,7 @@
 """The reference model a job compresses: the trained baseline, or for distillation the teacher.
 Given as a checkpoint, or trained once per recipe and data and kept in the cache (compressor.storage.cache);
 a model trained to chance accuracy is never cached."""
+
 import hashlib
 import json
 import logging
@@ -31,8 +32,12 @@ def plain(node):
 # it, they stay out of every key, so the baselines and results keyed before them are still found (the
 # data fingerprint holds the subset; channels_last is a memory layout: it changes float rounding, as
 # the thread count does, not the recipe)
-ADDED = {"dataset": {"train_size": None}, "train": {"patience": None, "channels_last": True},
-         "export": {"test": True}, "budget": {"confidence": 0.95}}
+ADDED = {
+    "dataset": {"train_size": None},
+    "train": {"patience": None, "channels_last": True},
+    "export": {"test": True},
+    "budget": {"confidence": 0.95},
+}
 
 
 def unset_added(node: dict, where: str) -> dict:
@@ -55,7 +60,9 @@ def spec_of(cfg: DictConfig, leave_out=(), data: dict | None = None) -> dict:
     for where in ADDED:
         if where in spec:
             spec[where] = unset_added(spec[where], where)
-    spec["technique"].pop("model_without_kd", None)  # what it decides is the model, keyed below it: jobs keep their keys
+    spec["technique"].pop(
+        "model_without_kd", None
+    )  # what it decides is the model, keyed below it: jobs keep their keys
     return spec
 
 
@@ -88,8 +95,9 @@ def build_net(net_cfg: DictConfig, key: str) -> torch.nn.Module:
         if isinstance(cause, ConfigError):  # a factory names its own argument ("net.weights=..."): say whose
             text = str(cause)
             raise ConfigError(f"{key.split('.')[0]}.{text}" if text.startswith("net.") else text) from None
-        raise ConfigError(f"{key}: {net_cfg._target_} cannot be built with these arguments "
-                          f"({brief(cause, 300)})") from None
+        raise ConfigError(
+            f"{key}: {net_cfg._target_} cannot be built with these arguments ({brief(cause, 300)})"
+        ) from None
 
 
 def trust(cfg) -> dict:
@@ -103,44 +111,82 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
     if net_cfg.get("checkpoint"):
         model = checkpoint.load(net_cfg.checkpoint, f"{key}.checkpoint", plain(net_cfg.net), **trust(cfg))
         # re-saved in the artifact format, so its size compares like with like (no optimizer state)
-        path = artifact.save(model, run_dir / f"{key}_checkpoint.safetensors", plain(net_cfg.net),
-                             [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}]) if is_rank_zero() else None
+        path = (
+            artifact.save(
+                model,
+                run_dir / f"{key}_checkpoint.safetensors",
+                plain(net_cfg.net),
+                [{"stage": "checkpoint", "path": str(net_cfg.checkpoint)}],
+            )
+            if is_rank_zero()
+            else None
+        )
         return model, {"checkpoint": str(net_cfg.checkpoint)}, path
-    dataset = unset_added({k: v for k, v in plain(cfg.dataset).items()
-                           if k not in WHERE}, "dataset")
-    limits = {k: plain(cfg.trainer[k]) for k in ("limit_train_batches", "accumulate_grad_batches", "precision",
-                                                "gradient_clip_val") if k in cfg.trainer}
-    spec = {"dataset": dataset, **data, "model": {"name": net_cfg.name, **plain(net_cfg.net)},
-            "train": unset_added(plain(cfg.train), "train"), "trainer": limits, "seed": cfg.seed}
+    dataset = unset_added({k: v for k, v in plain(cfg.dataset).items() if k not in WHERE}, "dataset")
+    limits = {
+        k: plain(cfg.trainer[k])
+        for k in ("limit_train_batches", "accumulate_grad_batches", "precision", "gradient_clip_val")
+        if k in cfg.trainer
+    }
+    spec = {
+        "dataset": dataset,
+        **data,
+        "model": {"name": net_cfg.name, **plain(net_cfg.net)},
+        "train": unset_added(plain(cfg.train), "train"),
+        "trainer": limits,
+        "seed": cfg.seed,
+    }
 
     def build(folder: Path) -> dict:
         patience = cfg.train.get("patience")
-        log.info("training %s on %s (%s): nothing cached for this recipe", net_cfg.name, cfg.dataset.name,
-                 f"up to {cfg.train.epochs} epochs, stopping after {patience} without a better val/acc" if patience
-                 else f"{cfg.train.epochs} epochs")
+        log.info(
+            "training %s on %s (%s): nothing cached for this recipe",
+            net_cfg.name,
+            cfg.dataset.name,
+            f"up to {cfg.train.epochs} epochs, stopping after {patience} without a better val/acc"
+            if patience
+            else f"{cfg.train.epochs} epochs",
+        )
         L.seed_everything(cfg.seed, workers=True)
         module = Classifier(instantiate(net_cfg.net), dm.num_classes, **optim_args(cfg))
-        record = fit(cfg, module, dm, run_dir, f"train_{net_cfg.name}", cfg.train.epochs,
-                     checkpoint_dir=folder / "checkpoints", keep_best=True, knob=f"train.lr={cfg.train.lr}", patience=patience)
+        record = fit(
+            cfg,
+            module,
+            dm,
+            run_dir,
+            f"train_{net_cfg.name}",
+            cfg.train.epochs,
+            checkpoint_dir=folder / "checkpoints",
+            keep_best=True,
+            knob=f"train.lr={cfg.train.lr}",
+            patience=patience,
+        )
         record["at_chance"] = at_chance(record["val/acc_best"], len(dm.val_dataloader().dataset), dm.num_classes)
         artifact.save(module.model, folder / artifact.FILENAME, plain(net_cfg.net), [{"stage": "train", **record}])
         return record
 
     wait_s = ddp.timeout_s(cfg) if ddp.distributed(cfg) else None  # a DDP rank waits no longer than its peers do
     try:
-        entry, record, built = cache.fetch_or_build(cfg.paths.cache_dir, spec, build,
-                                                    keep=lambda r: not r.get("at_chance"), wait_s=wait_s)
+        entry, record, built = cache.fetch_or_build(
+            cfg.paths.cache_dir, spec, build, keep=lambda r: not r.get("at_chance"), wait_s=wait_s
+        )
     except cache.Waited as exc:
-        raise Stuck(f"train_{net_cfg.name}", cache.rank(), ddp.processes(cfg.trainer), str(exc), wait_s,
-                    ddp.continue_command()) from None
+        raise Stuck(
+            f"train_{net_cfg.name}", cache.rank(), ddp.processes(cfg.trainer), str(exc), wait_s, ddp.continue_command()
+        ) from None
     model = artifact.load(entry / artifact.FILENAME, trust(cfg)["targets"])
     if not is_rank_zero():  # a DDP rank's private copy of the fit; rank 0 stored the entry
         if built:
             cache.discard(entry)
         return model, record, None
     if record.get("at_chance"):  # never cached: kept in this run's folder only, and flagged
-        log.warning("%s trained to chance accuracy (best val/acc %.4f, %d classes): not cached; raise train.epochs "
-                    "or change train.lr", net_cfg.name, record["val/acc_best"], dm.num_classes)
+        log.warning(
+            "%s trained to chance accuracy (best val/acc %.4f, %d classes): not cached; raise train.epochs "
+            "or change train.lr",
+            net_cfg.name,
+            record["val/acc_best"],
+            dm.num_classes,
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
         path = Path(shutil.copy(entry / artifact.FILENAME, run_dir / f"{key}_at_chance.safetensors"))
         cache.discard(entry)
@@ -148,5 +194,3 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
     if not built:
         log.info("reused cached %s from %s (trained once, not retrained)", net_cfg.name, entry)
     return model, {**record, "cache_entry": str(entry), "trained_now": built}, entry / artifact.FILENAME
-
-

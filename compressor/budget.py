@@ -15,6 +15,7 @@ With `budget.confidence` (0.95 by default) the search reads only the selection h
 validation images (`selection`), and the final model's drop is certified on the other half at that
 confidence (compressor/certify.py); a model not certified is labelled over budget, with one line
 saying how many images would certify it."""
+
 import logging
 import math
 
@@ -25,9 +26,6 @@ from compressor import certify, measure
 log = logging.getLogger("compressor")
 # accuracies are float32 means: 480/500 and a floor of 0.97 - 0.01 differ by ~5e-8, not by an image
 TOLERANCE = 1e-6
-
-
-
 
 
 class Budget:
@@ -43,8 +41,12 @@ class Budget:
         if not self.active:
             return
         if not self.searches_left:
-            log.warning("budget.max_drop=%g: no stage of technique=%s can be searched (docs/budget.md lists the "
-                        "recipes that can); the budget is only checked", self.max_drop, cfg.technique.name)
+            log.warning(
+                "budget.max_drop=%g: no stage of technique=%s can be searched (docs/budget.md lists the "
+                "recipes that can); the budget is only checked",
+                self.max_drop,
+                cfg.technique.name,
+            )
         self.confidence = cfg.budget.get("confidence")
         self.right = self.correct(reference)
         n = len(self.right)
@@ -59,8 +61,12 @@ class Budget:
         loader = self.dm.val_dataloader()
         if self.held_out is None:
             return loader
-        return DataLoader(Subset(loader.dataset, self.on.tolist()), batch_size=loader.batch_size, shuffle=False,
-                          num_workers=loader.num_workers)
+        return DataLoader(
+            Subset(loader.dataset, self.on.tolist()),
+            batch_size=loader.batch_size,
+            shuffle=False,
+            num_workers=loader.num_workers,
+        )
 
     def val_acc(self, model) -> float:
         return measure.accuracy_of(model, self.selection())
@@ -108,27 +114,45 @@ class Budget:
             return None
         val = 100 * (self.reference - self.last[self.on].mean().item())  # on the images the search chose on
         test = 100 * (reference_metrics["test/acc"] - metrics["test/acc"])
-        out = {"max_drop": self.max_drop, "val/drop": val, "test/drop": test,
-               "held/val": val <= self.max_drop + 100 * TOLERANCE, "held/test": test <= self.max_drop + 100 * TOLERANCE,
-               "val/drop_se": self.records[-1]["val/drop_se"] if self.records else None, "stages": self.records}
+        out = {
+            "max_drop": self.max_drop,
+            "val/drop": val,
+            "test/drop": test,
+            "held/val": val <= self.max_drop + 100 * TOLERANCE,
+            "held/test": test <= self.max_drop + 100 * TOLERANCE,
+            "val/drop_se": self.records[-1]["val/drop_se"] if self.records else None,
+            "stages": self.records,
+        }
         if self.held_out is not None:
             out.update(self.certified())
         se, n = out["val/drop_se"], len(self.on)
         if se and self.max_drop < 2 * se:
-            log.warning("budget.max_drop=%g is under two standard errors of the validation drop (%.2f pts on %d images): "
-                        "the test drop may differ by as much; a larger validation split resolves a finer budget", self.max_drop,
-                        se, n)
+            log.warning(
+                "budget.max_drop=%g is under two standard errors of the validation drop (%.2f pts on %d images): "
+                "the test drop may differ by as much; a larger validation split resolves a finer budget",
+                self.max_drop,
+                se,
+                n,
+            )
         if not out["held/val"]:
-            log.warning("over budget: validation accuracy %.2f pts below the baseline, budget.max_drop=%g", val,
-                        self.max_drop)
+            log.warning(
+                "over budget: validation accuracy %.2f pts below the baseline, budget.max_drop=%g", val, self.max_drop
+            )
         elif out.get("certified") is False:
             need = out["certify"]["images_needed"]
-            log.warning("budget.max_drop=%g not certified at %g%% confidence: %s; %s", self.max_drop,
-                        100 * self.confidence, certify.phrase(out["certify"]),
-                        f"about {need:,} certification images would certify it" if need else
-                        "no number of images would: its drop itself is over the budget")
+            log.warning(
+                "budget.max_drop=%g not certified at %g%% confidence: %s; %s",
+                self.max_drop,
+                100 * self.confidence,
+                certify.phrase(out["certify"]),
+                f"about {need:,} certification images would certify it"
+                if need
+                else "no number of images would: its drop itself is over the budget",
+            )
         elif not out["held/test"]:
-            log.warning("budget held on validation (%.2f pts) but not on test (%.2f pts > %g)", val, test, self.max_drop)
+            log.warning(
+                "budget held on validation (%.2f pts) but not on test (%.2f pts > %g)", val, test, self.max_drop
+            )
         return out
 
     def certified(self) -> dict:

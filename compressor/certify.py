@@ -22,6 +22,7 @@ confidence 1 - delta, all of them together (fixed-sequence testing controls the 
 
 **Every figure can be recomputed**: each run keeps its files' answers, a bit per image, in
 correct.json (`pack`/`unpack`)."""
+
 import base64
 
 import torch
@@ -32,7 +33,7 @@ SEED = 20261207  # the split of the validation images: fixed, so every run, tria
 def halves(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(selection, certification) indices of n validation images: a seeded half each."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SEED))
-    return order[: n - n // 2].sort().values, order[n - n // 2:].sort().values
+    return order[: n - n // 2].sort().values, order[n - n // 2 :].sort().values
 
 
 def pack(correct: torch.Tensor) -> str:
@@ -52,11 +53,16 @@ def unpack(text: str, n: int) -> torch.Tensor:
 def answers(baseline: dict, files: dict) -> dict:
     """correct.json: which images the baseline and each file get right, per split (None: that file
     was not run on that split), base64 bits in the loader's order."""
+
     def packed(split: dict) -> dict:
         return {name: None if bits is None else pack(bits) for name, bits in split.items()}
-    return {"images": {split: len(bits) for split, bits in baseline.items() if bits is not None},
-            "selection_seed": SEED, "baseline": packed(baseline),
-            "files": {label: packed(splits) for label, splits in files.items()}}
+
+    return {
+        "images": {split: len(bits) for split, bits in baseline.items() if bits is not None},
+        "selection_seed": SEED,
+        "baseline": packed(baseline),
+        "files": {label: packed(splits) for label, splits in files.items()},
+    }
 
 
 def read(run_dir, label: str) -> tuple[dict, dict] | None:
@@ -75,6 +81,7 @@ def read(run_dir, label: str) -> tuple[dict, dict] | None:
 
     def bits(split: dict) -> dict:
         return {s: unpack(v, n[s]) for s, v in split.items() if v is not None and s in n}
+
     return bits(data["baseline"]), bits(data["files"][label])
 
 
@@ -103,8 +110,14 @@ def paired(reference: torch.Tensor, candidate: torch.Tensor, confidence: float) 
     n = len(reference)
     worse = int((reference & ~candidate).sum())
     better = int((candidate & ~reference).sum())
-    return {"images": n, "worse": worse, "better": better, "drop": 100 * (worse - better) / max(n, 1),
-            "bound": bound(worse, better, n, confidence), "confidence": confidence}
+    return {
+        "images": n,
+        "worse": worse,
+        "better": better,
+        "drop": 100 * (worse - better) / max(n, 1),
+        "bound": bound(worse, better, n, confidence),
+        "confidence": confidence,
+    }
 
 
 def images_needed(test: dict, max_drop: float, limit: int = 10_000_000) -> int | None:
@@ -146,5 +159,7 @@ def in_sequence(candidates: list[dict], test, max_drop: float) -> tuple[list[dic
 
 def phrase(result: dict) -> str:
     """e.g. `-0.41 pts on the certification split (2,500 images), a drop of at most 0.93 with 95% confidence`."""
-    return (f"{-result['drop']:+.2f} pts on the certification split ({result['images']:,} images), a drop of at "
-            f"most {result['bound']:.2f} with {100 * result['confidence']:g}% confidence")
+    return (
+        f"{-result['drop']:+.2f} pts on the certification split ({result['images']:,} images), a drop of at "
+        f"most {result['bound']:.2f} with {100 * result['confidence']:g}% confidence"
+    )

@@ -1,6 +1,7 @@
 """The allowed values of the choice keys shared by the job and several techniques, in a module that
 imports nothing heavy: a bad value is refused before torch and Lightning load. A technique's own
 choices live in its rules.py (compressor/techniques/<name>/rules.py)."""
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
 LOSS_TERMS = ("ce", "kl", "cosine", "feature_mse", "dkd")

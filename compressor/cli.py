@@ -4,6 +4,7 @@ Values are checked first, before torch and Lightning are imported, so a bad valu
 rather than the ten that those imports take; then compressor.job runs it. Every bad input,
 from Hydra's composition or from either phase, ends the program as one `error:` line on stderr
 with exit status 2 (HYDRA_FULL_ERROR=1 keeps Hydra's full report)."""
+
 import errno
 import json
 import os
@@ -32,19 +33,31 @@ def job(cfg):
         return stop(cfg, exc.line(), 1)
     except (KeyboardInterrupt, Interrupted) as exc:
         what, where = (exc.what, exc.where()) if isinstance(exc, Interrupted) else ("SIGINT", "")
-        return stop(cfg, f"interrupted ({what}){where}: every finished epoch is checkpointed; run the same command "
-                    f"again to continue from the last one", 143 if what == "SIGTERM" else 130 if what == "SIGINT" else 1)
+        return stop(
+            cfg,
+            f"interrupted ({what}){where}: every finished epoch is checkpointed; run the same command "
+            f"again to continue from the last one",
+            143 if what == "SIGTERM" else 130 if what == "SIGINT" else 1,
+        )
     except OSError as exc:
         if exc.errno not in FULL:
             raise
-        return stop(cfg, f"error: {existing(exc.filename2 or exc.filename or cfg.paths.run_dir)}: no space left on device "
-                    f"({os.strerror(exc.errno)}); free space there or point paths.root elsewhere, then run again: "
-                    f"nothing half-written was kept", 1)
+        return stop(
+            cfg,
+            f"error: {existing(exc.filename2 or exc.filename or cfg.paths.run_dir)}: no space left on device "
+            f"({os.strerror(exc.errno)}); free space there or point paths.root elsewhere, then run again: "
+            f"nothing half-written was kept",
+            1,
+        )
     except Exception as exc:
         if not slurm_gave_up(exc):
             raise
-        return stop(cfg, "interrupted (SLURM's time limit, no requeue left): every finished epoch is checkpointed; "
-                    "run the same command again to continue", 1)
+        return stop(
+            cfg,
+            "interrupted (SLURM's time limit, no requeue left): every finished epoch is checkpointed; "
+            "run the same command again to continue",
+            1,
+        )
 
 
 STOPPED = "stopped.json"
@@ -61,8 +74,9 @@ def stop(cfg, line: str, status: int):
     run = Path(cfg.paths.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     overrides = " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ""
-    (run / STOPPED).write_text(json.dumps({"line": line, "status": status, "overrides": overrides,
-                                           "slurm_job": slurm_job()}))
+    (run / STOPPED).write_text(
+        json.dumps({"line": line, "status": status, "overrides": overrides, "slurm_job": slurm_job()})
+    )
     return None
 
 
@@ -89,8 +103,11 @@ def report_errors(hydra_main) -> None:
         hydra_main()
     except Exception as exc:
         if slurm_gave_up(exc) and not full:  # a SLURM job that ended without answering (killed, node lost)
-            print(f"error: {' '.join(str(exc).split())[:300]}; its finished epochs are checkpointed: run the same "
-                  f"command again to continue (finished jobs are read, not rerun)", file=sys.stderr)
+            print(
+                f"error: {' '.join(str(exc).split())[:300]}; its finished epochs are checkpointed: run the same "
+                f"command again to continue (finished jobs are read, not rerun)",
+                file=sys.stderr,
+            )
             sys.exit(1)
         refused = None if full else sbatch_refused(exc)
         if refused:  # sbatch's own lines were printed above by submitit; nothing was submitted
@@ -108,6 +125,7 @@ def with_override(argv: list[str], override: str) -> list[str]:
     as one run of positional arguments, so one appended after a flag (`a=b --cfg job`, `a=b -m`)
     would be refused as an unrecognized argument: it goes at the end of the first run of
     overrides, or first when there are none."""
+
     def is_override(a: str) -> bool:
         return "=" in a and not a.startswith("-")
 
@@ -131,7 +149,10 @@ def main() -> None:
 
     sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: a model module in this folder imports
     user = Path.cwd() / "conf"
-    if user.is_dir() and user.resolve() != conf_dir().resolve() \
-            and not any(a.startswith("hydra.searchpath=") for a in sys.argv[1:]):
+    if (
+        user.is_dir()
+        and user.resolve() != conf_dir().resolve()
+        and not any(a.startswith("hydra.searchpath=") for a in sys.argv[1:])
+    ):
         sys.argv = with_override(sys.argv, f"hydra.searchpath=[file://{user.resolve()}]")
     report_errors(hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(job))

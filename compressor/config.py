@@ -1,4 +1,5 @@
 """Compose the project's config outside the command line (tests, benchmarks, notebooks)."""
+
 from pathlib import Path
 
 from hydra import compose as hydra_compose

@@ -70,22 +70,38 @@ class Stuck(Interrupted):
     ddp.timeout_s: the run ends rather than hang. Like an interruption, what was checkpointed stays
     (nothing is cached) and `command` continues the run."""
 
-    def __init__(self, name: str, rank: int, world: int, waited_on: str, seconds: float, command: str,
-                 done: int | None = None, total: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        rank: int,
+        world: int,
+        waited_on: str,
+        seconds: float,
+        command: str,
+        done: int | None = None,
+        total: int | None = None,
+    ):
         super().__init__(name, f"rank {rank} of {world} waited {seconds:g} s for {waited_on}", done, total)
         self.command = command
 
     def line(self) -> str:
-        return (f"stopped: {self.what}{self.where()} and gave up (ddp.timeout_s); nothing of it was cached; "
-                f"run `{self.command}` to continue from the last finished epoch")
+        return (
+            f"stopped: {self.what}{self.where()} and gave up (ddp.timeout_s); nothing of it was cached; "
+            f"run `{self.command}` to continue from the last finished epoch"
+        )
 
 
 # what sbatch says when it refuses a job, and the launcher key that asks for it
-SBATCH_KEYS = (("memory", "hydra.launcher.mem_gb"), ("partition", "hydra.launcher.partition"),
-               ("account", "hydra.launcher.account"), ("time limit", "hydra.launcher.timeout_min"),
-               ("qos", "hydra.launcher.qos"), ("gres", "hydra.launcher.gpus_per_node"),
-               ("node configuration", "hydra.launcher.cpus_per_task, tasks_per_node, nodes or gpus_per_node"),
-               ("cpu", "hydra.launcher.cpus_per_task"))
+SBATCH_KEYS = (
+    ("memory", "hydra.launcher.mem_gb"),
+    ("partition", "hydra.launcher.partition"),
+    ("account", "hydra.launcher.account"),
+    ("time limit", "hydra.launcher.timeout_min"),
+    ("qos", "hydra.launcher.qos"),
+    ("gres", "hydra.launcher.gpus_per_node"),
+    ("node configuration", "hydra.launcher.cpus_per_task, tasks_per_node, nodes or gpus_per_node"),
+    ("cpu", "hydra.launcher.cpus_per_task"),
+)
 
 
 def sbatch_refused(exc: BaseException) -> str | None:
@@ -94,8 +110,11 @@ def sbatch_refused(exc: BaseException) -> str | None:
     import subprocess
 
     cause = exc.__cause__
-    if type(exc).__name__ != "FailedJobError" or not isinstance(cause, subprocess.CalledProcessError) \
-            or "sbatch" not in str((cause.cmd or [""])[0]):
+    if (
+        type(exc).__name__ != "FailedJobError"
+        or not isinstance(cause, subprocess.CalledProcessError)
+        or "sbatch" not in str((cause.cmd or [""])[0])
+    ):
         return None
     lines = [line.strip().removeprefix("sbatch: error:").strip() for line in str(cause.stderr or exc).splitlines()]
     reason = "; ".join(line for line in lines if line) or f"exit status {cause.returncode}"

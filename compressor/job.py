@@ -6,6 +6,7 @@ stage's `apply` in order (compressor/techniques) -> measure -> results.json + Te
 The job knows no technique by name: a stage is whatever class its config's `_target_` names
 (compressor.techniques.base.Stage). Values were checked before torch loaded (compressor.validate,
 called by the command line and by compressor.run)."""
+
 import copy
 import json
 import logging
@@ -71,12 +72,13 @@ def slurm_threads() -> None:
 @dataclass
 class Reference:
     """The model a job compresses or distils from (the baseline, or the teacher), as measured."""
-    cfg: DictConfig          # its model config (model or teacher)
+
+    cfg: DictConfig  # its model config (model or teacher)
     model: object
-    path: Path | None        # its artifact (the cache entry's file)
-    record: dict             # how it was trained (the cache's record)
+    path: Path | None  # its artifact (the cache entry's file)
+    record: dict  # how it was trained (the cache's record)
     metrics: dict = field(default_factory=dict)
-    logits: object = None    # on the test set
+    logits: object = None  # on the test set
     correct: dict = field(default_factory=dict)  # split -> a bool per image (correct.json)
 
 
@@ -104,8 +106,16 @@ def job(cfg: DictConfig):
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics, logits, model_path, correct = measured(cfg, plan, model, reference, records, ctx, dm, example)
     answers = {"baseline": reference.correct, "files": {"model": correct}}  # correct.json
-    out = results.build(cfg, plan, ident=ident, images=images(dm), metrics=metrics, records=records,
-                        reference=reference, budget=spend.report(metrics, reference.metrics))
+    out = results.build(
+        cfg,
+        plan,
+        ident=ident,
+        images=images(dm),
+        metrics=metrics,
+        records=records,
+        reference=reference,
+        budget=spend.report(metrics, reference.metrics),
+    )
     for stage in plan:
         out.update(stage.report(logits, reference.logits, reference.metrics))
     out.update(deployed(cfg, plan, model, model_path, ctx, dm, example, metrics, answers["files"]))
@@ -137,8 +147,11 @@ def architectures(cfg, dm, distilling: bool):
     teacher's, each run once on a real batch: a wrong shape or class count is one line now."""
     from compressor.storage import checkpoint
 
-    student = checkpoint.load(cfg.model.checkpoint, "model.checkpoint", plain(cfg.model.net), **baseline.trust(cfg)) \
-        if distilling and cfg.model.checkpoint else baseline.build_net(cfg.model.net, "model.net")
+    student = (
+        checkpoint.load(cfg.model.checkpoint, "model.checkpoint", plain(cfg.model.net), **baseline.trust(cfg))
+        if distilling and cfg.model.checkpoint
+        else baseline.build_net(cfg.model.net, "model.net")
+    )
     images = preflight.first_batch(dm)
     preflight.forward(student, images, "model.net", dm.num_classes)
     teacher = None
@@ -173,8 +186,11 @@ def compressed(plan, model, ctx: Context, spend: Budget, partial: Path, data: di
         spend.before(stage, model)
         log.info("stage %s (%d epochs)", stage.kind, stage.epochs(ctx))
         L.seed_everything(ctx.cfg.seed, workers=True)
-        shared = prefixes.claimed(ctx.cfg, data, stages, i, stage.epochs(ctx)) \
-            if prefixes.shared(ctx.cfg, stage, spend.active) else nullcontext(partial / f"{i}_{stage.kind}")
+        shared = (
+            prefixes.claimed(ctx.cfg, data, stages, i, stage.epochs(ctx))
+            if prefixes.shared(ctx.cfg, stage, spend.active)
+            else nullcontext(partial / f"{i}_{stage.kind}")
+        )
         with shared as ctx.checkpoint_dir:
             model, record = stage.apply(model, ctx)
         spend.after(model)
@@ -225,8 +241,12 @@ def measured(cfg, plan, model, reference: Reference, records, ctx, dm, example):
         model_path = run_dir / artifact.FILENAME
         shutil.copyfile(reference.path, model_path)
         reference.metrics.update(timed({"baseline": reference.model}, example, cfg)["baseline"])
-        return ({**reference.metrics, "compress/size_mb": measure.size_mb(model_path)}, reference.logits, model_path,
-                reference.correct)
+        return (
+            {**reference.metrics, "compress/size_mb": measure.size_mb(model_path)},
+            reference.logits,
+            model_path,
+            reference.correct,
+        )
     model_path = save_model(model, run_dir, cfg, records, ctx.float_model)
     metrics, logits, correct = evaluate(model, dm, example, model_path, ctx.float_model)
     speed = timed({"baseline": reference.model, "model": model}, example, cfg)
@@ -241,10 +261,21 @@ def deployed(cfg, plan, model, model_path, ctx, dm, example, metrics, correct: d
     if not runtimes.wanted(cfg, model):
         return {}
     shaping = next((s for s in plan if s.precision()), None)  # the first stage that changes the number format
-    return runtimes.measured(model, model_path, ctx.float_model, dm, example, ctx.run_dir, cfg,
-                             shaping.precision() if shaping else "fp32",
-                             shaping.node.get("calibration_batches", 32) if shaping else 32, metrics["test/acc"],
-                             metrics["val/acc"], baseline=ctx.reference, correct=correct)
+    return runtimes.measured(
+        model,
+        model_path,
+        ctx.float_model,
+        dm,
+        example,
+        ctx.run_dir,
+        cfg,
+        shaping.precision() if shaping else "fp32",
+        shaping.node.get("calibration_batches", 32) if shaping else 32,
+        metrics["test/acc"],
+        metrics["val/acc"],
+        baseline=ctx.reference,
+        correct=correct,
+    )
 
 
 def save(cfg, plan, out: dict, done: Path, partial: Path, answers: dict) -> None:

@@ -1,5 +1,6 @@
 """Every run is measured by this code and nothing else: accuracy, size on disk, parameters,
 MACs, sparsity and latency."""
+
 import os
 import statistics
 import time
@@ -82,9 +83,11 @@ def parameters(model: nn.Module) -> dict:
     params = [p for p in model.parameters()]
     total = sum(p.numel() for p in params)
     nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
-    return {"compress/params": sum(p.numel() for p in params if p.requires_grad) or total,
-            "compress/nonzero_params": nonzero,
-            "compress/sparsity": 1 - nonzero / total if total else 0.0}
+    return {
+        "compress/params": sum(p.numel() for p in params if p.requires_grad) or total,
+        "compress/nonzero_params": nonzero,
+        "compress/sparsity": 1 - nonzero / total if total else 0.0,
+    }
 
 
 def layer_sparsity(model: nn.Module) -> dict:
@@ -107,8 +110,15 @@ def macs(model: nn.Module, example: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def latency_ms(model, example: torch.Tensor, batch: int, threads: int = 1, warmup: int = 2,
-               reps: int = 20, max_seconds: float = 2.0) -> float:
+def latency_ms(
+    model,
+    example: torch.Tensor,
+    batch: int,
+    threads: int = 1,
+    warmup: int = 2,
+    reps: int = 20,
+    max_seconds: float = 2.0,
+) -> float:
     """Median milliseconds per image at the given batch size, after warm-up, threads pinned.
     At least 3 timed calls, then up to `reps` while within `max_seconds` (slow models stop early)."""
     if isinstance(model, nn.Module):
@@ -132,15 +142,23 @@ def _interleaved(models: dict, example: torch.Tensor, batches, threads: int, rep
     for _ in range(count):
         for batch in batches:
             for name, model in models.items():
-                seen[name][batch].append(latency_ms(model, example, batch, threads, reps=reps if batch == 1 else max(3, reps // 4)))
+                seen[name][batch].append(
+                    latency_ms(model, example, batch, threads, reps=reps if batch == 1 else max(3, reps // 4))
+                )
     return seen
 
 
 def latencies(models: dict, example: torch.Tensor, threads: int = 1, reps: int = 20, rounds: int = 3) -> dict:
     """Latency of several models measured side by side (interleaved rounds), the median over rounds kept."""
     seen = _interleaved(models, example, (1, 64), threads, reps, rounds)
-    return {name: {"latency/threads": threads, "latency/b1_ms": statistics.median(v[1]),
-                   "latency/b64_ms": statistics.median(v[64])} for name, v in seen.items()}
+    return {
+        name: {
+            "latency/threads": threads,
+            "latency/b1_ms": statistics.median(v[1]),
+            "latency/b64_ms": statistics.median(v[64]),
+        }
+        for name, v in seen.items()
+    }
 
 
 def rounds(models: dict, example: torch.Tensor, batch: int, threads: int = 1, reps: int = 20, count: int = 5) -> dict:

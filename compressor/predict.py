@@ -7,6 +7,7 @@ float one, `--static-shape` compiled for the input's fixed shape (a search's `st
 architecture may only name model factories (`--allow-target PREFIX` adds one), and the image
 transform is built from the numbers in config.yaml, never from a `_target_` there.
 An unreadable image is reported by name and the rest are still predicted."""
+
 import argparse
 import json
 import sys
@@ -21,8 +22,15 @@ from compressor.errors import ConfigError
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(), runtime: str = "torch",
-               precision: str | None = None, static: bool = False):
+def load_model(
+    run_dir: Path,
+    onnx: str | None,
+    trust: bool = False,
+    targets=(),
+    runtime: str = "torch",
+    precision: str | None = None,
+    static: bool = False,
+):
     from compressor.runtimes import onnx as export
     from compressor.storage import artifact, checkpoint
 
@@ -34,8 +42,9 @@ def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(),
         precision = precision or ("int8" if (run_dir / "model.int8.xml").is_file() else "fp32")
         path = run_dir / ("model.int8.xml" if precision == "int8" else "model.xml")
         if not path.is_file():
-            raise ConfigError(f"{path}: no such OpenVINO IR (run with export=openvino or export=all, or "
-                              "technique.backend=openvino)")
+            raise ConfigError(
+                f"{path}: no such OpenVINO IR (run with export=openvino or export=all, or technique.backend=openvino)"
+            )
         require()
         return OpenVinoModel(path, static=static)
     if onnx:
@@ -45,7 +54,9 @@ def load_model(run_dir: Path, onnx: str | None, trust: bool = False, targets=(),
         return export.OnnxModel(path)
     for name in (artifact.FILENAME, "model.pt"):  # model.pt: a run of an earlier release
         if (run_dir / name).is_file():
-            return checkpoint.load(run_dir / name, "run_dir", trust=trust, targets=targets, hint="--allow-target PREFIX")
+            return checkpoint.load(
+                run_dir / name, "run_dir", trust=trust, targets=targets, hint="--allow-target PREFIX"
+            )
     raise ConfigError(f"{run_dir}: no {artifact.FILENAME} in this run directory")
 
 
@@ -56,11 +67,14 @@ def transform_of(config: Path):
         d = OmegaConf.load(config).dataset
         return image_transform(int(d.in_channels), int(d.image_size), list(d.mean), list(d.std))
     except Exception as exc:  # a config.yaml we did not write, or edited by hand
-        raise ConfigError(f"{config}: no usable dataset.in_channels/image_size/mean/std ({type(exc).__name__})") from None
+        raise ConfigError(
+            f"{config}: no usable dataset.in_channels/image_size/mean/std ({type(exc).__name__})"
+        ) from None
 
 
-def predict_folder(run_dir, folder, onnx=None, trust=False, targets=(), runtime="torch", precision=None,
-                   static=False) -> list[dict]:
+def predict_folder(
+    run_dir, folder, onnx=None, trust=False, targets=(), runtime="torch", precision=None, static=False
+) -> list[dict]:
     run_dir, folder = Path(run_dir), Path(folder)
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -69,7 +83,9 @@ def predict_folder(run_dir, folder, onnx=None, trust=False, targets=(), runtime=
         raise ConfigError(f"{folder}: no such image folder")
     transform = transform_of(config)
     if static and runtime != "openvino":
-        raise ConfigError(f"--static-shape with --runtime {runtime}: only OpenVINO files are compiled for a fixed shape")
+        raise ConfigError(
+            f"--static-shape with --runtime {runtime}: only OpenVINO files are compiled for a fixed shape"
+        )
     model = load_model(run_dir, onnx, trust, targets, runtime, precision, static)
     results = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS):
@@ -81,34 +97,66 @@ def predict_folder(run_dir, folder, onnx=None, trust=False, targets=(), runtime=
             continue
         with torch.no_grad():
             probs = torch.softmax(model(x).float(), 1)[0]
-        results.append({"image": path.name, "predicted_class": int(probs.argmax()),
-                        "probabilities": [round(float(p), 6) for p in probs]})
+        results.append(
+            {
+                "image": path.name,
+                "predicted_class": int(probs.argmax()),
+                "probabilities": [round(float(p), 6) for p in probs],
+            }
+        )
     return results
 
 
 def main(argv=None) -> int:
     from compressor import console
 
-    parser = argparse.ArgumentParser(prog="python -m compressor.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m compressor.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir")
     parser.add_argument("folder")
     parser.add_argument("--onnx", choices=["fp32", "int8"], help="use the run's ONNX export instead of the model")
-    parser.add_argument("--runtime", choices=["torch", "onnxruntime", "openvino"], default="torch",
-                        help="run the run's file for this runtime (results.json's deploy block names the fastest)")
-    parser.add_argument("--precision", choices=["fp32", "int8"],
-                        help="with --runtime onnxruntime|openvino: which export (default: int8 where there is one)")
-    parser.add_argument("--static-shape", action="store_true",
-                        help="with --runtime openvino: compile for the input's fixed shape (a `static` deploy file)")
-    parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow a pickled model file that names classes or functions (only one you vouch for)")
-    parser.add_argument("--allow-target", action="append", default=[], metavar="PREFIX",
-                        help="a module prefix the model's architecture may name (your own model package)")
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime", "openvino"],
+        default="torch",
+        help="run the run's file for this runtime (results.json's deploy block names the fastest)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        help="with --runtime onnxruntime|openvino: which export (default: int8 where there is one)",
+    )
+    parser.add_argument(
+        "--static-shape",
+        action="store_true",
+        help="with --runtime openvino: compile for the input's fixed shape (a `static` deploy file)",
+    )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a pickled model file that names classes or functions (only one you vouch for)",
+    )
+    parser.add_argument(
+        "--allow-target",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="a module prefix the model's architecture may name (your own model package)",
+    )
     args = parser.parse_args(argv)
     console.quiet()
     try:
-        results = predict_folder(args.run_dir, args.folder, args.onnx, args.trust_checkpoint, args.allow_target,
-                                 args.runtime, args.precision, args.static_shape)
+        results = predict_folder(
+            args.run_dir,
+            args.folder,
+            args.onnx,
+            args.trust_checkpoint,
+            args.allow_target,
+            args.runtime,
+            args.precision,
+            args.static_shape,
+        )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

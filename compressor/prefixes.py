@@ -21,6 +21,7 @@ disagreed, and one waited on the lock while the other waited for it in the fit).
 
 The folders live under paths.index_dir/stages/ and may be deleted at any time: a job then trains
 its stages again."""
+
 from contextlib import contextmanager
 from pathlib import Path
 

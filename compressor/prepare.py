@@ -1,5 +1,6 @@
 """The config as a job runs it, before anything is built: which model a pipeline compresses, the
 models' names in reports, and the Trainer's dry run."""
+
 import copy
 
 from omegaconf import DictConfig, open_dict

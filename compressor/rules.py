@@ -3,6 +3,7 @@ applies a table of them. It imports nothing heavy: every rule runs before torch 
 load. Each rule lives in one table, beside the code it guards (compressor/validate.py for the
 job's own keys, each stage's module for its technique keys); a class built outside a job (a
 callback in a user's own Trainer) checks its arguments against the same table."""
+
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
@@ -20,8 +21,10 @@ def _num(v) -> bool:
 
 def integer(lo=None, hi=None, optional=False):
     text = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" and <= {hi}" if hi is not None else "")
-    return (lambda v: (optional and v is None) or (_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi)),
-            text + (" (or null)" if optional else ""))
+    return (
+        lambda v: (optional and v is None) or (_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi)),
+        text + (" (or null)" if optional else ""),
+    )
 
 
 class Number(tuple):
@@ -35,8 +38,14 @@ def number(gt=None, ge=None, lt=None, le=None, optional=False):
     def ok(v):
         if optional and v is None:
             return True
-        return _num(v) and (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt) \
+        return (
+            _num(v)
+            and (gt is None or v > gt)
+            and (ge is None or v >= ge)
+            and (lt is None or v < lt)
             and (le is None or v <= le)
+        )
+
     return Number((ok, " ".join(["a number", " and ".join(bounds)]).strip() + (" (or null)" if optional else "")))
 
 
@@ -45,8 +54,9 @@ def boolean():
 
 
 def text(optional=False):
-    return (lambda v: (optional and v is None) or (isinstance(v, str) and v != "")), \
-        "a non-empty string" + (" (or null)" if optional else "")
+    return (lambda v: (optional and v is None) or (isinstance(v, str) and v != "")), "a non-empty string" + (
+        " (or null)" if optional else ""
+    )
 
 
 def choice(options):
@@ -56,8 +66,9 @@ def choice(options):
 
 def subset(options):
     options = list(options)
-    return (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(x in options for x in v)), \
-        "a non-empty list of " + ", ".join(options)
+    return (
+        lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(x in options for x in v)
+    ), "a non-empty list of " + ", ".join(options)
 
 
 def strings():
@@ -65,19 +76,24 @@ def strings():
 
 
 def numbers(positive=False):
-    return (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_num(x) and (not positive or x > 0) for x in v),
-            "a non-empty list of " + ("positive " if positive else "") + "numbers")
+    return (
+        lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_num(x) and (not positive or x > 0) for x in v),
+        "a non-empty list of " + ("positive " if positive else "") + "numbers",
+    )
 
 
 def fractions():
-    return (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_num(a) and 0 < a < 1 for a in v),
-            "a non-empty list of amounts in (0, 1)")
+    return (
+        lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_num(a) and 0 < a < 1 for a in v),
+        "a non-empty list of amounts in (0, 1)",
+    )
 
 
 def amounts():
-    return (lambda v: v is None or (isinstance(v, dict) and len(v) > 0 and all(
-        _num(a) and 0 <= a < 1 for a in v.values())),
-        "null or a mapping {layer name: amount in [0, 1)}")
+    return (
+        lambda v: v is None or (isinstance(v, dict) and len(v) > 0 and all(_num(a) and 0 <= a < 1 for a in v.values())),
+        "null or a mapping {layer name: amount in [0, 1)}",
+    )
 
 
 _ABSENT, _MISSING = object(), object()
@@ -117,7 +133,6 @@ def as_float(node: DictConfig, key: str) -> None:
     parent = OmegaConf.select(node, parent_key) if parent_key else node
     if not OmegaConf.is_interpolation(parent, leaf):
         parent[leaf] = float(parent[leaf])
-
 
 
 def check_terms(weights: dict, temperature, key: str = "technique.weights") -> None:

@@ -5,6 +5,7 @@ and every stage of the technique through its own class's rules (compressor/techn
 in about a second, before torch and Lightning load. `trainer` then builds the Trainer once as a
 dry run. A bad value is one ConfigError line that names the key and says what is allowed;
 nothing has been written when it is raised."""
+
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,22 +22,42 @@ from compressor.training.flags import torch_flags_kept
 
 # -- the rule tables ------------------------------------------------------------------------
 TOP = {
-    "seed": integer(0, 2**32 - 1), "rerun": boolean(), "size_budget_mb": number(gt=0, optional=True),
-    "train.epochs": integer(1), "train.optimizer": choice(choices.OPTIMIZERS), "train.lr": number(gt=0),
-    "train.weight_decay": number(ge=0), "train.momentum": number(ge=0, le=1),
-    "train.scheduler": choice(choices.SCHEDULERS), "train.patience": integer(1, optional=True),
+    "seed": integer(0, 2**32 - 1),
+    "rerun": boolean(),
+    "size_budget_mb": number(gt=0, optional=True),
+    "train.epochs": integer(1),
+    "train.optimizer": choice(choices.OPTIMIZERS),
+    "train.lr": number(gt=0),
+    "train.weight_decay": number(ge=0),
+    "train.momentum": number(ge=0, le=1),
+    "train.scheduler": choice(choices.SCHEDULERS),
+    "train.patience": integer(1, optional=True),
     "train.channels_last": boolean(),
-    "latency.threads": integer(1), "latency.reps": integer(1), "latency.rounds": integer(1),
+    "latency.threads": integer(1),
+    "latency.reps": integer(1),
+    "latency.rounds": integer(1),
     "ddp.timeout_s": number(gt=0),
-    "budget.max_drop": number(ge=0, optional=True), "budget.confidence": number(gt=0, lt=1, optional=True), "budget.grid": fractions(), "budget.probe_epochs": integer(0, optional=True),
-    "export.onnx": boolean(), "export.openvino": boolean(), "export.test": boolean(), "trust.checkpoint": boolean(), "trust.targets": strings(),
-    "model.name": text(), "model.checkpoint": text(optional=True),
-    "teacher.name": text(), "teacher.checkpoint": text(optional=True),
+    "budget.max_drop": number(ge=0, optional=True),
+    "budget.confidence": number(gt=0, lt=1, optional=True),
+    "budget.grid": fractions(),
+    "budget.probe_epochs": integer(0, optional=True),
+    "export.onnx": boolean(),
+    "export.openvino": boolean(),
+    "export.test": boolean(),
+    "trust.checkpoint": boolean(),
+    "trust.targets": strings(),
+    "model.name": text(),
+    "model.checkpoint": text(optional=True),
+    "teacher.name": text(),
+    "teacher.checkpoint": text(optional=True),
 }
 
 
-SET_ELSEWHERE = {"max_epochs": "train.epochs (the baseline or teacher) or technique.epochs (a stage)",
-                 "callbacks": "the technique config", "logger": "the logger group"}
+SET_ELSEWHERE = {
+    "max_epochs": "train.epochs (the baseline or teacher) or technique.epochs (a stage)",
+    "callbacks": "the technique config",
+    "logger": "the logger group",
+}
 
 
 def trainer(cfg: DictConfig) -> None:
@@ -103,8 +124,9 @@ def values(cfg: DictConfig) -> None:
         search_space.check(cfg)
     for key in ("max_epochs", "callbacks", "logger"):
         if cfg.trainer.get(key) is not None:
-            raise ConfigError(f"trainer.{key}={cfg.trainer.get(key)}: compressor sets it for each fit; use "
-                              + SET_ELSEWHERE[key])
+            raise ConfigError(
+                f"trainer.{key}={cfg.trainer.get(key)}: compressor sets it for each fit; use " + SET_ELSEWHERE[key]
+            )
     check_paths(cfg)
     for key in ("model.checkpoint", "teacher.checkpoint"):
         if OmegaConf.select(cfg, key) is not None:

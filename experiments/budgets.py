@@ -1,5 +1,6 @@
 """make bench --only budget: the accuracy budget's per-layer search against the best single amount,
 and budgeted int8 against full int8."""
+
 import json
 import math
 
@@ -12,8 +13,10 @@ from experiments.common import delta, deltas, mean, mean_std
 
 # -- accuracy budgets: the per-layer search against the best single amount ------------------------
 # single amounts tried (each a prune run with the default fine-tune); closer where each method's edge lies
-UNIFORM = {"l1_unstructured": (0.93, 0.94, 0.95, 0.97, 0.98, 0.985, 0.9875, 0.99),
-           "channel": (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)}
+UNIFORM = {
+    "l1_unstructured": (0.93, 0.94, 0.95, 0.97, 0.98, 0.985, 0.9875, 0.99),
+    "channel": (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7),
+}
 # the same fraction in every layer breaks far below a ranked amount's edge (2026-12-01: SimpleCNN lost 1.1
 # test points at 0.9, ResNet-18 0.4 at 0.9), so unstructured scope=layer is tried at amounts of its own
 LAYER = {"l1_unstructured": (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93)}
@@ -30,8 +33,11 @@ def amounts(method: str, scope: str, data: str = "mnist5k") -> tuple:
     return LAYER.get(method, UNIFORM[method]) if scope == "layer" else UNIFORM[method]
 
 
-SCOPES = {"global": "one amount, global ranking", "layer": "one amount in every layer",
-          "lamp": "one amount, LAMP ranking"}
+SCOPES = {
+    "global": "one amount, global ranking",
+    "layer": "one amount in every layer",
+    "lamp": "one amount, LAMP ranking",
+}
 # the budgeted search's own first phase: LAMP for unstructured (3 seeds: its mean test drop is 0.2-1.2 points
 # smaller than global ranking's at 0.98-0.99 on SimpleCNN, and it does not collapse ResNet-18 past 0.94;
 # experiments/README.md), the stage default for channels
@@ -84,48 +90,92 @@ def budgets(bench, models, max_drop: float = 1.0, methods=tuple(UNIFORM), scopes
             for limit in (max_drop, *TIGHTER):
                 if searched and images_allowed(limit, images) == images_allowed(list(searched)[-1], images):
                     continue
-                searched[limit] = [bench.job(base + probes + [f"budget.max_drop={limit}", f"technique.scope={SEARCH_SCOPE[method]}",
-                                               f"seed={s}"], f"budget{limit:g}_{method}_{model}_s{s}") for s in bench.seeds]
+                searched[limit] = [
+                    bench.job(
+                        base
+                        + probes
+                        + [f"budget.max_drop={limit}", f"technique.scope={SEARCH_SCOPE[method]}", f"seed={s}"],
+                        f"budget{limit:g}_{method}_{model}_s{s}",
+                    )
+                    for s in bench.seeds
+                ]
                 if delta(searched[limit]) >= -max_drop:
                     break
             limit, budgeted = list(searched.items())[-1]
             for scope, what in ((s, SCOPES[s]) for s in scopes if not (s == "lamp" and method == "channel")):
-                single = {a: [bench.job(base + [f"technique.amount={a}", f"technique.scope={scope}", f"seed={s}"],
-                                  f"uniform_{method}_{scope}_{model}_{a}_s{s}") for s in bench.seeds]
-                          for a in amounts(method, scope, bench.dataset)}
+                single = {
+                    a: [
+                        bench.job(
+                            base + [f"technique.amount={a}", f"technique.scope={scope}", f"seed={s}"],
+                            f"uniform_{method}_{scope}_{model}_{a}_s{s}",
+                        )
+                        for s in bench.seeds
+                    ]
+                    for a in amounts(method, scope, bench.dataset)
+                }
                 fits = [a for a, runs in single.items() if delta(runs) >= -max_drop]
                 on_val = [a for a, runs in single.items() if delta(runs, "val") >= -max_drop]
                 u, v = (single[max(fits)] if fits else None), (single[max(on_val)] if on_val else None)
-                row = {"model": model, "dataset": bench.dataset, "method": method, "against": what,
-                       "best single on test (Δ test)": f"{max(fits)} ({mean_std(deltas(u))})"
-                       if u else "none fits",
-                       "budgeted (Δ test / Δ val)": f"max_drop={limit:g} ({mean_std(deltas(budgeted))}"
-                       f" / {delta(budgeted, 'val'):+.2f})",
-                       "held on test": f"{sum(r['budget']['held/test'] for r in budgeted)}/{len(bench.seeds)}",
-                       f"single {size.split('/')[1]}": mean(u, size) if u else None,
-                       f"budgeted {size.split('/')[1]}": mean(budgeted, size),
-                       fewer: mean(u, size) / mean(budgeted, size) if u else None,
-                       f"on val only: best single (Δ test) vs max_drop={max_drop:g} (Δ test), {fewer}":
-                       f"{max(on_val)} ({delta(v):+.2f}) vs ({delta(searched[max_drop]):+.2f}): "
-                       f"{mean(v, size) / mean(searched[max_drop], size):.2f}" if v else "none fits"}
+                row = {
+                    "model": model,
+                    "dataset": bench.dataset,
+                    "method": method,
+                    "against": what,
+                    "best single on test (Δ test)": f"{max(fits)} ({mean_std(deltas(u))})" if u else "none fits",
+                    "budgeted (Δ test / Δ val)": f"max_drop={limit:g} ({mean_std(deltas(budgeted))}"
+                    f" / {delta(budgeted, 'val'):+.2f})",
+                    "held on test": f"{sum(r['budget']['held/test'] for r in budgeted)}/{len(bench.seeds)}",
+                    f"single {size.split('/')[1]}": mean(u, size) if u else None,
+                    f"budgeted {size.split('/')[1]}": mean(budgeted, size),
+                    fewer: mean(u, size) / mean(budgeted, size) if u else None,
+                    f"on val only: best single (Δ test) vs max_drop={max_drop:g} (Δ test), {fewer}": f"{max(on_val)} ({delta(v):+.2f}) vs ({delta(searched[max_drop]):+.2f}): "
+                    f"{mean(v, size) / mean(searched[max_drop], size):.2f}"
+                    if v
+                    else "none fits",
+                }
                 if method != "channel":
-                    row["sparsity single / budgeted"] = f"{mean(u, 'compress/sparsity'):.4f} / " \
-                        f"{mean(budgeted, 'compress/sparsity'):.4f}" if u else None
+                    row["sparsity single / budgeted"] = (
+                        f"{mean(u, 'compress/sparsity'):.4f} / {mean(budgeted, 'compress/sparsity'):.4f}" if u else None
+                    )
                 prune_rows.append(row)
             for s, r in zip(bench.seeds, budgeted):
                 search = r["budget"]["stages"][0]
-                print(f"{model} {method} seed {s}: from {search['from_amount']:g} + {search['per_layer_steps']} "
-                      f"per-layer steps: {json.dumps(search['amounts'])}", flush=True)
+                print(
+                    f"{model} {method} seed {s}: from {search['from_amount']:g} + {search['per_layer_steps']} "
+                    f"per-layer steps: {json.dumps(search['amounts'])}",
+                    flush=True,
+                )
         # full int8 against the budget, and against no drop at all on validation: the tightest budget a
         # user can set, where a real model's few sensitive layers show (the crafted case is in the tests)
-        quant = [("full int8", bench.job([*bench.data_args(model), f"model={model}", "technique=quant"], f"quant_full_{model}"))]
+        quant = [
+            (
+                "full int8",
+                bench.job([*bench.data_args(model), f"model={model}", "technique=quant"], f"quant_full_{model}"),
+            )
+        ]
         for limit in (max_drop, 0.0):
-            quant.append((f"int8 within {limit:g} pt", bench.job([*bench.data_args(model), f"model={model}", "technique=quant",
-                                                            f"budget.max_drop={limit}"], f"quant_budget{limit:g}_{model}")))
+            quant.append(
+                (
+                    f"int8 within {limit:g} pt",
+                    bench.job(
+                        [*bench.data_args(model), f"model={model}", "technique=quant", f"budget.max_drop={limit}"],
+                        f"quant_budget{limit:g}_{model}",
+                    ),
+                )
+            )
         for name, r in quant:
             d = derived(r)
-            quant_rows.append({"model": model, "dataset": bench.dataset, "run": name,
-                               "Δ val (pts)": delta([r], "val"), "Δ test (pts)": d["delta"],
-                               "kept float": ", ".join(r["stages"][0]["keep_float"]) or "none",
-                               "size ×": d["ratio"], "b1 speed-up ×": d["speedup_b1"], "b64 speed-up ×": d["speedup_b64"]})
+            quant_rows.append(
+                {
+                    "model": model,
+                    "dataset": bench.dataset,
+                    "run": name,
+                    "Δ val (pts)": delta([r], "val"),
+                    "Δ test (pts)": d["delta"],
+                    "kept float": ", ".join(r["stages"][0]["keep_float"]) or "none",
+                    "size ×": d["ratio"],
+                    "b1 speed-up ×": d["speedup_b1"],
+                    "b64 speed-up ×": d["speedup_b64"],
+                }
+            )
     return prune_rows, quant_rows

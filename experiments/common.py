@@ -1,6 +1,7 @@
 """What every part of make bench shares: the settings it runs under (one data set, the baselines'
 recipe, the seeds), how a part runs a job, and the rows' arithmetic. A part is a module of its own
 (experiments/<part>.py); bench.py parses the options and writes the report."""
+
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ class Bench:
     seeds: every part that compares methods repeats its rows per seed (each seed its own baseline).
     reuse: a job whose exact config already has results.json (any run folder) is read, not rerun.
     probe_epochs: budget.probe_epochs of the budget part's searches (None: the stage's epochs)."""
+
     dataset: str = "fashion_mnist"
     train: str = "converged"
     seeds: tuple = (0, 1, 2)
@@ -44,15 +46,28 @@ class Bench:
     def job(self, overrides, name) -> dict:
         """One job in-process; no ONNX/OpenVINO files unless the overrides ask (deploy does)."""
         exports = [] if any(o.startswith("export=") for o in overrides) else ["export=none"]
-        cfg = compose(["trainer.enable_progress_bar=false", "logger=none", f"rerun={not self.reuse}",
-                       f"train={self.train}", *exports, *overrides], self.out, self.folder(overrides, name))
+        cfg = compose(
+            [
+                "trainer.enable_progress_bar=false",
+                "logger=none",
+                f"rerun={not self.reuse}",
+                f"train={self.train}",
+                *exports,
+                *overrides,
+            ],
+            self.out,
+            self.folder(overrides, name),
+        )
         return compressor.run(cfg)
 
     def untimed(self, overrides, name, logger: str = "none") -> dict:
         """A job that a later part, or the search's own trials, may find in the job index instead of
         training it again (rerun=false, whatever `reuse` says)."""
-        cfg = compose(["trainer.enable_progress_bar=false", f"logger={logger}", "rerun=false", f"train={self.train}",
-                       *overrides], self.out, self.folder(overrides, name))
+        cfg = compose(
+            ["trainer.enable_progress_bar=false", f"logger={logger}", "rerun=false", f"train={self.train}", *overrides],
+            self.out,
+            self.folder(overrides, name),
+        )
         return compressor.run(cfg)
 
     def data_args(self, model: str = "simple_cnn") -> list[str]:
@@ -63,9 +78,16 @@ class Bench:
 def ratio_row(name, r) -> dict:
     """The report's ratios against the baseline (report.build.derived), plus the MACs ratio."""
     b, d = r["baseline"], derived(r)
-    return {"run": name, "test/acc": r["test/acc"], "baseline acc": b["test/acc"], "Δ acc (pts)": d["delta"],
-            "size ×": d["ratio"], "MACs ×": b["compress/macs"] / max(r["compress/macs"], 1),
-            "b1 speed-up ×": d["speedup_b1"], "b64 speed-up ×": d["speedup_b64"]}
+    return {
+        "run": name,
+        "test/acc": r["test/acc"],
+        "baseline acc": b["test/acc"],
+        "Δ acc (pts)": d["delta"],
+        "size ×": d["ratio"],
+        "MACs ×": b["compress/macs"] / max(r["compress/macs"], 1),
+        "b1 speed-up ×": d["speedup_b1"],
+        "b64 speed-up ×": d["speedup_b64"],
+    }
 
 
 def seeded(name: str, seed: int) -> str:
@@ -85,18 +107,25 @@ def fit_row(name, data, runs) -> dict:
         row = ratio_row(name, r)
     else:
         ds = [derived(x) for x in runs]
-        row = {"run": name, "seeds": len(runs), "test/acc": mean_std([x["test/acc"] for x in runs]),
-               "baseline acc": mean_std([x["baseline"]["test/acc"] for x in runs]),
-               "Δ acc (pts)": mean_std([d["delta"] for d in ds]),
-               "size ×": statistics.mean(d["ratio"] for d in ds),
-               "MACs ×": statistics.mean(x["baseline"]["compress/macs"] / max(x["compress/macs"], 1) for x in runs),
-               "b1 speed-up ×": statistics.mean(d["speedup_b1"] for d in ds),
-               "b64 speed-up ×": statistics.mean(d["speedup_b64"] for d in ds)}
+        row = {
+            "run": name,
+            "seeds": len(runs),
+            "test/acc": mean_std([x["test/acc"] for x in runs]),
+            "baseline acc": mean_std([x["baseline"]["test/acc"] for x in runs]),
+            "Δ acc (pts)": mean_std([d["delta"] for d in ds]),
+            "size ×": statistics.mean(d["ratio"] for d in ds),
+            "MACs ×": statistics.mean(x["baseline"]["compress/macs"] / max(x["compress/macs"], 1) for x in runs),
+            "b1 speed-up ×": statistics.mean(d["speedup_b1"] for d in ds),
+            "b64 speed-up ×": statistics.mean(d["speedup_b64"] for d in ds),
+        }
     images = r["run"].get("images", {})
-    return {**row, "dataset": data + (f" (train {images['train']:,})" if images.get("train") else ""),
-            "fine-tune epochs": sum(s.get("epochs", 0) for s in r["stages"]),
-            "baseline epochs": len(r["baseline"].get("val/acc_per_epoch", [])) or None,
-            "within 1 pt": f"{sum(derived(x)['delta'] >= -1.0 for x in runs)}/{len(runs)}"}
+    return {
+        **row,
+        "dataset": data + (f" (train {images['train']:,})" if images.get("train") else ""),
+        "fine-tune epochs": sum(s.get("epochs", 0) for s in r["stages"]),
+        "baseline epochs": len(r["baseline"].get("val/acc_per_epoch", [])) or None,
+        "within 1 pt": f"{sum(derived(x)['delta'] >= -1.0 for x in runs)}/{len(runs)}",
+    }
 
 
 def mean_std(values) -> str:

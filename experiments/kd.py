@@ -5,6 +5,7 @@ The seeds' pair (SimpleCNN teacher, SmallCNN student, `make run`'s KD job) over 
 at the default 4 epochs, 3 seeds each (one cached teacher per seed, shared by every student).
 Accuracy and agreement with the teacher are on the test set; mean ± std over seeds. Latency is
 not the question here, so it is timed with the fewest repetitions."""
+
 import argparse
 import statistics
 from pathlib import Path
@@ -26,15 +27,35 @@ def study(dataset, lrs, temperatures, seeds, epochs, losses=LOSSES) -> list[dict
     for lr in lrs:
         for loss in losses:
             for t in temperatures if loss != "ce" else temperatures[:1]:
-                runs = [job([f"dataset={dataset}", "technique=kd", f"technique.loss={loss}",
-                             f"technique.temperature={t}", f"technique.lr={lr}", f"technique.epochs={epochs}",
-                             f"seed={seed}", "latency.reps=2", "latency.rounds=1"],
-                            f"kd_{loss}_T{t}_{lr}_e{epochs}_s{seed}") for seed in seeds]
-                rows.append({"dataset": dataset, "loss": loss, "T": t if loss != "ce" else "–", "lr": lr,
-                             "student test acc": mean_std([r["test/acc"] for r in runs]),
-                             "agreement with teacher": mean_std([r["kd"]["test/agreement"] for r in runs]),
-                             "teacher test acc": mean_std([r["kd"]["teacher/test_acc"] for r in runs]),
-                             "mean": statistics.mean(r["test/acc"] for r in runs)})
+                runs = [
+                    job(
+                        [
+                            f"dataset={dataset}",
+                            "technique=kd",
+                            f"technique.loss={loss}",
+                            f"technique.temperature={t}",
+                            f"technique.lr={lr}",
+                            f"technique.epochs={epochs}",
+                            f"seed={seed}",
+                            "latency.reps=2",
+                            "latency.rounds=1",
+                        ],
+                        f"kd_{loss}_T{t}_{lr}_e{epochs}_s{seed}",
+                    )
+                    for seed in seeds
+                ]
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "loss": loss,
+                        "T": t if loss != "ce" else "–",
+                        "lr": lr,
+                        "student test acc": mean_std([r["test/acc"] for r in runs]),
+                        "agreement with teacher": mean_std([r["kd"]["test/agreement"] for r in runs]),
+                        "teacher test acc": mean_std([r["kd"]["teacher/test_acc"] for r in runs]),
+                        "mean": statistics.mean(r["test/acc"] for r in runs),
+                    }
+                )
                 print(rows[-1], flush=True)
     return rows
 
@@ -48,9 +69,18 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--losses", default="ce,kl,ce_kl", help=f"of {', '.join(LOSSES)}")
     args = parser.parse_args(argv)
-    rows = [r for d in args.datasets.split(",") for r in study(d, args.lrs.split(","), args.temperatures.split(","),
-                                                              [int(s) for s in args.seeds.split(",")], args.epochs,
-                                                              args.losses.split(","))]
+    rows = [
+        r
+        for d in args.datasets.split(",")
+        for r in study(
+            d,
+            args.lrs.split(","),
+            args.temperatures.split(","),
+            [int(s) for s in args.seeds.split(",")],
+            args.epochs,
+            args.losses.split(","),
+        )
+    ]
     for r in rows:
         r.pop("mean")
     text = f"## Distillation: SimpleCNN -> SmallCNN, {args.epochs} epochs, seeds {args.seeds}\n\n" + table(rows) + "\n"

@@ -1,5 +1,6 @@
 """make bench --only prune and --only share: pruning at default settings over seeds, and Deep
 Compression (prune + weight sharing + coding) against prune + int8."""
+
 from experiments.common import fit_row, recipe_note, seeded
 
 # the pruning rows per model, (method, amount, recipe): the shipped fine-tune (4 epochs at 1e-3) unless a recipe
@@ -20,13 +21,38 @@ def pruning(bench, models) -> list[dict]:
         for method, amount, recipe in PRUNE.get(model, PRUNE_DEFAULT):
             # a recipe's runs get their own folders: the default runs' results stay readable beside them
             name = "_".join([f"prune_{method}_{model}", *(o.split(".")[-1].replace("=", "") for o in recipe)])
-            runs = [bench.job([*bench.data_args(model), f"model={model}", "technique=prune", f"technique.method={method}",
-                         f"technique.amount={amount}", *recipe, f"seed={s}"], seeded(name, s)) for s in bench.seeds]
+            runs = [
+                bench.job(
+                    [
+                        *bench.data_args(model),
+                        f"model={model}",
+                        "technique=prune",
+                        f"technique.method={method}",
+                        f"technique.amount={amount}",
+                        *recipe,
+                        f"seed={s}",
+                    ],
+                    seeded(name, s),
+                )
+                for s in bench.seeds
+            ]
             rows.append(fit_row(f"{model} {method} {amount}{recipe_note(recipe)}", bench.dataset, runs))
     if "simple_cnn" not in models:
         return rows
-    runs = [bench.job([*bench.data_args(), "technique=pipeline", "technique.order=[prune,quant]", "model=simple_cnn",
-                 "technique.prune.amount=0.9", f"seed={s}"], seeded("pipeline_unstructured_int8_simple_cnn", s)) for s in bench.seeds]
+    runs = [
+        bench.job(
+            [
+                *bench.data_args(),
+                "technique=pipeline",
+                "technique.order=[prune,quant]",
+                "model=simple_cnn",
+                "technique.prune.amount=0.9",
+                f"seed={s}",
+            ],
+            seeded("pipeline_unstructured_int8_simple_cnn", s),
+        )
+        for s in bench.seeds
+    ]
     rows.append(fit_row("simple_cnn unstructured 0.9 + static int8", bench.dataset, runs))
     return rows
 
@@ -46,10 +72,27 @@ def sharing(bench, models=SHARE, amounts=(0.9, 0.95)) -> list[dict]:
     for model in models:
         for amount in amounts:
             for what, order in (("cluster 4 bits + coding", "[prune,cluster]"), ("static int8", "[prune,quant]")):
-                name = f"share_{order.strip('[]').replace(',', '_')}_{model}" + ("" if amount == 0.9 else f"_{amount:g}")
+                name = f"share_{order.strip('[]').replace(',', '_')}_{model}" + (
+                    "" if amount == 0.9 else f"_{amount:g}"
+                )
                 recipe = SHARE_RECIPE.get(model, ())
-                runs = [bench.job([*bench.data_args(model), "technique=pipeline", f"technique.order={order}", f"teacher={model}",
-                             f"model={model}", f"technique.prune.amount={amount}", *recipe, f"seed={s}"], seeded(name, s))
-                        for s in bench.seeds]
-                rows.append(fit_row(f"{model} unstructured {amount:g}{recipe_note(recipe)} + {what}", bench.dataset, runs))
+                runs = [
+                    bench.job(
+                        [
+                            *bench.data_args(model),
+                            "technique=pipeline",
+                            f"technique.order={order}",
+                            f"teacher={model}",
+                            f"model={model}",
+                            f"technique.prune.amount={amount}",
+                            *recipe,
+                            f"seed={s}",
+                        ],
+                        seeded(name, s),
+                    )
+                    for s in bench.seeds
+                ]
+                rows.append(
+                    fit_row(f"{model} unstructured {amount:g}{recipe_note(recipe)} + {what}", bench.dataset, runs)
+                )
     return rows

@@ -4,6 +4,7 @@ Channel pruning at 0.5 with fine-tune epochs = the baseline's training epochs (4
 embedded datasets (SimpleCNN) and on digits (ResNet-18: an epoch on mnist5k takes ~3 min here),
 over the fine-tune learning rate and recover (none | kd), then the importance criteria at the
 best of those. Every figure is a job run through compressor.run, like make bench."""
+
 import argparse
 from pathlib import Path
 
@@ -18,8 +19,14 @@ PAIRS = [("simple_cnn", "mnist5k"), ("simple_cnn", "digits"), ("resnet18", "digi
 
 def row(model, dataset, r, **knobs) -> dict:
     d = derived(r)
-    return {"model": model, "dataset": dataset, **knobs, "Δ test (pts)": d["delta"],
-            "MACs ×": r["baseline"]["compress/macs"] / r["compress/macs"], "b1 speed-up ×": d["speedup_b1"]}
+    return {
+        "model": model,
+        "dataset": dataset,
+        **knobs,
+        "Δ test (pts)": d["delta"],
+        "MACs ×": r["baseline"]["compress/macs"] / r["compress/macs"],
+        "b1 speed-up ×": d["speedup_b1"],
+    }
 
 
 def main(argv=None):
@@ -29,29 +36,55 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rows = []
     for model, dataset in PAIRS:
-        base = [f"model={model}", f"dataset={dataset}", "technique=prune", "technique.method=channel",
-                "technique.amount=0.5", f"technique.epochs={args.epochs}"]
+        base = [
+            f"model={model}",
+            f"dataset={dataset}",
+            "technique=prune",
+            "technique.method=channel",
+            "technique.amount=0.5",
+            f"technique.epochs={args.epochs}",
+        ]
         for lr in args.lrs.split(","):
             for rec in ("none", "kd"):
-                r = job(base + [f"technique.lr={lr}", f"technique.recover={rec}"],
-                        f"recipe_{model}_{lr}_{rec}")
+                r = job(base + [f"technique.lr={lr}", f"technique.recover={rec}"], f"recipe_{model}_{lr}_{rec}")
                 rows.append(row(model, dataset, r, lr=lr, recover=rec, importance="l1"))
                 print(rows[-1], flush=True)
         best = max((r for r in rows if (r["model"], r["dataset"]) == (model, dataset)), key=lambda r: r["Δ test (pts)"])
         for importance in ("group_norm", "taylor"):
-            r = job(base + [f"technique.lr={best['lr']}", f"technique.recover={best['recover']}",
-                            f"technique.importance={importance}"], f"recipe_{model}_{importance}")
+            r = job(
+                base
+                + [
+                    f"technique.lr={best['lr']}",
+                    f"technique.recover={best['recover']}",
+                    f"technique.importance={importance}",
+                ],
+                f"recipe_{model}_{importance}",
+            )
             rows.append(row(model, dataset, r, lr=best["lr"], recover=best["recover"], importance=importance))
             print(rows[-1], flush=True)
     unstructured = []
     for model, dataset in PAIRS:  # the same learning rates must not hurt unstructured pruning
         for lr in args.lrs.split(","):
-            r = job([f"model={model}", f"dataset={dataset}", "technique=prune", "technique.amount=0.9",
-                     f"technique.epochs={args.epochs}", f"technique.lr={lr}"], f"recipe_l1_{model}_{lr}")
+            r = job(
+                [
+                    f"model={model}",
+                    f"dataset={dataset}",
+                    "technique=prune",
+                    "technique.amount=0.9",
+                    f"technique.epochs={args.epochs}",
+                    f"technique.lr={lr}",
+                ],
+                f"recipe_l1_{model}_{lr}",
+            )
             unstructured.append(row(model, dataset, r, lr=lr, recover="none", importance="l1 unstructured 0.9"))
             print(unstructured[-1], flush=True)
-    text = ("## Channel pruning 0.5: fine-tune recipes\n\n" + table(rows) + "\n\n## Unstructured 0.9\n\n"
-            + table(unstructured) + "\n")
+    text = (
+        "## Channel pruning 0.5: fine-tune recipes\n\n"
+        + table(rows)
+        + "\n\n## Unstructured 0.9\n\n"
+        + table(unstructured)
+        + "\n"
+    )
     Path(OUT).mkdir(parents=True, exist_ok=True)
     (OUT / "recipes.md").write_text(text)
     print(text)

@@ -1,5 +1,6 @@
 """make bench --only throughput: our Lightning training loop against a plain PyTorch loop,
 alternated in one process, threads pinned."""
+
 import statistics
 import tempfile
 import time
@@ -41,8 +42,14 @@ def throughput(bench, epochs: int = 1, rounds: int = 3, threads: int = 1) -> dic
         module = Classifier(instantiate(cfg.model.net), dm.num_classes, scheduler="none")
         with tempfile.TemporaryDirectory() as tmp:
             logger = instantiate(cfg.logger, save_dir=tmp, version="bench")
-            trainer = instantiate(cfg.trainer, max_epochs=epochs, logger=logger, limit_val_batches=0,
-                                  enable_checkpointing=False, default_root_dir=tmp)
+            trainer = instantiate(
+                cfg.trainer,
+                max_epochs=epochs,
+                logger=logger,
+                limit_val_batches=0,
+                enable_checkpointing=False,
+                default_root_dir=tmp,
+            )
             start = time.perf_counter()
             trainer.fit(module, train_dataloaders=dm.train_dataloader())
             return n / (time.perf_counter() - start)
@@ -53,5 +60,12 @@ def throughput(bench, epochs: int = 1, rounds: int = 3, threads: int = 1) -> dic
             plain_rates.append(plain())
             ours_rates.append(ours())
     p, o = statistics.median(plain_rates), statistics.median(ours_rates)
-    return {"plain images/s": p, "lightning images/s": o, "ratio": o / p, "threads": threads,
-            "model": cfg.model.name, "dataset": cfg.dataset.name, "batch_size": cfg.dataset.batch_size}
+    return {
+        "plain images/s": p,
+        "lightning images/s": o,
+        "ratio": o / p,
+        "threads": threads,
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "batch_size": cfg.dataset.batch_size,
+    }

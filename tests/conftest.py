@@ -1,5 +1,6 @@
 """Configs composed in tmp dirs, jobs run in-process on CPU; the CLI as a subprocess where the
 command line itself is under test."""
+
 import os
 import shutil
 import subprocess
@@ -70,8 +71,10 @@ def run_job(tmp_path: Path, overrides=(), run_name="run", fresh=False) -> dict:
 
 def cli_call(args, env=None) -> tuple[list[str], dict]:
     """run.py's command line and environment as the tests start it."""
-    return ([sys.executable, str(ROOT / "run.py"), *no_exports(args)],
-            {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})})
+    return (
+        [sys.executable, str(ROOT / "run.py"), *no_exports(args)],
+        {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **(env or {})},
+    )
 
 
 def run_cli(args, cwd, timeout=600, env=None, fresh=False):
@@ -86,13 +89,29 @@ def build_wheel(folder: Path) -> Path:
     build/ there); compressor/conf stays the link to conf/ that it is in the checkout."""
     source, dist = folder / "source", folder / "dist"
     for name in ("compressor", "conf"):
-        shutil.copytree(ROOT / name, source / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", "wheel", "--no-deps",
-                    "--no-build-isolation", "-w", str(dist), str(source)], check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "-q",
+            "--disable-pip-version-check",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = dist.glob("compressor-*.whl")
     return wheel
 
@@ -101,9 +120,8 @@ def build_wheel(folder: Path) -> Path:
 def cli(tmp_path):
     def call(*args, timeout=600, env=None, fresh=False):
         return run_cli(list(args), tmp_path, timeout, env, fresh)
+
     return call
-
-
 
 
 @pytest.fixture(scope="session")

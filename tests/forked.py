@@ -8,6 +8,7 @@ server with those modules already imported. What differs from a fresh interprete
 once, in the server, so a fault at import time or an environment variable read only then (none of
 compressor's) would not be seen. `make test-all` and COMPRESSOR_TEST_FORK=0 run every command as
 a fresh interpreter (`subprocess`), and tests/test_cli.py keeps one fresh run in `make test`."""
+
 import multiprocessing
 import os
 import signal
@@ -31,8 +32,12 @@ def context():
 
 def forkable(command: list[str]) -> bool:
     """`python script ...`, `python -c code ...` or `python -m module ...` with this interpreter."""
-    return ENABLED and len(command) >= 2 and command[0] == sys.executable and \
-        (command[1] in ("-c", "-m") and len(command) >= 3 or not command[1].startswith("-"))
+    return (
+        ENABLED
+        and len(command) >= 2
+        and command[0] == sys.executable
+        and (command[1] in ("-c", "-m") and len(command) >= 3 or not command[1].startswith("-"))
+    )
 
 
 def _child(command: list[str], cwd: str, env: dict, out: str, err: str) -> None:
@@ -146,12 +151,20 @@ def popen(command: list[str], cwd, env: dict | None = None):
     env = dict(os.environ if env is None else env)
     if forkable(command):
         return Forked(command, cwd, env)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
-def run(command: list[str], cwd, env: dict | None = None, timeout: float | None = None,
-        fresh: bool = False) -> subprocess.CompletedProcess:
+def run(
+    command: list[str], cwd, env: dict | None = None, timeout: float | None = None, fresh: bool = False
+) -> subprocess.CompletedProcess:
     """subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout),
     forked where the command allows it and `fresh` (a new interpreter) is not asked for."""
     if fresh or not forkable(command):

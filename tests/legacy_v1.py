@@ -1,5 +1,6 @@
 """The artifact writer of release 1 (compressor-artifact/1, a torch.save'd model.pt), kept verbatim
 so tests can make the files that earlier runs left and check that they still load."""
+
 import os
 import tempfile
 from pathlib import Path
@@ -9,8 +10,17 @@ import torch
 from torch import nn
 
 FORMAT = "compressor-artifact/1"
-SHAPE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "num_features", "groups",
-               "normalized_shape", "embedding_dim", "num_embeddings")
+SHAPE_ATTRS = (
+    "in_channels",
+    "out_channels",
+    "in_features",
+    "out_features",
+    "num_features",
+    "groups",
+    "normalized_shape",
+    "embedding_dim",
+    "num_embeddings",
+)
 DENSE_ABOVE = 0.9
 
 
@@ -20,8 +30,10 @@ def kind(model: nn.Module) -> str:
     tensors = list(model.parameters()) + list(model.buffers())
     if any(type(t).__module__.startswith("torchao") for t in tensors):
         return "torchao"
-    if any(type(t) not in (torch.Tensor, nn.Parameter) or (t.is_floating_point() and t.dtype != torch.float32)
-           for t in tensors):
+    if any(
+        type(t) not in (torch.Tensor, nn.Parameter) or (t.is_floating_point() and t.dtype != torch.float32)
+        for t in tensors
+    ):
         return "pickle"
     return "float"
 
@@ -37,10 +49,15 @@ def pack(t: torch.Tensor):
 
 
 def structure(model: nn.Module) -> dict:
-    return {"attrs": {name: {a: getattr(m, a) for a in SHAPE_ATTRS if isinstance(getattr(m, a, None), (int, tuple, list))}
-                      for name, m in model.named_modules()},
-            "shapes": {k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()
-                       if isinstance(v, torch.Tensor)}}
+    return {
+        "attrs": {
+            name: {a: getattr(m, a) for a in SHAPE_ATTRS if isinstance(getattr(m, a, None), (int, tuple, list))}
+            for name, m in model.named_modules()
+        },
+        "shapes": {
+            k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
+        },
+    }
 
 
 def save(model: nn.Module, path, arch: dict, history: list, float_model: nn.Module | None = None) -> Path:

@@ -1,5 +1,6 @@
 """What the command-line tests' fork server imports once (tests/forked.py): what a run of run.py
 imports before its first epoch, so that each forked command starts with it."""
+
 import warnings
 
 FRESH_FILTERS = list(warnings.filters)  # a new interpreter's, before any import adds its own

@@ -3,6 +3,7 @@ that names the key or file, no traceback, no results.json, an unchanged cache an
 
 Value errors are refused before torch is imported (about a second each); trainer and file
 contents need the full imports, so fewer of those run here."""
+
 import hashlib
 import os
 
@@ -18,8 +19,11 @@ from tests.conftest import CONF, FAST, run_cli
 
 
 def snapshot(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +47,30 @@ def workdir(tmp_path_factory):
 
 PT = "files/"
 CASES = [  # (overrides, what the one line must name)
-    ("seed=abc", "seed"), ("seed=-1", "seed"), ("rerun=maybe", "rerun"), ("size_budget_mb=0", "size_budget_mb"),
-    ("train.epochs=0", "train.epochs"), ("train.epochs=2.5", "train.epochs"), ("train.lr=abc", "train.lr"),
-    ("train.lr=0", "train.lr"), ("train.lr=-1", "train.lr"), ("train.optimizer=adagrad", "train.optimizer"),
-    ("train.scheduler=linear", "train.scheduler"), ("train.patience=0", "train.patience"), ("train.weight_decay=-1", "train.weight_decay"),
-    ("latency.threads=0", "latency.threads"), ("latency.reps=x", "latency.reps"), ("ddp.timeout_s=0", "ddp.timeout_s"),
-    ("dataset.batch_size=0", "dataset.batch_size"), ("dataset.val_fraction=1.5", "dataset.val_fraction"),
-    ("dataset.train_size=0", "dataset.train_size"), ("technique=cluster technique.bits=9", "technique.bits"),
+    ("seed=abc", "seed"),
+    ("seed=-1", "seed"),
+    ("rerun=maybe", "rerun"),
+    ("size_budget_mb=0", "size_budget_mb"),
+    ("train.epochs=0", "train.epochs"),
+    ("train.epochs=2.5", "train.epochs"),
+    ("train.lr=abc", "train.lr"),
+    ("train.lr=0", "train.lr"),
+    ("train.lr=-1", "train.lr"),
+    ("train.optimizer=adagrad", "train.optimizer"),
+    ("train.scheduler=linear", "train.scheduler"),
+    ("train.patience=0", "train.patience"),
+    ("train.weight_decay=-1", "train.weight_decay"),
+    ("latency.threads=0", "latency.threads"),
+    ("latency.reps=x", "latency.reps"),
+    ("ddp.timeout_s=0", "ddp.timeout_s"),
+    ("dataset.batch_size=0", "dataset.batch_size"),
+    ("dataset.val_fraction=1.5", "dataset.val_fraction"),
+    ("dataset.train_size=0", "dataset.train_size"),
+    ("technique=cluster technique.bits=9", "technique.bits"),
     ("technique=nm technique.n=4", "technique.n=4"),
     ("technique=nm technique.include=[features.0]", "no chosen layer's inputs split into groups of 4"),
-    ("dataset.num_workers=-1", "dataset.num_workers"), ("dataset.std=[0]", "dataset.std"),
+    ("dataset.num_workers=-1", "dataset.num_workers"),
+    ("dataset.std=[0]", "dataset.std"),
     ("dataset=image_folder", "dataset.data_dir"),
     ("technique=prune technique.amount=1.2", "technique.amount"),
     ("technique=prune technique.method=magnitude", "technique.method"),
@@ -67,20 +85,25 @@ CASES = [  # (overrides, what the one line must name)
     ("technique=kd technique.weights={ce:-1}", "technique.weights"),
     ("technique=pipeline technique.prune.amount=2", "technique.prune.amount"),
     ("technique=pipeline technique.order=[kd,distill]", "technique.order"),
-    ("budget.max_drop=-1", "budget.max_drop"), ("budget.grid=[0,1.5]", "budget.grid"),
+    ("budget.max_drop=-1", "budget.max_drop"),
+    ("budget.grid=[0,1.5]", "budget.grid"),
     ("budget.probe_epochs=x", "budget.probe_epochs"),
     ("technique=prune technique.amounts={features.0:1.5}", "technique.amounts"),
     ("technique=quant technique.keep_float=classifier.0", "technique.keep_float"),
     ("technique=sensitivity technique.methods=[magnitude]", "technique.methods"),
-    ("export.onnx=maybe", "export.onnx"), ("export.test=maybe", "export.test"),
+    ("export.onnx=maybe", "export.onnx"),
+    ("export.test=maybe", "export.test"),
     ("trust.checkpoint=yes", "trust.checkpoint"),
     ("trainer.max_epochs=2", "trainer.max_epochs"),
     (f"paths.cache_dir={PT}a_file/cache", "paths.cache_dir"),
-    ("technique=prune technique.amout=0.3", "technique.amout"), ("dataset=imagenet", "dataset/imagenet"),
+    ("technique=prune technique.amout=0.3", "technique.amout"),
+    ("dataset=imagenet", "dataset/imagenet"),
     ("technique=prune technique.amount=[1", "technique.amount"),
-    ("model.checkpoint=files/missing.pt", "missing.pt"), ("model.checkpoint=files/empty.pt", "empty.pt"),
+    ("model.checkpoint=files/missing.pt", "missing.pt"),
+    ("model.checkpoint=files/empty.pt", "empty.pt"),
     # these need torch and Lightning: the trainer dry run and the files' contents
-    ("trainer.accelerator=tpux", "trainer"), ("+model.net.depth=3", "model.net"),
+    ("trainer.accelerator=tpux", "trainer"),
+    ("+model.net.depth=3", "model.net"),
     ("technique=prune technique.include=[encoder.*]", "technique.include"),
     ("technique=prune technique.amounts={encoder:0.5}", "technique.amounts"),
     ("technique=quant technique.keep_float=[encoder]", "technique.keep_float"),

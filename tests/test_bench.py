@@ -1,5 +1,6 @@
 """make bench's settings: Fashion-MNIST and 3 seeds unless narrowed (issue 25), the slow models on their
 documented subset of the training images, and a bad --seeds refused in one line by argparse."""
+
 import pytest
 
 from experiments import bench, common, pruning

@@ -1,6 +1,7 @@
 """Accuracy budgets on digits: the sensitivity scan against a direct re-measurement, a budgeted
 prune within its budget, a budgeted quant that must keep layers float, replay of a saved recipe,
 and a pipeline sharing one budget."""
+
 import copy
 from pathlib import Path
 
@@ -106,18 +107,24 @@ def test_scan_writes_csv_plots_tensorboard_and_the_report_shows_them(scan):
 
 
 def test_steps_take_the_most_saved_per_point_first():
-    rows = [{"layer": "big", "amount": a, "drop": d, "saved": int(a * 1000)} for a, d in ((0.5, 0.0), (0.9, 2.0))] + \
-           [{"layer": "small", "amount": a, "drop": d, "saved": int(a * 10)} for a, d in ((0.5, 1.0), (0.9, 0.5))]
+    rows = [{"layer": "big", "amount": a, "drop": d, "saved": int(a * 1000)} for a, d in ((0.5, 0.0), (0.9, 2.0))] + [
+        {"layer": "small", "amount": a, "drop": d, "saved": int(a * 10)} for a, d in ((0.5, 1.0), (0.9, 0.5))
+    ]
     out = budget.steps(rows)
-    assert [a for _, a in out] == [{"big": 0.5, "small": 0.0}, {"big": 0.9, "small": 0.0}, {"big": 0.9, "small": 0.5},
-                                   {"big": 0.9, "small": 0.9}]
+    assert [a for _, a in out] == [
+        {"big": 0.5, "small": 0.0},
+        {"big": 0.9, "small": 0.0},
+        {"big": 0.9, "small": 0.5},
+        {"big": 0.9, "small": 0.9},
+    ]
     # a drop counts as the worst seen at or below the amount: small's 0.9 costs nothing beyond its 0.5
     assert [c for c, _ in out] == [0.0, 2.0, 3.0, 3.0]
 
 
 def test_steps_continue_from_a_start_recipe():
-    rows = [{"layer": "big", "amount": a, "drop": d, "saved": int(a * 1000)} for a, d in ((0.5, 0.0), (0.9, 2.0))] + \
-           [{"layer": "small", "amount": a, "drop": d, "saved": int(a * 10)} for a, d in ((0.5, 1.0), (0.9, 0.5))]
+    rows = [{"layer": "big", "amount": a, "drop": d, "saved": int(a * 1000)} for a, d in ((0.5, 0.0), (0.9, 2.0))] + [
+        {"layer": "small", "amount": a, "drop": d, "saved": int(a * 10)} for a, d in ((0.5, 1.0), (0.9, 0.5))
+    ]
     out = budget.steps(rows, {"big": 0.6, "small": 0.2})
     # big stands between grid amounts: its next is 0.9; small's next is 0.5; the start counts as free
     assert [a for _, a in out] == [{"big": 0.9, "small": 0.2}, {"big": 0.9, "small": 0.5}, {"big": 0.9, "small": 0.9}]
@@ -240,8 +247,17 @@ def test_when_nothing_fits_the_run_says_so_and_keeps_the_best_attempt(tmp_path, 
     """A fine-tune that wrecks every candidate (Adam at lr 1): no recipe keeps validation accuracy,
     so the search keeps the probe that scored best, labels the run over budget, and still writes it."""
     with caplog.at_level("WARNING", logger="compressor"):
-        r = run_job(tmp_path, ["technique=prune", "technique.lr=1.0", "technique.epochs=1", "budget.max_drop=0.5",
-                               "budget.grid=[0.5]", *DIGITS])
+        r = run_job(
+            tmp_path,
+            [
+                "technique=prune",
+                "technique.lr=1.0",
+                "technique.epochs=1",
+                "budget.max_drop=0.5",
+                "budget.grid=[0.5]",
+                *DIGITS,
+            ],
+        )
     search = r["budget"]["stages"][0]
     assert search["over_budget"] and not any(p["within"] for p in search["probes"])
     best = max(search["probes"], key=lambda p: p["val/acc"])
@@ -284,8 +300,18 @@ def test_budgeted_quant_keeps_the_harmful_layers_float(budgeted_prune, tmp_path)
 
 
 def test_a_pipeline_shares_one_budget(tmp_path):
-    r = run_job(tmp_path, ["technique=pipeline", "technique.order=[prune,quant]", "model=simple_cnn",
-                           "technique.prune.epochs=1", "budget.max_drop=2.0", "budget.grid=[0.5,0.9]", *DIGITS])
+    r = run_job(
+        tmp_path,
+        [
+            "technique=pipeline",
+            "technique.order=[prune,quant]",
+            "model=simple_cnn",
+            "technique.prune.epochs=1",
+            "budget.max_drop=2.0",
+            "budget.grid=[0.5,0.9]",
+            *DIGITS,
+        ],
+    )
     b = r["budget"]
     first, second = b["stages"]
     assert first["allowed_pts"] == pytest.approx(1.0)  # half for the first of two searched stages

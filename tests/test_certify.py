@@ -1,6 +1,7 @@
 """The certified budget (budget.confidence, issue 55): the exact bound, its coverage, fixed-sequence
 testing in the search's decision, one line when the data cannot certify, the shipped file on the
 reported frontier, and the answers image by image that make every figure recomputable."""
+
 import math
 
 import pytest
@@ -11,8 +12,9 @@ from compressor import certify
 from compressor.search.frontier import decide, pareto
 
 S = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
-REFERENCE = {"baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0,
-                          "latency/b64_ms": 1.0}}
+REFERENCE = {
+    "baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0, "latency/b64_ms": 1.0}
+}
 
 
 def binom_cdf(k, n, p):
@@ -61,17 +63,36 @@ def test_answers_pack_to_bits_and_back():
 
 
 def row(name, val_drop, gain, size=1.0, stages=1):
-    return {"recipe": name, "runtime": "onnxruntime", "precision": "fp32", "file": f"{name}.onnx",
-            "val/acc": 0.9 - val_drop / 100, "val_drop": val_drop, "test_drop": val_drop, "speedup_b1": gain,
-            "smaller": 1.0 / size, "size_mb": size, "stages": stages, "path": f"/t/{name}/{name}.onnx"}
+    return {
+        "recipe": name,
+        "runtime": "onnxruntime",
+        "precision": "fp32",
+        "file": f"{name}.onnx",
+        "val/acc": 0.9 - val_drop / 100,
+        "val_drop": val_drop,
+        "test_drop": val_drop,
+        "speedup_b1": gain,
+        "smaller": 1.0 / size,
+        "size_mb": size,
+        "stages": stages,
+        "path": f"/t/{name}/{name}.onnx",
+    }
 
 
 def held_out(results: dict):
     """A certification test that returns, for each recipe, the paired counts given (on n images)."""
+
     def test(r, confidence):
         worse, better, n = results[r["recipe"]]
-        return {"images": n, "worse": worse, "better": better, "drop": 100 * (worse - better) / n,
-                "bound": certify.bound(worse, better, n, confidence), "confidence": confidence}
+        return {
+            "images": n,
+            "worse": worse,
+            "better": better,
+            "drop": 100 * (worse - better) / n,
+            "bound": certify.bound(worse, better, n, confidence),
+            "confidence": confidence,
+        }
+
     return test
 
 
@@ -84,13 +105,16 @@ def test_a_file_within_the_budget_on_its_point_estimate_but_not_on_the_bound_is_
     on both point estimates, but 2,000 images bound its drop only at 1.8. safe is certified and ships."""
     rows = [row("safe", 0.1, 1.5), row("fast", 0.8, 3.0)]
     test = held_out({"safe": (5, 3, 2000), "fast": (24, 6, 2000)})
-    out = decide(rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95,
-                 test=test)
+    out = decide(
+        rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95, test=test
+    )
     assert out["chosen"]["recipe"] == "safe"
     assert out["certification"]["certified"] == 1 and out["certification"]["failed"]["recipe"] == "fast"
     assert out["certification"]["failed"]["drop"] == pytest.approx(0.9) and out["certification"]["failed"]["bound"] > 1
-    assert "budget 1 pts certified: -0.10 pts on the certification split (2,000 images), a drop of at most 0.65 " \
+    assert (
+        "budget 1 pts certified: -0.10 pts on the certification split (2,000 images), a drop of at most 0.65 "
         "with 95% confidence" in out["verdict"]
+    )
     point = decide(rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None)
     assert point["chosen"]["recipe"] == "fast"  # today's rule, the point estimate, would have shipped it
 
@@ -100,8 +124,9 @@ def test_the_sequence_stops_at_the_first_file_that_fails():
     on its own: testing on after a failure would spend the confidence twice."""
     rows = [row("a", 0.0, 1.2), row("b", 0.3, 1.6), row("c", 0.6, 2.0)]
     test = held_out({"a": (10, 10, 2000), "b": (60, 20, 2000), "c": (12, 10, 2000)})  # bounds 0.70, 3.37, 0.85
-    out = decide(rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95,
-                 test=test)
+    out = decide(
+        rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95, test=test
+    )
     assert out["chosen"]["recipe"] == "a" and out["certification"]["tested"] == 2
     assert "certify" not in rows[2]  # c never read on the certification half
 
@@ -109,12 +134,16 @@ def test_the_sequence_stops_at_the_first_file_that_fails():
 def test_too_few_images_to_certify_anything_is_one_line_with_the_images_needed():
     rows = [row("a", 0.0, 1.2), row("b", 0.3, 1.6)]
     test = held_out({"a": (0, 0, 90), "b": (1, 0, 90)})
-    out = decide(rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95,
-                 test=test)
+    out = decide(
+        rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95, test=test
+    )
     assert out["chosen"] is None and "\n" not in out["verdict"]
     assert out["verdict"].startswith("search: nothing certified within budget.max_drop=1 at 95% confidence")
     need = out["certification"]["failed"]["images_needed"]
-    assert f"about {need:,} certification images would certify it" in out["verdict"] and "nothing shipped" in out["verdict"]
+    assert (
+        f"about {need:,} certification images would certify it" in out["verdict"]
+        and "nothing shipped" in out["verdict"]
+    )
     assert certify.bound(0, 0, need, 0.95) <= 1.0 < certify.bound(0, 0, 90, 0.95)  # and that many would
     assert 300 < need < 400  # 1 - 0.025^(1/n) <= 1%: n >= 367
 
@@ -127,8 +156,17 @@ def test_the_shipped_file_is_on_the_frontier_the_report_gives():
     twin = row("kd + int8", 0.2, 24.32, size=0.2, stages=2)
     front = pareto([student, twin], "speedup_b1")
     tie = {0: [0.041, 0.043, 0.040, 0.044, 0.042], 1: [0.042, 0.041, 0.043, 0.042, 0.044]}
-    out = decide([student, twin], "speedup_b1", 1.0, REFERENCE, S, timer=lambda c, b, t: tie,
-                 tester=lambda rs, b: None, confidence=0.95, test=held_out({"kd": (5, 5, 2000), "kd + int8": (5, 5, 2000)}))
+    out = decide(
+        [student, twin],
+        "speedup_b1",
+        1.0,
+        REFERENCE,
+        S,
+        timer=lambda c, b, t: tie,
+        tester=lambda rs, b: None,
+        confidence=0.95,
+        test=held_out({"kd": (5, 5, 2000), "kd + int8": (5, 5, 2000)}),
+    )
     assert out["chosen"]["recipe"] == "kd" and any(r is out["chosen"] for r in out["frontier"])
     assert {r["recipe"] for r in front} == {"kd", "kd + int8"}
 
@@ -163,8 +201,11 @@ def test_a_figure_is_measured_once_under_the_protocol_then_read(tmp_path):
 
     def noisy(files, batch, threads, count):  # the file 2x the baseline's speed, times +-30% round to round
         calls.append(count)
-        return {0: [1.0 * (0.7 + 0.6 * torch.rand(1, generator=g).item()) for _ in range(count)],
-                1: [0.5 * (0.7 + 0.6 * torch.rand(1, generator=g).item()) for _ in range(count)]}
+        return {
+            0: [1.0 * (0.7 + 0.6 * torch.rand(1, generator=g).item()) for _ in range(count)],
+            1: [0.5 * (0.7 + 0.6 * torch.rand(1, generator=g).item()) for _ in range(count)],
+        }
+
     first = latency.figure(file, base, "speedup_b1", 1, tmp_path / "cache", timer=noisy)
     assert calls[0] == latency.MIN_ROUNDS and latency.MIN_ROUNDS <= len(first["rounds"]) <= latency.MAX_ROUNDS
     assert 1.2 < first["speedup"] < 3.3
@@ -190,10 +231,21 @@ def test_a_digits_search_ships_the_same_file_whatever_its_timer_returns(tmp_path
     def random_timer(files, batch, threads, count):
         calls.append([f["path"] for f in files])
         return {i: [random.uniform(0.01, 1.0) for _ in range(count)] for i in range(len(files))}
+
     monkeypatch.setattr(latency, "timed", random_timer)
-    search = ["search=default", "budget.max_drop=5", "dataset=digits", "train.epochs=2", "latency.reps=2",
-              "latency.rounds=1", "trainer.enable_progress_bar=false", "search.runtime=onnxruntime",
-              "search.promote=1", "search.max_trials=2", "export=all"]
+    search = [
+        "search=default",
+        "budget.max_drop=5",
+        "dataset=digits",
+        "train.epochs=2",
+        "latency.reps=2",
+        "latency.rounds=1",
+        "trainer.enable_progress_bar=false",
+        "search.runtime=onnxruntime",
+        "search.promote=1",
+        "search.max_trials=2",
+        "export=all",
+    ]
     shipped = []
     for run in ("first", "second"):
         random.seed(run)  # another sequence of random timings each time
@@ -201,8 +253,16 @@ def test_a_digits_search_ships_the_same_file_whatever_its_timer_returns(tmp_path
         with open_dict(cfg):
             cfg.paths.cache_dir = str(tmp_path / "cache")  # one cache: the baseline and the latency table
         out = compressor.run(cfg)
-        shipped.append(out["chosen"] and (out["chosen"]["recipe"], out["chosen"]["file"], out["chosen"]["runtime"],
-                                          out["chosen"]["static_shape"], out["chosen"]["speedup_b1"]))
+        shipped.append(
+            out["chosen"]
+            and (
+                out["chosen"]["recipe"],
+                out["chosen"]["file"],
+                out["chosen"]["runtime"],
+                out["chosen"]["static_shape"],
+                out["chosen"]["speedup_b1"],
+            )
+        )
         if run == "first":
             assert calls, "the first search measured its figures"
             calls.clear()

@@ -1,6 +1,7 @@
 """train.channels_last: a CPU fit trains a conv net in the channels-last layout and hands back
 contiguous weights (what safetensors, export and quantization read); false keeps the contiguous
 layout and is its own job; the default leaves every job key as it was."""
+
 import lightning as L
 import pytest
 import torch
@@ -33,8 +34,13 @@ class Viewed(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-                                      nn.Conv2d(16, 16, 3, padding=1))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+        )
         self.classifier = nn.Linear(16 * 8 * 8, 10)
 
     def forward(self, x):
@@ -49,8 +55,17 @@ def fitted(tmp_path, overrides=(), net=None):
     L.seed_everything(0)
     module = Classifier(net or SimpleCNN(1, 10, 8), 10, **optim_args(cfg))
     spy = Layouts()
-    fit(cfg, module, dm, tmp_path / "run", "layout", 1, callbacks=[spy], log_to=False,
-        trainer_args={"limit_train_batches": 3, "limit_val_batches": 1})
+    fit(
+        cfg,
+        module,
+        dm,
+        tmp_path / "run",
+        "layout",
+        1,
+        callbacks=[spy],
+        log_to=False,
+        trainer_args={"limit_train_batches": 3, "limit_val_batches": 1},
+    )
     return module, spy.seen
 
 

@@ -1,4 +1,5 @@
 """The command line as a user runs it, as a subprocess in a tmp dir; the reuse of a finished job in-process."""
+
 import json
 
 from tests.conftest import FAST, run_job
@@ -15,9 +16,20 @@ def test_run_leaves_a_complete_run_directory(cli, tmp_path):
     names = {p.name for p in run.iterdir()}
     assert {"config.yaml", "model.safetensors", "results.json", "tb"} <= names
     r = json.loads((run / "results.json").read_text())
-    for key in ("test/acc", "val/acc", "val/acc_best", "val/acc_per_epoch", "compress/size_mb",
-                "compress/params", "compress/nonzero_params", "compress/macs", "latency/b1_ms", "latency/b64_ms",
-                "latency/threads", "train/time_s"):
+    for key in (
+        "test/acc",
+        "val/acc",
+        "val/acc_best",
+        "val/acc_per_epoch",
+        "compress/size_mb",
+        "compress/params",
+        "compress/nonzero_params",
+        "compress/macs",
+        "latency/b1_ms",
+        "latency/b64_ms",
+        "latency/threads",
+        "train/time_s",
+    ):
         assert key in r, key
     assert r["latency/threads"] == 1 and len(r["val/acc_per_epoch"]) == 1
     assert list((run / "tb").rglob("events.out.tfevents.*"))
@@ -82,8 +94,13 @@ def test_flags_after_overrides_work_in_a_folder_with_its_own_conf(tmp_path):
     assert with_override(["c"], x) == ["c", x]
     (tmp_path / "conf" / "model").mkdir(parents=True)
     (tmp_path / "conf" / "model" / "mine.yaml").write_text("name: mine\nnet:\n  _target_: torch.nn.Identity\n")
-    proc = subprocess.run([sys.executable, "-c", "from compressor.cli import main; main()", "model=mine", "seed=3",
-                           "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from compressor.cli import main; main()", "model=mine", "seed=3", "--cfg", "job"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seed: 3" in proc.stdout and "name: mine" in proc.stdout
 
@@ -95,8 +112,11 @@ def test_the_python_api_runs_a_job_as_the_command_line_does(tmp_path):
     from compressor.errors import ConfigError
     from tests.conftest import no_exports
 
-    r = compressor.run(no_exports([*FAST, "technique=prune", "technique.amount=0.7", "technique.epochs=1"]),
-                       outputs=tmp_path / "outputs", name="prune70")
+    r = compressor.run(
+        no_exports([*FAST, "technique=prune", "technique.amount=0.7", "technique.epochs=1"]),
+        outputs=tmp_path / "outputs",
+        name="prune70",
+    )
     assert r["run"]["technique"] == "prune" and r["compress/sparsity"] > 0.5
     assert (tmp_path / "outputs" / "prune70" / "config.yaml").is_file()
     with pytest.raises(ConfigError, match=r"^technique.amount=1.5"):

@@ -1,5 +1,6 @@
 """Weight sharing (technique=cluster): k-means into 2**bits shared values per layer, fine-tuned,
 stored as a codebook and coded indices that load without pickle and compound with pruning."""
+
 import os
 import pickle
 from pathlib import Path
@@ -37,6 +38,7 @@ def test_kmeans_is_1d_lloyd_from_a_linear_start():
 def reload(tmp_path, r, monkeypatch):
     def no_pickle(*a, **k):
         raise AssertionError("loading a clustered artifact used pickle")
+
     with monkeypatch.context() as m:
         m.setattr(torch, "load", no_pickle)
         m.setattr(pickle, "loads", no_pickle)
@@ -59,15 +61,27 @@ def test_cluster_shares_fine_tunes_and_reloads_without_pickle(tmp_path, monkeypa
     for name, w in layers(reload(tmp_path, r0, monkeypatch)).items():
         assert torch.equal(torch.unique(w), torch.unique(kmeans(base[name].flatten(), 8)[0])), name
     tuned = layers(model)
-    assert any(not torch.equal(torch.unique(tuned[n]), torch.unique(w)) for n, w in layers(reload(tmp_path, r0, monkeypatch)).items())
+    assert any(
+        not torch.equal(torch.unique(tuned[n]), torch.unique(w))
+        for n, w in layers(reload(tmp_path, r0, monkeypatch)).items()
+    )
 
 
 @pytest.mark.slow  # 70 s: a pipeline of prune and cluster fine-tunes (make test-all)
 def test_after_pruning_the_zeros_stay_and_the_sizes_compound(tmp_path, monkeypatch):
     prune = run_job(tmp_path, ["technique=prune", "technique.amount=0.8", "technique.epochs=1"], "prune")
-    both = run_job(tmp_path, ["technique=pipeline", "technique.order=[prune,cluster]", "model=simple_cnn",
-                              "technique.prune.amount=0.8", "technique.prune.epochs=1", "technique.cluster.epochs=1"],
-                   "prune_cluster")
+    both = run_job(
+        tmp_path,
+        [
+            "technique=pipeline",
+            "technique.order=[prune,cluster]",
+            "model=simple_cnn",
+            "technique.prune.amount=0.8",
+            "technique.prune.epochs=1",
+            "technique.cluster.epochs=1",
+        ],
+        "prune_cluster",
+    )
     assert both["compress/sparsity"] == pytest.approx(prune["compress/sparsity"])  # sharing keeps every zero
     assert both["compress/size_mb"] < prune["compress/size_mb"] / 3
     assert all(shared_values(w) <= 16 for w in layers(reload(tmp_path, both, monkeypatch)).values())
@@ -86,7 +100,7 @@ def test_the_file_shrinks_with_bits_and_sparsity_and_reloads_exactly(tmp_path):
                 w = layer.weight.detach()
                 if sparsity:
                     w[w.abs() < w.abs().flatten().kthvalue(int(sparsity * w.numel())).values] = 0
-                parametrize.register_parametrization(layer, "weight", Shared(w, 2 ** bits))
+                parametrize.register_parametrization(layer, "weight", Shared(w, 2**bits))
                 parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
         return model.eval()
 

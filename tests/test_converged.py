@@ -1,5 +1,6 @@
 """train=converged: the baseline trains until `patience` epochs bring no better validation accuracy,
 the best epoch is kept, and the default recipe keeps every cache key it had."""
+
 import json
 from types import SimpleNamespace
 
@@ -44,7 +45,9 @@ def test_the_default_recipe_keeps_its_cache_keys(tmp_path):
     assert baseline.fingerprint(cfg, data) == without
     converged = compose(["dataset=digits", "train=converged"], tmp_path / "outputs")
     assert (converged.train.epochs, converged.train.patience) == (16, None)
-    assert baseline.fingerprint(converged, data) != baseline.fingerprint(compose(["dataset=digits"], tmp_path / "outputs"), data)
+    assert baseline.fingerprint(converged, data) != baseline.fingerprint(
+        compose(["dataset=digits"], tmp_path / "outputs"), data
+    )
 
 
 @pytest.mark.parametrize("technique", sorted(p.stem for p in (CONF / "technique").glob("*.yaml")))

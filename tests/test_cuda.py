@@ -2,6 +2,7 @@
 (experiments/README.md, "On a GPU", says when and with which torch). Each job must really run its
 training on the GPU (CUDA memory was allocated) and still save a file that reloads on CPU, without
 pickle, to the accuracy it reported."""
+
 import json
 import pickle
 from pathlib import Path
@@ -33,6 +34,7 @@ TECHNIQUES = {
 def reload(r: dict):
     def no_pickle(*a, **k):
         raise AssertionError("loading the artifact used pickle")
+
     path = Path(r["run"]["run_dir"]) / artifact.FILENAME
     with pytest.MonkeyPatch.context() as m:
         m.setattr(torch, "load", no_pickle)
@@ -55,16 +57,28 @@ def test_each_technique_trains_on_cuda_and_its_file_reloads_on_cpu(shared_output
 
 def test_fp32_on_cuda_learns_what_the_cpu_learns(tmp_path):
     cpu = run_job(tmp_path / "cpu", ["technique=baseline", "train.epochs=3"])
-    gpu = run_job(tmp_path / "gpu", ["technique=baseline", "train.epochs=3", "trainer=gpu", "trainer.precision=32-true"])
+    gpu = run_job(
+        tmp_path / "gpu", ["technique=baseline", "train.epochs=3", "trainer=gpu", "trainer.precision=32-true"]
+    )
     # other kernels, other rounding: the same recipe, not the same bits
     assert abs(gpu["test/acc"] - cpu["test/acc"]) < 0.05, (gpu["test/acc"], cpu["test/acc"])
 
 
 def test_ddp_on_gpus_through_the_cli(cli, tmp_path):
     devices = min(torch.cuda.device_count(), 2)
-    proc = cli("-m", "technique=prune,kd", "dataset=digits", "train.epochs=2", "latency.reps=2",
-               "latency.rounds=1", "trainer.enable_progress_bar=false", "trainer=ddp", "trainer.accelerator=gpu",
-               f"trainer.devices={devices}", "hydra.sweep.dir=outputs/ddp_gpu")
+    proc = cli(
+        "-m",
+        "technique=prune,kd",
+        "dataset=digits",
+        "train.epochs=2",
+        "latency.reps=2",
+        "latency.rounds=1",
+        "trainer.enable_progress_bar=false",
+        "trainer=ddp",
+        "trainer.accelerator=gpu",
+        f"trainer.devices={devices}",
+        "hydra.sweep.dir=outputs/ddp_gpu",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "ddp_gpu").rglob("results.json")]
     assert sorted(r["run"]["technique"] for r in found) == ["kd", "prune"]

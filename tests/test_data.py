@@ -1,4 +1,5 @@
 """The real loaders on small files in the real on-disk formats; splits; bad input."""
+
 import pickle
 import struct
 
@@ -70,7 +71,9 @@ def test_mnist_reads_real_idx_files(tmp_path):
 
 
 def test_mnist_missing_files_is_one_line_naming_the_path(tmp_path):
-    dm = Mnist(data_dir=tmp_path / "nowhere", download=False, in_channels=1, image_size=28, mean=[0.1], std=[0.3], **SPEC)
+    dm = Mnist(
+        data_dir=tmp_path / "nowhere", download=False, in_channels=1, image_size=28, mean=[0.1], std=[0.3], **SPEC
+    )
     with pytest.raises(ConfigError) as err:
         dm.prepare_data()
     message = str(err.value)
@@ -98,8 +101,13 @@ FASHION = dict(in_channels=1, image_size=28, mean=[0.286], std=[0.353], val_frac
 
 def test_fashion_mnist_reads_real_idx_gz_files_through_torchvision(tmp_path):
     source = write_fashion_gz(tmp_path / "gz")
-    dm = FashionMnist(data_dir=str(source), extract_dir=str(tmp_path / "x"), download=False,
-                      system_dir=str(tmp_path / "no_debian"), **FASHION)
+    dm = FashionMnist(
+        data_dir=str(source),
+        extract_dir=str(tmp_path / "x"),
+        download=False,
+        system_dir=str(tmp_path / "no_debian"),
+        **FASHION,
+    )
     dm.prepare_data()
     assert sizes(dm) == (110, 10, 30)  # validation: 1/12 of the training images, by the seed; the test set whole
     x, y = next(iter(dm.test_dataloader()))
@@ -109,8 +117,13 @@ def test_fashion_mnist_reads_real_idx_gz_files_through_torchvision(tmp_path):
 
 
 def test_fashion_mnist_without_any_source_is_one_line_naming_all_three(tmp_path):
-    dm = FashionMnist(data_dir=None, extract_dir=str(tmp_path / "x"), download=False,
-                      system_dir=str(tmp_path / "no_debian"), **FASHION)
+    dm = FashionMnist(
+        data_dir=None,
+        extract_dir=str(tmp_path / "x"),
+        download=False,
+        system_dir=str(tmp_path / "no_debian"),
+        **FASHION,
+    )
     with pytest.raises(ConfigError) as err:
         dm.prepare_data()
     message = str(err.value)
@@ -139,7 +152,9 @@ def test_cifar10_reads_real_pickle_batches(tmp_path, monkeypatch):
     # our files are in the real format but are not the published archive: skip only its md5 check
     monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(datasets.cifar, "check_integrity", lambda *a, **k: True)
-    dm = Cifar10(data_dir=tmp_path, download=False, in_channels=3, image_size=32, mean=[0.5] * 3, std=[0.25] * 3, **SPEC)
+    dm = Cifar10(
+        data_dir=tmp_path, download=False, in_channels=3, image_size=32, mean=[0.5] * 3, std=[0.25] * 3, **SPEC
+    )
     dm.prepare_data()
     assert sizes(dm) == (90, 10, 20)
     assert next(iter(dm.train_dataloader()))[0].shape == (16, 3, 32, 32)
@@ -154,8 +169,17 @@ def write_folder(root, classes=("invoice", "letter"), n=6, corrupt=False):
 
 def test_image_folder_without_splits(tmp_path):
     write_folder(tmp_path)
-    dm = ImageFolderData(data_dir=tmp_path, in_channels=1, image_size=16, num_classes=2, mean=[0.5], std=[0.5],
-                         batch_size=4, val_fraction=0.25, test_fraction=0.25)
+    dm = ImageFolderData(
+        data_dir=tmp_path,
+        in_channels=1,
+        image_size=16,
+        num_classes=2,
+        mean=[0.5],
+        std=[0.5],
+        batch_size=4,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
     assert sizes(dm) == (6, 3, 3)
     assert next(iter(dm.train_dataloader()))[0].shape == (4, 1, 16, 16)
 
@@ -163,8 +187,9 @@ def test_image_folder_without_splits(tmp_path):
 def test_rvl_cdip_layout_with_split_folders(tmp_path):
     for split in ("train", "val", "test"):
         write_folder(tmp_path / split, n=4)
-    dm = ImageFolderData(data_dir=tmp_path, in_channels=1, image_size=32, num_classes=2, mean=[0.5], std=[0.5],
-                         batch_size=4)
+    dm = ImageFolderData(
+        data_dir=tmp_path, in_channels=1, image_size=32, num_classes=2, mean=[0.5], std=[0.5], batch_size=4
+    )
     assert sizes(dm) == (8, 8, 8)
 
 
@@ -175,8 +200,14 @@ def test_image_folder_class_count_mismatch(tmp_path):
         dm.setup()
 
 
-@pytest.mark.parametrize("kw,key", [(dict(val_fraction=0), "val_fraction"), (dict(test_fraction=1.5), "test_fraction"),
-                                    (dict(batch_size=0), "batch_size")])
+@pytest.mark.parametrize(
+    "kw,key",
+    [
+        (dict(val_fraction=0), "val_fraction"),
+        (dict(test_fraction=1.5), "test_fraction"),
+        (dict(batch_size=0), "batch_size"),
+    ],
+)
 def test_bad_values_name_the_key(kw, key):
     args = dict(in_channels=1, image_size=8, mean=[0.3], std=[0.4], num_classes=10, **kw)
     with pytest.raises(ConfigError, match=f"dataset.{key}"):
@@ -193,8 +224,15 @@ def test_the_same_job_in_two_clones_has_one_key(tmp_path):
     from tests.conftest import make_cfg
 
     def keys(clone, source):
-        cfg = make_cfg(clone, ["dataset=fashion_mnist", f"dataset.data_dir={source}",
-                               f"dataset.extract_dir={clone / 'data'}", "technique=prune"])
+        cfg = make_cfg(
+            clone,
+            [
+                "dataset=fashion_mnist",
+                f"dataset.data_dir={source}",
+                f"dataset.extract_dir={clone / 'data'}",
+                "technique=prune",
+            ],
+        )
         dm = user.build(cfg.dataset)
         data = fingerprint_data(dm, cfg.dataset)
         stages = [baseline.plain(cfg.technique)]

@@ -5,6 +5,7 @@ rank whose peer never comes ends the run within ddp.timeout_s, with one line.
 The single-process runs they are compared with use the DDP run's global batch (2 ranks x 64 = 128),
 so both take the same number of optimizer steps on the same recipe; the ranks see other batches in
 another order, so the figures agree within a tolerance, not bit for bit. Digits, 1 epoch each."""
+
 import json
 import re
 import socket
@@ -13,8 +14,15 @@ import time
 import pytest
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-COLD = ["dataset=digits", "train.epochs=1", "++technique.epochs=1", "latency.reps=2", "latency.rounds=1",
-        "trainer.enable_progress_bar=false", "paths.cache_dir=${hydra:runtime.output_dir}/cache"]  # each job its own, empty
+COLD = [
+    "dataset=digits",
+    "train.epochs=1",
+    "++technique.epochs=1",
+    "latency.reps=2",
+    "latency.rounds=1",
+    "trainer.enable_progress_bar=false",
+    "paths.cache_dir=${hydra:runtime.output_dir}/cache",
+]  # each job its own, empty
 SINGLE = ["dataset.batch_size=128"]  # the DDP runs' global batch
 KINDS = ("prune", "kd", "cluster", "nm", "pipeline")
 TOLERANCE = 0.1  # test accuracy after one epoch on 1,258 images, single process against 2 ranks
@@ -87,10 +95,21 @@ def test_a_rank_whose_peer_never_comes_ends_the_run_within_the_bound_with_one_li
     """Rank 0 of 2 started alone, as a launcher that lost its second task would: it waits for rank 1
     at the fit's start no longer than ddp.timeout_s, says so in one line with the command that
     continues, caches nothing, and the same command then runs to the end."""
-    alone = {"LOCAL_RANK": "0", "NODE_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-             "MASTER_PORT": str(free_port())}
-    args = ["technique=prune", *COLD, *DDP, "paths.cache_dir=outputs/cache", "ddp.timeout_s=10",
-            "hydra.run.dir=outputs/run"]
+    alone = {
+        "LOCAL_RANK": "0",
+        "NODE_RANK": "0",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    args = [
+        "technique=prune",
+        *COLD,
+        *DDP,
+        "paths.cache_dir=outputs/cache",
+        "ddp.timeout_s=10",
+        "hydra.run.dir=outputs/run",
+    ]
     start = time.monotonic()
     stuck = cli(*args, env=alone, timeout=120)
     assert stuck.returncode == 1, stuck.stderr[-2000:]

@@ -1,6 +1,7 @@
 """Long jobs survive faults, through the command line as a user meets them: a killed fit resumes
 where it stopped and ends with the same weights, a diverged fit is an error that caches nothing,
 a baseline is never reused for other data, and bad data or a full disk are one line."""
+
 import glob
 import os
 import signal
@@ -116,9 +117,16 @@ def write_folder(root: Path, classes: dict) -> Path:
     return root
 
 
-FOLDER = ["dataset=image_folder", "dataset.num_classes=2", "dataset.in_channels=1", "dataset.image_size=8",
-          "dataset.mean=[0.5]", "dataset.std=[0.5]",
-          "dataset.batch_size=8", *FAST[1:]]
+FOLDER = [
+    "dataset=image_folder",
+    "dataset.num_classes=2",
+    "dataset.in_channels=1",
+    "dataset.image_size=8",
+    "dataset.mean=[0.5]",
+    "dataset.std=[0.5]",
+    "dataset.batch_size=8",
+    *FAST[1:],
+]
 
 
 def test_two_folders_with_swapped_classes_do_not_share_a_cache_entry(tmp_path, cli):
@@ -165,7 +173,9 @@ def test_a_full_run_folder_is_one_line_and_leaves_no_partial_file(tmp_path, cli,
     proc = cli(*FAST, f"hydra.run.dir={small_disk}/run")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no space left on device" in lines[0] and str(small_disk) in lines[0], proc.stderr[-2000:]
+    assert len(lines) == 1 and "no space left on device" in lines[0] and str(small_disk) in lines[0], proc.stderr[
+        -2000:
+    ]
     left = {p.name for p in (small_disk / "run").rglob("*") if p.is_file() and ".hydra" not in p.parts}
     assert left <= {"run.log"}, left  # no model, no results.json, no temp file
     assert entries(tmp_path)  # the baseline trained before the full disk was met stays cached, whole
@@ -173,8 +183,15 @@ def test_a_full_run_folder_is_one_line_and_leaves_no_partial_file(tmp_path, cli,
 
 @pytest.mark.slow  # 36 s (make test-all)
 def test_sensitivity_on_a_small_vit_finishes(tmp_path, cli):
-    timm_vit = ["model=timm", "model.net.model_name=vit_tiny_patch16_224", "+model.net.img_size=8",
-                "+model.net.patch_size=2", "+model.net.depth=1", "+model.net.embed_dim=32", "+model.net.num_heads=2"]
+    timm_vit = [
+        "model=timm",
+        "model.net.model_name=vit_tiny_patch16_224",
+        "+model.net.img_size=8",
+        "+model.net.patch_size=2",
+        "+model.net.depth=1",
+        "+model.net.embed_dim=32",
+        "+model.net.num_heads=2",
+    ]
     proc = cli(*FAST, *timm_vit, "technique=sensitivity", "technique.grid=[0.5]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "outputs" / "runs").rglob("sensitivity.csv"))
@@ -189,7 +206,9 @@ def stage_weights(root: Path) -> dict:
 
 # a stage's fine-tune resumes like a baseline's fit; weight sharing's too: its cluster assignments
 # are made again at setup, its shared values come back from the checkpoint
-@pytest.mark.parametrize("technique", ["prune", pytest.param("cluster", marks=pytest.mark.slow)])  # cluster: 54 s, make test-all
+@pytest.mark.parametrize(
+    "technique", ["prune", pytest.param("cluster", marks=pytest.mark.slow)]
+)  # cluster: 54 s, make test-all
 def test_a_stage_killed_mid_fine_tune_resumes_to_the_same_weights(tmp_path, cli, technique):
     stage = [*FAST, f"technique={technique}", "technique.epochs=4", "dataset.batch_size=32", "logger=none"]
     clean = tmp_path / "clean"
@@ -218,8 +237,12 @@ def kill_after_stage_checkpoints(proc, root: Path, count: int, timeout=300) -> N
 
 
 def run_in(cwd: Path, args):
-    return forked.run([sys.executable, str(ROOT / "run.py"), *no_exports(args)], cwd,
-                      {**os.environ, "HYDRA_FULL_ERROR": "0"}, timeout=600)
+    return forked.run(
+        [sys.executable, str(ROOT / "run.py"), *no_exports(args)],
+        cwd,
+        {**os.environ, "HYDRA_FULL_ERROR": "0"},
+        timeout=600,
+    )
 
 
 def test_chance_is_two_standard_errors_above_guessing():

@@ -1,4 +1,5 @@
 """Distillation end to end on digits, and the teacher cache."""
+
 import json
 import threading
 
@@ -31,11 +32,18 @@ def test_kd_trains_against_the_teacher_and_reuses_it(tmp_path, loss):
 def test_teacher_is_frozen_and_terms_are_logged():
     torch.manual_seed(0)
     teacher, student = SimpleCNN(1, 10, 8), SmallCNN(1, 10, 8)
-    kd = Distiller(student, teacher, torch.randn(2, 1, 8, 8), {"ce": 0.5, "kl": 0.3, "cosine": 0.1, "feature_mse": 0.1},
-                   num_classes=10)
+    kd = Distiller(
+        student,
+        teacher,
+        torch.randn(2, 1, 8, 8),
+        {"ce": 0.5, "kl": 0.3, "cosine": 0.1, "feature_mse": 0.1},
+        num_classes=10,
+    )
     kd.train()
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
-    terms = kd.loss_terms(student(torch.randn(4, 1, 8, 8)), teacher(torch.randn(4, 1, 8, 8)), torch.tensor([0, 1, 2, 3]))
+    terms = kd.loss_terms(
+        student(torch.randn(4, 1, 8, 8)), teacher(torch.randn(4, 1, 8, 8)), torch.tensor([0, 1, 2, 3])
+    )
     assert set(terms) == {"ce", "kl", "cosine", "feature_mse"}
     # the projection/regressor are learned parameters of the distiller, not of the student
     assert isinstance(kd.adapters["hidden"], torch.nn.Linear)
@@ -65,8 +73,10 @@ def test_cache_builds_once_under_concurrency_and_rebuilds_corrupt(tmp_path):
         (folder / cache.MODEL).write_bytes(b"weights")
         return {"n": len(calls)}
 
-    threads = [threading.Thread(target=cache.fetch_or_build, args=(tmp_path, {"model": {"name": "x"}}, build))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=cache.fetch_or_build, args=(tmp_path, {"model": {"name": "x"}}, build))
+        for _ in range(4)
+    ]
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert len(calls) == 1
@@ -107,6 +117,7 @@ def test_the_teacher_runs_once_per_training_image_not_every_epoch(tmp_path, monk
         if type(self).__name__ == "SimpleCNN":
             calls.append(len(x))
         return forward(self, x)
+
     monkeypatch.setattr(cnn.FeatureNet, "forward", counted)
     args = ["technique=kd", "technique.loss=kl", "technique.epochs=3"]
     run_job(tmp_path, [], "teacher")  # trains and caches the teacher: both runs below reuse it

@@ -1,4 +1,5 @@
 """Each distillation term against a value computed by hand on fixed tensors."""
+
 import math
 
 import pytest

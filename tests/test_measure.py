@@ -1,4 +1,5 @@
 """Latency is measured with the requested thread count, and the caller's count is restored."""
+
 import pytest
 import torch
 from torch import nn

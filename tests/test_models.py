@@ -1,4 +1,5 @@
 """Every model works on every dataset: channels, size and classes come from the dataset config."""
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -11,8 +12,18 @@ DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml") if p.stem !=
 
 
 def test_groups_are_complete():
-    assert {"simple_cnn", "small_cnn", "resnet18", "resnet_student", "deep_nn", "light_nn", "mnist_cnn",
-            "mnist_mlp", "resnet50", "mobilenet_v2"} <= set(MODELS)
+    assert {
+        "simple_cnn",
+        "small_cnn",
+        "resnet18",
+        "resnet_student",
+        "deep_nn",
+        "light_nn",
+        "mnist_cnn",
+        "mnist_mlp",
+        "resnet50",
+        "mobilenet_v2",
+    } <= set(MODELS)
     assert {"mnist5k", "digits", "mnist", "cifar10", "rvl_cdip", "image_folder"} <= set(DATASETS)
 
 

@@ -1,5 +1,6 @@
 """N:M semi-structured sparsity (technique=nm): n of every m consecutive input weights kept, the
 pattern fixed through the fine-tune, the saved file a plain float model holding that pattern."""
+
 from pathlib import Path
 
 import pytest

@@ -1,5 +1,6 @@
 """OpenVINO: NNCF int8 through backend=openvino, export=openvino of a channel-pruned model, NNCF's
 accuracy control under the accuracy budget, and the best-runtime columns of the report."""
+
 import re
 import sys
 from pathlib import Path
@@ -84,13 +85,17 @@ def test_budgeted_openvino_int8_uses_nncf_accuracy_control(tmp_path):
     outputs = tmp_path / "outputs"
     run_job(tmp_path, ["technique=baseline"], "base")
     ckpt = crafted(outputs, tmp_path / "crafted.pt")
-    full = run_job(tmp_path, ["technique=quant", "technique.backend=openvino", f"model.checkpoint={ckpt}"],
-                   "full")
+    full = run_job(tmp_path, ["technique=quant", "technique.backend=openvino", f"model.checkpoint={ckpt}"], "full")
     assert full["val/acc"] < full["baseline"]["val/acc"] - 0.3  # the case: NNCF int8 everywhere collapses
-    r = run_job(tmp_path, ["technique=quant", "technique.backend=openvino", f"model.checkpoint={ckpt}",
-                           "budget.max_drop=1.0"], "budgeted")
+    r = run_job(
+        tmp_path,
+        ["technique=quant", "technique.backend=openvino", f"model.checkpoint={ckpt}", "budget.max_drop=1.0"],
+        "budgeted",
+    )
     stage = r["budget"]["stages"][0]
-    assert stage["accuracy_control"] == "nncf.quantize_with_accuracy_control" and stage["max_drop_pts"] == pytest.approx(1.0)
+    assert stage["accuracy_control"] == "nncf.quantize_with_accuracy_control" and stage[
+        "max_drop_pts"
+    ] == pytest.approx(1.0)
     assert r["budget"]["held/val"], (full["val/acc"], r["val/acc"], r["baseline"]["val/acc"])
     assert r["val/acc"] >= full["val/acc"]
 

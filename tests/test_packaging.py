@@ -1,4 +1,5 @@
 """What the wheel holds (every module and config file), and the README's length and links."""
+
 import zipfile
 
 from tests.conftest import ROOT, build_wheel
@@ -11,8 +12,11 @@ def test_the_wheel_holds_every_package_and_config_file(tmp_path):
     assert (ROOT / "compressor" / "conf").is_symlink()
     wheel = build_wheel(tmp_path)
     held = {n for n in zipfile.ZipFile(wheel).namelist() if not n.startswith("compressor-")}
-    code = {p.relative_to(ROOT).as_posix() for p in (ROOT / "compressor").rglob("*.py")
-            if "__pycache__" not in p.parts and p.parts[len(ROOT.parts) + 1] != "conf"}
+    code = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "compressor").rglob("*.py")
+        if "__pycache__" not in p.parts and p.parts[len(ROOT.parts) + 1] != "conf"
+    }
     conf = {"compressor/" + p.relative_to(ROOT).as_posix() for p in (ROOT / "conf").rglob("*.yaml")}
     assert len(conf) > 50 and len(code) > 80
     assert held == code | conf, sorted(held ^ (code | conf))

@@ -1,4 +1,5 @@
 """predict on a folder with one corrupt image: reported by name, the rest still predicted."""
+
 import numpy as np
 from PIL import Image
 
@@ -17,10 +18,15 @@ def test_predict_folder_with_a_corrupt_image(tmp_path):
     for i in range(3):
         Image.fromarray(np.full((32, 32), 80 * i, np.uint8)).save(images / f"digit{i}.png")
     (images / "broken.png").write_bytes(b"not an image")
-    for onnx, runtime, precision, static in ((None, "torch", None, False), ("fp32", "torch", None, False),
-                                             ("int8", "torch", None, False), (None, "openvino", None, False),
-                                             (None, "openvino", "fp32", False), (None, "openvino", None, True),
-                                             (None, "onnxruntime", None, False)):
+    for onnx, runtime, precision, static in (
+        (None, "torch", None, False),
+        ("fp32", "torch", None, False),
+        ("int8", "torch", None, False),
+        (None, "openvino", None, False),
+        (None, "openvino", "fp32", False),
+        (None, "openvino", None, True),
+        (None, "onnxruntime", None, False),
+    ):
         results = predict_folder(run, images, onnx, runtime=runtime, precision=precision, static=static)
         assert [r["image"] for r in results] == ["broken.png", "digit0.png", "digit1.png", "digit2.png"]
         assert "error" in results[0] and "broken" not in results[0]["error"]

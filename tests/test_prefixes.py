@@ -1,6 +1,7 @@
 """Stage fits shared between jobs (compressor/prefixes.py, issue 43): two pipelines that start with
 the same distillation train it once, a longer fit of the same schedule continues a shorter one and
 ends where a full fit from scratch ends, and a job killed mid-pipeline reuses what it finished."""
+
 import json
 
 import torch
@@ -48,14 +49,22 @@ def test_a_longer_fit_continues_a_shorter_one_and_equals_a_full_fit(tmp_path):
     # a fit already longer than asked is not cut short: the shorter job trains its own
     again = run_job(tmp_path / "a", ["technique=kd", "technique.epochs=1", "technique.schedule_epochs=2"], "again")
     assert again["run"].get("reused_from")  # the same job: found in the index, not retrained
-    fresh = run_job(tmp_path / "a", ["technique=kd", "technique.epochs=1", "technique.schedule_epochs=2", "rerun=true"],
-                    "fresh")
+    fresh = run_job(
+        tmp_path / "a", ["technique=kd", "technique.epochs=1", "technique.schedule_epochs=2", "rerun=true"], "fresh"
+    )
     assert fresh["stages"][0]["epochs_trained"] == 1 and fresh["test/acc"] == short["test/acc"]
 
 
 def test_a_pipeline_killed_in_its_second_stage_reuses_the_first(tmp_path):
-    args = [*FAST, "technique=pipeline", "technique.order=[kd,prune]", "technique.kd.epochs=2",
-            "technique.prune.epochs=4", "dataset.batch_size=32", "logger=none"]
+    args = [
+        *FAST,
+        "technique=pipeline",
+        "technique.order=[kd,prune]",
+        "technique.kd.epochs=2",
+        "technique.prune.epochs=4",
+        "dataset.batch_size=32",
+        "logger=none",
+    ]
     kill_after_stage_checkpoints(start(args, tmp_path), tmp_path, 2)  # kd's folder, then prune's
     again = run_in(tmp_path, args)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -74,7 +83,9 @@ def test_a_reference_is_measured_once_per_process_until_its_file_changes(tmp_pat
     from compressor import job
 
     calls = []
-    monkeypatch.setattr(job, "evaluate", lambda model, dm, example, path: calls.append(path) or ({"test/acc": 0.9}, "l", {}))
+    monkeypatch.setattr(
+        job, "evaluate", lambda model, dm, example, path: calls.append(path) or ({"test/acc": 0.9}, "l", {})
+    )
     monkeypatch.setattr(job, "_EVALUATED", {})
     f = tmp_path / "model.safetensors"
     f.write_bytes(b"weights")

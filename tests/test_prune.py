@@ -1,4 +1,5 @@
 """Pruning: masks against torch.nn.utils.prune, exact per-layer amounts, channel pruning and reload, the schedule."""
+
 import pytest
 import torch
 import torch.nn.utils.prune as tprune
@@ -105,8 +106,17 @@ def test_channel_pruned_resnet18_runs_and_reloads(tmp_path):
     assert out.shape == (2, 10)
     assert model.layer1[0].conv1.out_channels < 64
     assert measure.macs(model, x) < 0.5 * before
-    path = artifact.save(model, tmp_path / "model.safetensors", {"_target_": "compressor.models.torchvision_nets.resnet18",
-                                                       "in_channels": 3, "num_classes": 10, "image_size": 32}, [])
+    path = artifact.save(
+        model,
+        tmp_path / "model.safetensors",
+        {
+            "_target_": "compressor.models.torchvision_nets.resnet18",
+            "in_channels": 3,
+            "num_classes": 10,
+            "image_size": 32,
+        },
+        [],
+    )
     again = artifact.load(path)
     assert torch.allclose(again(x), out, atol=1e-5)
 
@@ -124,10 +134,17 @@ def test_sparse_artifact_is_small_and_exact(tmp_path):
     assert torch.equal(again(x), model.eval()(x))
 
 
-@pytest.mark.parametrize("kw,key", [(dict(amount=1.0), "technique.amount"), (dict(amount=-0.1), "technique.amount"),
-                                    (dict(method="magic"), "technique.method"), (dict(scope="all"), "technique.scope"),
-                                    (dict(scope="lamp", method="channel"), "technique.scope=lamp"),
-                                    (dict(method="channel", schedule="cubic"), "technique.schedule")])
+@pytest.mark.parametrize(
+    "kw,key",
+    [
+        (dict(amount=1.0), "technique.amount"),
+        (dict(amount=-0.1), "technique.amount"),
+        (dict(method="magic"), "technique.method"),
+        (dict(scope="all"), "technique.scope"),
+        (dict(scope="lamp", method="channel"), "technique.scope=lamp"),
+        (dict(method="channel", schedule="cubic"), "technique.schedule"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(kw, key):
     with pytest.raises(ConfigError, match=key) as err:
         Pruning(**kw)
@@ -141,7 +158,9 @@ def test_glob_matching_nothing_lists_layers():
 
 
 def test_prune_job_end_to_end(tmp_path):
-    r = run_job(tmp_path, ["technique=prune", "technique.amount=0.6", "technique.epochs=1", "technique.include=[features.*]"])
+    r = run_job(
+        tmp_path, ["technique=prune", "technique.amount=0.6", "technique.epochs=1", "technique.include=[features.*]"]
+    )
     assert r["run"]["label"] == "prune l1_unstructured global oneshot 0.6"
     layers = r["stages"][0]["layer_sparsity"]
     assert layers["classifier.0"] == 0.0 and layers["features.4"] > 0.3
@@ -150,8 +169,10 @@ def test_prune_job_end_to_end(tmp_path):
     assert not any(hasattr(m, "weight_mask") for m in model.modules())
 
 
-@pytest.mark.parametrize("epoch,expected", [(1, 0.9 * (1 - 0.9**3)), (3, 0.9 * (1 - 0.7**3)), (5, 0.9 * (1 - 0.5**3)),
-                                            (8, 0.9 * (1 - 0.2**3))])
+@pytest.mark.parametrize(
+    "epoch,expected",
+    [(1, 0.9 * (1 - 0.9**3)), (3, 0.9 * (1 - 0.7**3)), (5, 0.9 * (1 - 0.5**3)), (8, 0.9 * (1 - 0.2**3))],
+)
 def test_cubic_schedule_at_interior_epochs(epoch, expected):
     """Zhu & Gupta's formula between its ends, and the callback prunes the model to exactly it."""
     from types import SimpleNamespace

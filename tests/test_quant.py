@@ -1,5 +1,6 @@
 """Each quantization mode end to end on digits: int8 weights in the saved artifact, int8 kernels
 at inference, reload to the same accuracy; ONNX export agreement."""
+
 import pytest
 import torch
 from torch.profiler import profile
@@ -48,15 +49,29 @@ def digits():
     return dm
 
 
-@pytest.mark.parametrize("mode,api,kernel", [("static", "fx", "quantized::conv2d"), ("qat", "fx", "quantized::conv2d"),
-                                             ("static", "pt2e", "onednn::qconv"),
-                                             pytest.param("qat", "pt2e", "onednn::qconv", marks=pytest.mark.slow),
-                                             ("dynamic", "fx", "aten::_int_mm")])
+@pytest.mark.parametrize(
+    "mode,api,kernel",
+    [
+        ("static", "fx", "quantized::conv2d"),
+        ("qat", "fx", "quantized::conv2d"),
+        ("static", "pt2e", "onednn::qconv"),
+        pytest.param("qat", "pt2e", "onednn::qconv", marks=pytest.mark.slow),
+        ("dynamic", "fx", "aten::_int_mm"),
+    ],
+)
 def test_int8_modes_hold_int8_weights_and_run_int8_kernels(tmp_path, digits, mode, api, kernel):
     """api=pt2e: torchao's graph lowered to oneDNN int8 kernels (onednn::qconv_pointwise)."""
-    r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}", "technique.epochs=1",
-                           "technique.calibration_batches=4", *([f"technique.api={api}"] if api != "fx" else []),
-                           *(["export=all"] if (mode, api) == ("static", "pt2e") else [])])
+    r = run_job(
+        tmp_path,
+        [
+            "technique=quant",
+            f"technique.mode={mode}",
+            "technique.epochs=1",
+            "technique.calibration_batches=4",
+            *([f"technique.api={api}"] if api != "fx" else []),
+            *(["export=all"] if (mode, api) == ("static", "pt2e") else []),
+        ],
+    )
     path = tmp_path / "outputs" / "run" / "model.safetensors"
     model = artifact.load(path)
     assert int8_tensors(model), "no int8 weight tensor in the saved artifact"
@@ -81,8 +96,15 @@ def test_half_precision_casts(tmp_path, digits, mode, dtype):
 
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_onnxruntime_backend(tmp_path, mode):
-    r = run_job(tmp_path, ["technique=quant", f"technique.mode={mode}", "technique.backend=onnxruntime",
-                           "technique.calibration_batches=4"])
+    r = run_job(
+        tmp_path,
+        [
+            "technique=quant",
+            f"technique.mode={mode}",
+            "technique.backend=onnxruntime",
+            "technique.calibration_batches=4",
+        ],
+    )
     import onnx
 
     graph = onnx.load(str(tmp_path / "outputs" / "run" / "model.int8.onnx")).graph
@@ -100,10 +122,16 @@ def test_onnx_export_agrees_with_pytorch(tmp_path):
     assert r["export"]["onnxruntime"]["int8"]["agreement"] >= 0.98
 
 
-@pytest.mark.parametrize("kw,key", [(dict(mode="int4"), "technique.mode"), (dict(backend="tflite"), "technique.backend"),
-                                    (dict(calibration_batches=0), "technique.calibration_batches"),
-                                    (dict(mode="qat", backend="onnxruntime"), "technique.mode"),
-                                    (dict(mode="dynamic", backend="openvino"), "technique.mode")])
+@pytest.mark.parametrize(
+    "kw,key",
+    [
+        (dict(mode="int4"), "technique.mode"),
+        (dict(backend="tflite"), "technique.backend"),
+        (dict(calibration_batches=0), "technique.calibration_batches"),
+        (dict(mode="qat", backend="onnxruntime"), "technique.mode"),
+        (dict(mode="dynamic", backend="openvino"), "technique.mode"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(kw, key):
     with pytest.raises(ConfigError, match=key) as err:
         Quantization(**kw)

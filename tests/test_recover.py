@@ -1,6 +1,7 @@
 """Recovery and structural pruning: recover=kd distils from the frozen pre-compression model,
 each Torch-Pruning importance criterion really removes channels and reloads, iterative steps and
 the sparsity-regularised pre-training follow their schedule."""
+
 import lightning as L
 import pytest
 import torch
@@ -27,8 +28,9 @@ def test_recover_kd_distils_from_the_frozen_model_before_the_stage(tmp_path):
     pair = torch.randn(2, 1, 8, 8)
     plain = recover.module(stage(tmp_path), model, 10, pair, {"lr": 1e-3})
     assert type(plain) is Classifier
-    module = recover.module(stage(tmp_path, "technique.recover=kd", "technique.method=channel"), model, 10, pair,
-                           {"lr": 1e-3})
+    module = recover.module(
+        stage(tmp_path, "technique.recover=kd", "technique.method=channel"), model, 10, pair, {"lr": 1e-3}
+    )
     assert isinstance(module, Distiller) and module.model is model and module.teacher is not model
     assert module.weights == {"ce": 0.5, "kl": 0.5}
     assert all(not p.requires_grad for p in module.teacher.parameters()) and not module.teacher.training
@@ -41,8 +43,7 @@ def test_recover_kd_distils_from_the_frozen_model_before_the_stage(tmp_path):
 
 
 def test_recover_kd_runs_end_to_end_and_is_recorded(tmp_path):
-    r = run_job(tmp_path, ["technique=prune", "technique.method=channel", "technique.recover=kd",
-                           "technique.epochs=1"])
+    r = run_job(tmp_path, ["technique=prune", "technique.method=channel", "technique.recover=kd", "technique.epochs=1"])
     assert r["stages"][0]["recover"] == "kd" and r["test/acc"] > 0.2  # 10 classes: chance is 0.1
 
 
@@ -59,17 +60,32 @@ def fitted(tmp_path, callback, epochs, recorder=None):
     dm = user.build(cfg.dataset)
     L.seed_everything(0)
     module = Classifier(SimpleCNN(1, 10, 8), 10, lr=1e-3)
-    trainer = L.Trainer(max_epochs=epochs, limit_train_batches=3, limit_val_batches=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[callback, *([recorder] if recorder else [])])
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback, *([recorder] if recorder else [])],
+    )
     trainer.fit(module, datamodule=dm)
     return module, trainer
 
 
 @pytest.mark.parametrize("importance", ["l1", "group_norm", "taylor"])
 def test_each_importance_removes_channels_and_reloads(tmp_path, importance):
-    r = run_job(tmp_path, ["technique=prune", "technique.method=channel", f"technique.importance={importance}",
-                           "technique.epochs=1", "technique.amount=0.5"])
+    r = run_job(
+        tmp_path,
+        [
+            "technique=prune",
+            "technique.method=channel",
+            f"technique.importance={importance}",
+            "technique.epochs=1",
+            "technique.amount=0.5",
+        ],
+    )
     assert r["stages"][0]["importance"] == importance
     assert r["compress/macs"] < 0.6 * r["baseline"]["compress/macs"]
     path = tmp_path / "outputs" / "run" / artifact.FILENAME
@@ -115,8 +131,11 @@ def test_regularised_pretraining_prunes_only_after_its_epochs(tmp_path, monkeypa
 
     calls = []
     real = tp.pruner.GroupNormPruner.regularize
-    monkeypatch.setattr(tp.pruner.GroupNormPruner, "regularize",
-                        lambda self, model, *a, **k: (calls.append(model.features[0].out_channels), real(self, model)))
+    monkeypatch.setattr(
+        tp.pruner.GroupNormPruner,
+        "regularize",
+        lambda self, model, *a, **k: (calls.append(model.features[0].out_channels), real(self, model)),
+    )
     with pytest.raises(ConfigError, match="needs technique.epochs >= 3"):
         fitted(tmp_path, Pruning(amount=0.5, method="channel", regularize_epochs=2, example_shape=[1, 1, 8, 8]), 2)
     callback = Pruning(amount=0.5, method="channel", regularize_epochs=1, scope="layer", example_shape=[1, 1, 8, 8])

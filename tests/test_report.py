@@ -1,4 +1,5 @@
 """The report on a synthetic sweep directory (no training)."""
+
 import csv
 import json
 
@@ -7,13 +8,33 @@ from compressor.report.build import build, pareto
 
 
 def result(technique, label, seed, acc, size, b1, b64, base_acc=0.98, base_size=2.0):
-    base = {"model": "simple_cnn", "test/acc": base_acc, "val/acc": base_acc, "compress/size_mb": base_size,
-            "latency/b1_ms": 1.0, "latency/b64_ms": 0.5, "compress/params": 1000, "compress/nonzero_params": 1000,
-            "compress/macs": 5000, "compress/sparsity": 0.0, "val/acc_per_epoch": [0.9, 0.95, 0.97]}
-    return {"run": {"technique": technique, "label": label, "dataset": "mnist5k", "model": "simple_cnn", "seed": seed},
-            "test/acc": acc, "val/acc": acc, "compress/size_mb": size, "latency/b1_ms": b1, "latency/b64_ms": b64,
-            "compress/params": 1000, "compress/nonzero_params": 500, "compress/macs": 5000, "compress/sparsity": 0.5,
-            "val/acc_per_epoch": [acc - 0.01, acc], "baseline": base}
+    base = {
+        "model": "simple_cnn",
+        "test/acc": base_acc,
+        "val/acc": base_acc,
+        "compress/size_mb": base_size,
+        "latency/b1_ms": 1.0,
+        "latency/b64_ms": 0.5,
+        "compress/params": 1000,
+        "compress/nonzero_params": 1000,
+        "compress/macs": 5000,
+        "compress/sparsity": 0.0,
+        "val/acc_per_epoch": [0.9, 0.95, 0.97],
+    }
+    return {
+        "run": {"technique": technique, "label": label, "dataset": "mnist5k", "model": "simple_cnn", "seed": seed},
+        "test/acc": acc,
+        "val/acc": acc,
+        "compress/size_mb": size,
+        "latency/b1_ms": b1,
+        "latency/b64_ms": b64,
+        "compress/params": 1000,
+        "compress/nonzero_params": 500,
+        "compress/macs": 5000,
+        "compress/sparsity": 0.5,
+        "val/acc_per_epoch": [acc - 0.01, acc],
+        "baseline": base,
+    }
 
 
 def write(sweep, i, r):
@@ -54,8 +75,15 @@ def test_report_cli_on_empty_dir(tmp_path, capsys):
 
 def test_the_report_says_what_distillation_added(tmp_path):
     def kd(i, seed, weights, acc):
-        r = result("kd", "kd ce from simple_cnn" if weights == {"ce": 1.0} else "kd ce_kl from simple_cnn", seed, acc,
-                   0.05, 0.3, 0.1)
+        r = result(
+            "kd",
+            "kd ce from simple_cnn" if weights == {"ce": 1.0} else "kd ce_kl from simple_cnn",
+            seed,
+            acc,
+            0.05,
+            0.3,
+            0.1,
+        )
         r["stages"] = [{"stage": "kd", "weights": weights}]
         write(tmp_path, i, r)
 
@@ -81,17 +109,26 @@ def test_one_table_writer_takes_rows_with_different_columns():
     from compressor.report.table import markdown
 
     text = markdown([{"file": "a", "b1 ms/img": 0.5}, {"file": "b", "b64 ms/img": 0.25, "note": None}])
-    assert text.splitlines() == ["| file | b1 ms/img | b64 ms/img | note |", "|---|---|---|---|",
-                                 "| a | 0.500 | – | – |", "| b | – | 0.250 | – |"]
+    assert text.splitlines() == [
+        "| file | b1 ms/img | b64 ms/img | note |",
+        "|---|---|---|---|",
+        "| a | 0.500 | – | – |",
+        "| b | – | 0.250 | – |",
+    ]
 
 
 def test_a_run_slower_than_its_baseline_says_so_on_its_console_line():
     from compressor import results
 
     base = {"test/acc": 0.9, "compress/size_mb": 2.0, "latency/b1_ms": 0.5, "latency/b64_ms": 0.1}
-    run = {"run": {"technique": "quant", "model": "simple_cnn", "dataset": "digits"}, "baseline": base,
-           "test/acc": 0.9, "compress/size_mb": 1.0}
-    assert "SLOWER than the baseline (8.0x its latency or more)" in \
-        results.summary_line({**run, "latency/b1_ms": 4.0, "latency/b64_ms": 1.5})  # fp16 on a CPU
+    run = {
+        "run": {"technique": "quant", "model": "simple_cnn", "dataset": "digits"},
+        "baseline": base,
+        "test/acc": 0.9,
+        "compress/size_mb": 1.0,
+    }
+    assert "SLOWER than the baseline (8.0x its latency or more)" in results.summary_line(
+        {**run, "latency/b1_ms": 4.0, "latency/b64_ms": 1.5}
+    )  # fp16 on a CPU
     assert "SLOWER" not in results.summary_line({**run, "latency/b1_ms": 4.0, "latency/b64_ms": 0.1})  # one batch size
     assert "SLOWER" not in results.summary_line({**run, "latency/b1_ms": 0.3, "latency/b64_ms": 0.05})

@@ -1,4 +1,5 @@
 """Scale-out paths on CPU: DDP with gloo, joblib and submitit launchers, the Optuna search."""
+
 import json
 
 import pytest
@@ -8,28 +9,54 @@ from hydra.core.global_hydra import GlobalHydra
 
 from tests.conftest import CONF
 
-FAST = ["dataset=digits", "train.epochs=2", "++technique.epochs=2", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
+FAST = [
+    "dataset=digits",
+    "train.epochs=2",
+    "++technique.epochs=2",
+    "latency.reps=2",
+    "latency.rounds=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def results(tmp_path):
-    return {json.loads(p.read_text())["run"]["technique"]: json.loads(p.read_text())
-            for p in (tmp_path / "outputs").rglob("results.json")}
+    return {
+        json.loads(p.read_text())["run"]["technique"]: json.loads(p.read_text())
+        for p in (tmp_path / "outputs").rglob("results.json")
+    }
 
 
-DDP = ["dataset=digits", "train.epochs=3", "++technique.epochs=6", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
+DDP = [
+    "dataset=digits",
+    "train.epochs=3",
+    "++technique.epochs=6",
+    "latency.reps=2",
+    "latency.rounds=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def test_ddp_on_cpu_matches_single_process(cli, tmp_path):
     single = cli("-m", "technique=prune,kd", *DDP, "hydra.sweep.dir=outputs/single")
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = cli("-m", "technique=prune,kd", *DDP, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-              "rerun=true", "hydra.sweep.dir=outputs/ddp")
+    ddp = cli(
+        "-m",
+        "technique=prune,kd",
+        *DDP,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "rerun=true",
+        "hydra.sweep.dir=outputs/ddp",
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     ddp_files = list((tmp_path / "outputs" / "ddp").rglob("results.json"))
     assert len(ddp_files) == 2, "one results.json per job, written by rank zero only"
     assert len(list((tmp_path / "outputs").glob("multirun"))) == 0, "a DDP child started a sweep of its own"
-    one = {json.loads(p.read_text())["run"]["technique"]: json.loads(p.read_text())
-           for p in (tmp_path / "outputs" / "single").rglob("results.json")}
+    one = {
+        json.loads(p.read_text())["run"]["technique"]: json.loads(p.read_text())
+        for p in (tmp_path / "outputs" / "single").rglob("results.json")
+    }
     two = {json.loads(p.read_text())["run"]["technique"]: json.loads(p.read_text()) for p in ddp_files}
     for technique in ("prune", "kd"):
         # two ranks see half the batches each per step: same recipe, not bit-identical numbers
@@ -51,12 +78,24 @@ def test_joblib_launcher_two_jobs(cli, tmp_path):
 def test_slurm_preset_composes():
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                           "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.gpus_per_node=4",
+                "hydra.launcher.tasks_per_node=4",
+            ],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.timeout_min) == ("gpu", 4, 4, 240)
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.timeout_min) == (
+        "gpu",
+        4,
+        4,
+        240,
+    )
 
 
 @pytest.mark.slow  # 18 s: the submitit plugin; make test-all runs it (CI keeps joblib, DDP and the SLURM preset)
@@ -69,9 +108,19 @@ def test_one_job_through_submitit_local_executor(cli, tmp_path):
 
 @pytest.mark.slow  # 24 s: three Optuna trials; make test-all runs it
 def test_optuna_search_reports_best_trial(cli, tmp_path):
-    proc = cli("-m", "hparams_search=kd_prune_optuna", "hydra.sweeper.n_trials=3", "dataset=digits", "train.epochs=1",
-               "technique.kd.epochs=1", "technique.prune.epochs=1", "latency.reps=2", "latency.rounds=1", "size_budget_mb=1",
-               "trainer.enable_progress_bar=false")
+    proc = cli(
+        "-m",
+        "hparams_search=kd_prune_optuna",
+        "hydra.sweeper.n_trials=3",
+        "dataset=digits",
+        "train.epochs=1",
+        "technique.kd.epochs=1",
+        "technique.prune.epochs=1",
+        "latency.reps=2",
+        "latency.rounds=1",
+        "size_budget_mb=1",
+        "trainer.enable_progress_bar=false",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (best,) = (tmp_path / "outputs" / "multirun").rglob("optimization_results.yaml")
     data = yaml.safe_load(best.read_text())

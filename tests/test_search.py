@@ -1,5 +1,6 @@
 """search=default: trials through the stages, a frontier no tried file dominates, a shipped file whose
 reported accuracy is its own, finished trials not retrained, and 'nothing fits' said in one line."""
+
 import csv
 import json
 from pathlib import Path
@@ -13,9 +14,18 @@ from compressor.search import launch
 from compressor.search.frontier import decide, pareto, second_rung
 from tests.conftest import make_cfg
 
-SEARCH = ["search=default", "budget.max_drop=1", "dataset=digits", "train.epochs=2", "latency.reps=2", "latency.rounds=1",
-          "trainer.enable_progress_bar=false", "search.runtime=onnxruntime", "search.promote=1",
-          "search.skip_outclassed=false"]  # promote on digits whatever the int8 anchor reaches: the continuation is tested
+SEARCH = [
+    "search=default",
+    "budget.max_drop=1",
+    "dataset=digits",
+    "train.epochs=2",
+    "latency.reps=2",
+    "latency.rounds=1",
+    "trainer.enable_progress_bar=false",
+    "search.runtime=onnxruntime",
+    "search.promote=1",
+    "search.skip_outclassed=false",
+]  # promote on digits whatever the int8 anchor reaches: the continuation is tested
 
 
 def test_a_search_needs_a_budget_and_known_values(cli):
@@ -26,17 +36,35 @@ def test_a_search_needs_a_budget_and_known_values(cli):
 
 
 def row(val_drop, gain, name):
-    return {"recipe": name, "runtime": "onnxruntime", "precision": "fp32", "file": f"{name}.onnx", "val/acc": 0.9 - val_drop / 100,
-            "val_drop": val_drop, "test_drop": val_drop + 0.1, "speedup_b1": gain, "smaller": 2.0, "size_mb": 1.0,
-            "stages": 1, "path": f"/t/{name}/{name}.onnx"}
+    return {
+        "recipe": name,
+        "runtime": "onnxruntime",
+        "precision": "fp32",
+        "file": f"{name}.onnx",
+        "val/acc": 0.9 - val_drop / 100,
+        "val_drop": val_drop,
+        "test_drop": val_drop + 0.1,
+        "speedup_b1": gain,
+        "smaller": 2.0,
+        "size_mb": 1.0,
+        "stages": 1,
+        "path": f"/t/{name}/{name}.onnx",
+    }
 
 
 def test_the_frontier_keeps_undominated_files_and_nothing_fits_is_one_line():
     rows = [row(0.5, 2.0, "a"), row(0.2, 1.5, "b"), row(0.6, 1.9, "c"), row(2.0, 4.0, "d")]
     assert [r["recipe"] for r in pareto(rows, "speedup_b1")] == ["d", "a", "b"]  # c: a is better on both
     s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
-    reference = {"baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0,
-                              "latency/b64_ms": 1.0}}
+    reference = {
+        "baseline": {
+            "val/acc": 0.9,
+            "test/acc": 0.9,
+            "compress/size_mb": 1.0,
+            "latency/b1_ms": 1.0,
+            "latency/b64_ms": 1.0,
+        }
+    }
     read = []  # the files the test set is read for: the frontier's and the chosen one, no other
     chosen = decide(rows, "speedup_b1", 1.0, reference, s, timer=apart, tester=lambda rs, b: read.extend(rs))
     assert sorted({r["recipe"] for r in read}) == ["a", "b", "d"]
@@ -58,8 +86,15 @@ def test_a_tie_within_timing_noise_goes_to_the_smaller_file_and_says_so():
     big = {**row(0.3, 2.0, "big"), "size_mb": 2.0, "stages": 2, "path": "/t/big/big.onnx"}
     small = {**row(0.4, 1.9, "small"), "size_mb": 0.5, "stages": 2, "path": "/t/small/small.onnx"}
     s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
-    reference = {"baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0,
-                              "latency/b64_ms": 1.0}}
+    reference = {
+        "baseline": {
+            "val/acc": 0.9,
+            "test/acc": 0.9,
+            "compress/size_mb": 1.0,
+            "latency/b1_ms": 1.0,
+            "latency/b64_ms": 1.0,
+        }
+    }
     noisy = {0: [0.50, 0.55, 0.48, 0.60, 0.52], 1: [0.53, 0.51, 0.58, 0.54, 0.57]}
     out = decide([big, small], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: noisy)
     assert out["chosen"]["recipe"] == "small" and out["timing"]["tie"]
@@ -85,11 +120,14 @@ def test_a_trial_that_cannot_win_is_not_promoted():
     not promoted, while one at 3.5x (over 0.8 x 4) is. The gains are the latency table's figures
     (compressor/search/latency.py), so nothing is timed again here. search.skip_outclassed=false
     promotes both."""
+
     def record(label, point, gains, drop):
         return {"label": label, "point": point, "candidates": [{**row(drop, g, label), "speedup_b1": g} for g in gains]}
 
     int8 = record("int8", {"student": "none", "prune": "none", "precision": "int8"}, [4.0, 1.0], 0.4)
-    slow = record("prune channel 0.25", {"student": "none", "prune": "channel 0.25", "precision": "fp32"}, [2.0, 1.5], 1.5)
+    slow = record(
+        "prune channel 0.25", {"student": "none", "prune": "channel 0.25", "precision": "fp32"}, [2.0, 1.5], 1.5
+    )
     close = record("prune channel 0.75", {"student": "none", "prune": "channel 0.75", "precision": "fp32"}, [3.5], 2.5)
 
     class Ran:
@@ -117,9 +155,20 @@ def where(job) -> tuple[str, object]:
     return ("error", "no") if job == "bad" else ("ok", (job, os.getpid()))
 
 
-@pytest.mark.parametrize("launcher", [None, {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
-                                             "timeout_min": 5, "cpus_per_task": 1, "tasks_per_node": 1, "nodes": 1}],
-                         ids=["joblib", "submitit_local"])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        None,
+        {
+            "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+            "timeout_min": 5,
+            "cpus_per_task": 1,
+            "tasks_per_node": 1,
+            "nodes": 1,
+        },
+    ],
+    ids=["joblib", "submitit_local"],
+)
 def test_parallel_trials_run_in_other_processes_and_keep_their_order(tmp_path, launcher, monkeypatch):
     import os
 

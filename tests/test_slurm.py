@@ -2,6 +2,7 @@
 starts from Debian's packages (munge, MariaDB, slurmdbd, slurmctld, slurmd), driven through the
 command line as a user types it. Where the cluster cannot start (not root, no apt-get) every test
 here is skipped with the script's own line as the reason. Run them with `make test-cluster`."""
+
 import json
 import re
 import subprocess
@@ -13,9 +14,19 @@ import torch
 from tests.conftest import FAST, ROOT, cli_call
 
 pytestmark = pytest.mark.cluster
-SEARCH = ["search=default", "budget.max_drop=1", "dataset=digits", "train.epochs=2", "latency.reps=2",
-          "latency.rounds=1", "trainer.enable_progress_bar=false", "search.runtime=onnxruntime", "search.promote=1",
-          "search.max_trials=2", "search.parallel=2"]
+SEARCH = [
+    "search=default",
+    "budget.max_drop=1",
+    "dataset=digits",
+    "train.epochs=2",
+    "latency.reps=2",
+    "latency.rounds=1",
+    "trainer.enable_progress_bar=false",
+    "search.runtime=onnxruntime",
+    "search.promote=1",
+    "search.max_trials=2",
+    "search.parallel=2",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,8 +60,12 @@ def slurm_jobs(folder, settle_s: float = 60) -> dict:
     ids = slurm_ids(folder)
     deadline = time.time() + settle_s
     while True:
-        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(ids)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         states = dict(line.split("|") for line in out.split())
         if not any(s in ("PENDING", "RUNNING", "COMPLETING") for s in states.values()) or time.time() > deadline:
             return states
@@ -58,8 +73,15 @@ def slurm_jobs(folder, settle_s: float = 60) -> dict:
 
 
 def test_a_two_job_sweep_runs_as_slurm_jobs_and_is_summarised(tmp_path, cli):
-    proc = cli("-m", "hydra/launcher=slurm_cpu", "technique=baseline,prune", *FAST, "++technique.epochs=1",
-               "hydra.sweep.dir=outputs/sweep", timeout=900)
+    proc = cli(
+        "-m",
+        "hydra/launcher=slurm_cpu",
+        "technique=baseline,prune",
+        *FAST,
+        "++technique.epochs=1",
+        "hydra.sweep.dir=outputs/sweep",
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "outputs" / "sweep"
     assert len(list(sweep.rglob("results.json"))) == 2 and (sweep / "summary.md").is_file()
@@ -77,8 +99,11 @@ def test_a_search_sends_its_trials_as_a_job_array_with_the_same_trials_as_joblib
 
     def trials(name):  # what each trial trained to, on validation: the same seeds give the same models
         lines = (tmp_path / "outputs" / name / "trials.jsonl").read_text().splitlines()
-        return sorted((t["rung"], t["label"], tuple(sorted(round(c["val/acc"], 6) for c in t["candidates"])))
-                      for t in map(json.loads, lines))
+        return sorted(
+            (t["rung"], t["label"], tuple(sorted(round(c["val/acc"], 6) for c in t["candidates"])))
+            for t in map(json.loads, lines)
+        )
+
     assert trials("slurm") == trials("local")
     for name in ("local", "slurm"):
         chosen = json.loads((tmp_path / "outputs" / name / "search.json").read_text())["chosen"]
@@ -88,10 +113,24 @@ def test_a_search_sends_its_trials_as_a_job_array_with_the_same_trials_as_joblib
 # SLURM's time limit, for real: a 1-minute limit with the signal 5 s before it, which SLURM sends
 # between 25 and 55 s after the start (its timer ticks every 30 s). tests/cluster/up lets a requeued
 # job start again about 10 s later (SLURM's default: 2 minutes).
-LIMITED = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
-           "technique=baseline", "dataset=digits", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false"]
-LONG = ["technique=baseline", "dataset=digits", "train.epochs=60", "latency.reps=2", "latency.rounds=1",
-        "trainer.enable_progress_bar=false"]
+LIMITED = [
+    "hydra/launcher=slurm_cpu",
+    "hydra.launcher.timeout_min=1",
+    "hydra.launcher.signal_delay_s=5",
+    "technique=baseline",
+    "dataset=digits",
+    "latency.reps=2",
+    "latency.rounds=1",
+    "trainer.enable_progress_bar=false",
+]
+LONG = [
+    "technique=baseline",
+    "dataset=digits",
+    "train.epochs=60",
+    "latency.reps=2",
+    "latency.rounds=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def test_a_job_at_its_time_limit_is_requeued_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
@@ -104,8 +143,17 @@ def test_a_job_at_its_time_limit_is_requeued_resumes_and_ends_with_the_uninterru
     local = tmp_path / "local"
     local.mkdir()
     uninterrupted_run = Job(LONG, local)  # the same job, uninterrupted, in a process of its own here, meanwhile
-    sweep = Job(["-m", "hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=3",
-                 *LONG, "hydra.sweep.dir=outputs/sweep"], tmp_path)
+    sweep = Job(
+        [
+            "-m",
+            "hydra/launcher=slurm_cpu",
+            "hydra.launcher.timeout_min=5",
+            "hydra.launcher.max_num_timeout=3",
+            *LONG,
+            "hydra.sweep.dir=outputs/sweep",
+        ],
+        tmp_path,
+    )
     wait_for(lambda: next((tmp_path / "outputs" / "cache").glob("*.partial/checkpoints/last.ckpt"), None))
     (job,) = slurm_ids(tmp_path / "outputs" / "sweep")
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
@@ -115,30 +163,52 @@ def test_a_job_at_its_time_limit_is_requeued_resumes_and_ends_with_the_uninterru
     resumed = [int(n) for n in re.findall(r"resuming train_simple_cnn from .*?: (\d+) of 60 epochs done", log)]
     assert stopped and resumed == stopped and all(0 < n < 60 for n in resumed), log[-2000:]
     assert uninterrupted_run.wait() == 0, uninterrupted_run.err()[-3000:]
-    (requeued,), (uninterrupted,) = ([load_file(p) for p in (root / "outputs" / "cache").glob("*/model.safetensors")]
-                                      for root in (tmp_path, local))
+    (requeued,), (uninterrupted,) = (
+        [load_file(p) for p in (root / "outputs" / "cache").glob("*/model.safetensors")] for root in (tmp_path, local)
+    )
     assert requeued.keys() == uninterrupted.keys()
     assert all(torch.equal(requeued[k], uninterrupted[k]) for k in requeued)
 
 
 def test_a_job_out_of_requeues_is_one_line_and_the_rest_of_the_sweep_is_summarised(tmp_path, cli):
-    proc = cli("-m", *LIMITED, "train.epochs=1,400", "hydra.launcher.max_num_timeout=0", "hydra.sweep.dir=outputs/sweep",
-               timeout=900)
+    proc = cli(
+        "-m",
+        *LIMITED,
+        "train.epochs=1,400",
+        "hydra.launcher.max_num_timeout=0",
+        "hydra.sweep.dir=outputs/sweep",
+        timeout=900,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     sweep = tmp_path / "outputs" / "sweep"
     assert len(list(sweep.rglob("results.json"))) == 1 and (sweep / "summary.md").is_file()
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("job ")]
     assert "train.epochs=400" in line and "SLURM's time limit, no requeue left" in line, line
-    assert re.search(r"after \d+ of 400 epochs", line) and line.endswith("hydra.sweep.dir=outputs/sweep export=none"), line
+    assert re.search(r"after \d+ of 400 epochs", line) and line.endswith("hydra.sweep.dir=outputs/sweep export=none"), (
+        line
+    )
 
 
 def test_a_cancelled_job_is_one_line_the_rest_summarised_and_a_rerun_continues_it(tmp_path):
-    args = ["-m", "hydra/launcher=slurm_cpu", "technique=baseline", "dataset=digits", "train.epochs=1,100",
-            "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false", "hydra.sweep.dir=outputs/sweep"]
+    args = [
+        "-m",
+        "hydra/launcher=slurm_cpu",
+        "technique=baseline",
+        "dataset=digits",
+        "train.epochs=1,100",
+        "latency.reps=2",
+        "latency.rounds=1",
+        "trainer.enable_progress_bar=false",
+        "hydra.sweep.dir=outputs/sweep",
+    ]
     sweep = Job(args, tmp_path)
-    wait_for(lambda: (tmp_path / "outputs" / "sweep" / "0_baseline" / "results.json").is_file()  # the 1-epoch job is
-             and next((tmp_path / "outputs" / "cache").glob("*.partial/checkpoints/last.ckpt"), None))  # done, the other mid-fit
+    wait_for(
+        lambda: (
+            (tmp_path / "outputs" / "sweep" / "0_baseline" / "results.json").is_file()  # the 1-epoch job is
+            and next((tmp_path / "outputs" / "cache").glob("*.partial/checkpoints/last.ckpt"), None)
+        )
+    )  # done, the other mid-fit
     (array,) = slurm_ids(tmp_path / "outputs" / "sweep")
     subprocess.run(["scancel", f"{array}_1"], check=True)
     assert sweep.wait() == 1
@@ -185,10 +255,25 @@ def test_ddp_across_two_slurm_tasks_trains_the_baseline_and_a_stage_and_writes_o
     writes results.json, and the job ends COMPLETED. (Both tasks once took the cache's lock as rank 0
     and waited for each other in the fit's first barrier; then the ranks disagreed on the stage's
     folder and hung after `stage prune`, issue 54.)"""
-    proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2", "hydra.launcher.timeout_min=5",
-               "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "technique=prune", "++technique.epochs=1",
-               "dataset=digits", "train.epochs=1", "latency.reps=2", "latency.rounds=1", "trainer.enable_progress_bar=false",
-               "hydra.sweep.dir=outputs/sweep", timeout=600, env={"OMP_NUM_THREADS": "1"})
+    proc = cli(
+        "-m",
+        "hydra/launcher=slurm_cpu",
+        "hydra.launcher.tasks_per_node=2",
+        "hydra.launcher.timeout_min=5",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "technique=prune",
+        "++technique.epochs=1",
+        "dataset=digits",
+        "train.epochs=1",
+        "latency.reps=2",
+        "latency.rounds=1",
+        "trainer.enable_progress_bar=false",
+        "hydra.sweep.dir=outputs/sweep",
+        timeout=600,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "outputs" / "sweep"
     assert len(list(sweep.rglob("results.json"))) == 1 and (sweep / "summary.md").is_file()
@@ -199,16 +284,24 @@ def test_ddp_across_two_slurm_tasks_trains_the_baseline_and_a_stage_and_writes_o
         assert set(ends) == {"0", "1"} and ends["0"] == ends["1"], (fit, log[-2000:])  # both ranks, the same weights
     result = json.loads(next(sweep.rglob("results.json")).read_text())
     assert result["compress/sparsity"] > 0.3
-    assert [p.name for p in (tmp_path / "outputs" / "cache").iterdir() if p.is_dir()] == \
-        [result["baseline"]["cache_entry"].split("/")[-1]]
+    assert [p.name for p in (tmp_path / "outputs" / "cache").iterdir() if p.is_dir()] == [
+        result["baseline"]["cache_entry"].split("/")[-1]
+    ]
     assert set(slurm_jobs(sweep).values()) == {"COMPLETED"}
 
 
 def test_a_job_sbatch_refuses_is_one_line_naming_the_launcher_key(tmp_path, cli):
     """More memory than the node has: sbatch refuses the job; the user reads sbatch's reason and the
     key to change in one line, not submitit's traceback, and nothing ran."""
-    proc = cli("-m", "hydra/launcher=slurm_cpu", "hydra.launcher.mem_gb=100000", "technique=baseline", *FAST,
-               "hydra.sweep.dir=outputs/sweep", timeout=120)
+    proc = cli(
+        "-m",
+        "hydra/launcher=slurm_cpu",
+        "hydra.launcher.mem_gb=100000",
+        "technique=baseline",
+        *FAST,
+        "hydra.sweep.dir=outputs/sweep",
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: sbatch refused the job: ") and "hydra.launcher.mem_gb" in line, proc.stderr[-3000:]

@@ -1,6 +1,7 @@
 """The stage protocol from a user's side: a technique written outside the package (one module and
 one config in the user's folder) runs through the command line alone and in a pipeline, with no
 edit to compressor; and the import graph that keeps bad input refused before torch loads."""
+
 import ast
 import json
 import sys
@@ -60,8 +61,17 @@ def test_a_stage_written_outside_the_package_runs_alone_and_in_a_pipeline(tmp_pa
     assert r["run"]["label"] == "scale x1" and r["stages"] == [{"stage": "scale", "factor": 1.0}]
     assert r["test/acc"] == r["baseline"]["test/acc"]  # x1.0 changes no prediction
 
-    piped = compressor_cli(["technique=pipeline", "+technique@technique.scale=scale", "technique.order=[prune,scale]",
-                            "technique.prune.epochs=1", "technique.scale.factor=2.0", "hydra.run.dir=outputs/piped"], folder)
+    piped = compressor_cli(
+        [
+            "technique=pipeline",
+            "+technique@technique.scale=scale",
+            "technique.order=[prune,scale]",
+            "technique.prune.epochs=1",
+            "technique.scale.factor=2.0",
+            "hydra.run.dir=outputs/piped",
+        ],
+        folder,
+    )
     assert piped.returncode == 0, piped.stderr[-3000:]
     p = results(folder, "piped")
     assert [s["stage"] for s in p["stages"]] == ["prune", "scale"]
@@ -80,8 +90,11 @@ def test_a_stage_config_must_name_a_stage_class(tmp_path):
     from compressor.errors import ConfigError
     from compressor.techniques import base
 
-    for target, message in ((None, "technique._target_ is not set"), ("no.such.Module", "cannot be imported"),
-                            ("collections.OrderedDict", "not a subclass of compressor.techniques.base.Stage")):
+    for target, message in (
+        (None, "technique._target_ is not set"),
+        ("no.such.Module", "cannot be imported"),
+        ("collections.OrderedDict", "not a subclass of compressor.techniques.base.Stage"),
+    ):
         node = OmegaConf.create({"kind": "x", **({"_target_": target} if target else {})})
         with pytest.raises(ConfigError, match=message):
             base.validate(node)
@@ -101,8 +114,9 @@ def imports(path: Path) -> set[str]:
 
 def test_the_import_graph_has_no_cycle_and_the_checks_load_no_torch():
     package = ROOT / "compressor"
-    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in package.rglob("*.py")}
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in package.rglob("*.py")
+    }
     graph = {m: {i for i in imports(p) if i in modules and i != m} for m, p in modules.items()}
 
     def cycle_from(start, seen=()):
@@ -113,12 +127,19 @@ def test_the_import_graph_has_no_cycle_and_the_checks_load_no_torch():
             if found:
                 return found
         return None
+
     for m in graph:
         assert cycle_from(m, (m,)) is None, cycle_from(m, (m,))
     # what runs before torch loads: the rules, validation, and every stage's schema
-    light = ["compressor.rules", "compressor.validate", "compressor.choices", "compressor.errors", "compressor.results",
-             "compressor.techniques.base", *(m for m in modules if m.startswith("compressor.techniques.")
-                                             and m.rsplit(".", 1)[1] in ("rules", "stage"))]
+    light = [
+        "compressor.rules",
+        "compressor.validate",
+        "compressor.choices",
+        "compressor.errors",
+        "compressor.results",
+        "compressor.techniques.base",
+        *(m for m in modules if m.startswith("compressor.techniques.") and m.rsplit(".", 1)[1] in ("rules", "stage")),
+    ]
     assert len(light) >= 5 + 1 + 2 * 5  # every technique's rules and stage
     for m in light:
         stack, seen = [m], set()
@@ -138,8 +159,9 @@ def every_import(path: Path, modules: set, package: str) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                     for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names
+            ]
         else:
             continue
         for name in names:
@@ -152,10 +174,14 @@ def every_import(path: Path, modules: set, package: str) -> set[str]:
 
 def test_no_import_cycle_counting_imports_inside_functions():
     """A function-local import is still an inversion: the layers point one way, however far apart."""
-    paths = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in (ROOT / "compressor").rglob("*.py")}
+    paths = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / "compressor").rglob("*.py")
+    }
     graph = {m: every_import(p, set(paths), "compressor") - {m} for m, p in paths.items()}
-    assert graph["compressor.techniques.prune.stage"] and graph["compressor.search.launch"]  # the walk sees local imports
+    assert (
+        graph["compressor.techniques.prune.stage"] and graph["compressor.search.launch"]
+    )  # the walk sees local imports
     state, path = {}, []
 
     def visit(m):  # depth-first; a module met again while still on the path closes a cycle
@@ -163,11 +189,12 @@ def test_no_import_cycle_counting_imports_inside_functions():
         path.append(m)
         for nxt in sorted(graph[m]):
             if state.get(nxt) == "open":
-                raise AssertionError("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]))
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(nxt) :] + [nxt]))
             if nxt not in state:
                 visit(nxt)
         path.pop()
         state[m] = "done"
+
     for m in sorted(graph):
         if m not in state:
             visit(m)
@@ -177,8 +204,13 @@ def wrong_imports(paths, upper) -> list[str]:
     out = []
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             out += [f"{path.relative_to(ROOT)} imports {n}" for n in names if n.startswith(upper)]
     return out
 
@@ -188,8 +220,15 @@ def test_layers_point_one_way():
     runtimes, training) import no technique, search or job, so the file format and the runtimes work
     without any stage; a technique imports neither the budget that calls its hooks, the search, nor
     the job."""
-    upper = ("compressor.techniques", "compressor.budget", "compressor.search", "compressor.job", "compressor.cli",
-             "compressor.report", "compressor.baseline")
+    upper = (
+        "compressor.techniques",
+        "compressor.budget",
+        "compressor.search",
+        "compressor.job",
+        "compressor.cli",
+        "compressor.report",
+        "compressor.baseline",
+    )
     lower = [p for d in ("quant", "storage", "runtimes", "training") for p in (ROOT / "compressor" / d).rglob("*.py")]
     assert len(lower) >= 12 and wrong_imports(lower, upper) == []
     techniques = list((ROOT / "compressor" / "techniques").rglob("*.py"))

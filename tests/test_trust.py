@@ -1,5 +1,6 @@
 """No file compressor loads can run code: crafted pickles and artifacts through every load path,
 the safe artifact format for every kind of model, and artifacts of release 1."""
+
 import copy
 import json
 import os
@@ -53,13 +54,26 @@ def evil_artifact(path: Path, marker: Path, nested=False) -> Path:
 
 def evil_v1(path: Path, marker: Path) -> Path:
     """A release-1 model.pt (plain dict, loads with weights_only=True) naming os.system."""
-    torch.save({"format": legacy_v1.FORMAT, "kind": "float", "history": [], "state": {}, "structure": {},
-                "arch": {"_target_": "os.system", "_args_": [f"touch {marker}"]}}, path)
+    torch.save(
+        {
+            "format": legacy_v1.FORMAT,
+            "kind": "float",
+            "history": [],
+            "state": {},
+            "structure": {},
+            "arch": {"_target_": "os.system", "_args_": [f"touch {marker}"]},
+        },
+        path,
+    )
     return path
 
 
-EVIL = {"pickle": evil_pickle, "artifact": evil_artifact, "nested_artifact": lambda p, m: evil_artifact(p, m, True),
-        "v1_artifact": evil_v1}
+EVIL = {
+    "pickle": evil_pickle,
+    "artifact": evil_artifact,
+    "nested_artifact": lambda p, m: evil_artifact(p, m, True),
+    "v1_artifact": evil_v1,
+}
 
 
 def one_line(exc) -> str:
@@ -70,8 +84,9 @@ def one_line(exc) -> str:
 
 # -- every load path ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", EVIL)
-@pytest.mark.parametrize("overrides,key", [(["technique=prune"], "model.checkpoint"),
-                                           (["technique=kd"], "teacher.checkpoint")])
+@pytest.mark.parametrize(
+    "overrides,key", [(["technique=prune"], "model.checkpoint"), (["technique=kd"], "teacher.checkpoint")]
+)
 def test_crafted_checkpoints_run_nothing(tmp_path, kind, overrides, key):
     import compressor
 
@@ -121,13 +136,15 @@ def test_a_crafted_cache_entry_runs_nothing(tmp_path):
     assert {p: p.read_bytes() for p in entry.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.parametrize("kind,name", [("pickle", "model.pt"), ("artifact", "model.safetensors"),
-                                       ("v1_artifact", "model.pt")])
+@pytest.mark.parametrize(
+    "kind,name", [("pickle", "model.pt"), ("artifact", "model.safetensors"), ("v1_artifact", "model.pt")]
+)
 def test_predict_runs_nothing(tmp_path, kind, name):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("dataset:\n  in_channels: 1\n  image_size: 8\n  mean: [0.3]\n  std: [0.4]\n"
-                                      "  _target_: os.system\n")  # never instantiated
+    (run / "config.yaml").write_text(
+        "dataset:\n  in_channels: 1\n  image_size: 8\n  mean: [0.3]\n  std: [0.4]\n  _target_: os.system\n"
+    )  # never instantiated
     images = tmp_path / "images"
     images.mkdir()
     marker = tmp_path / "pwned"
@@ -172,8 +189,12 @@ def static_int8(model):
     return fx.mark(fx.convert(prepared), "static", [1, 1, 8, 8])
 
 
-KINDS = {"float": lambda m: m, "ao_fx": static_int8, "torchao": lambda m: torchao_dynamic(copy.deepcopy(m)),
-         "cast": lambda m: Cast(copy.deepcopy(m), torch.float16)}
+KINDS = {
+    "float": lambda m: m,
+    "ao_fx": static_int8,
+    "torchao": lambda m: torchao_dynamic(copy.deepcopy(m)),
+    "cast": lambda m: Cast(copy.deepcopy(m), torch.float16),
+}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -189,6 +210,7 @@ def test_every_kind_round_trips_without_pickle(tmp_path, kind, monkeypatch):
 
     def no_pickle(*a, **k):
         raise AssertionError("an artifact load used pickle")
+
     monkeypatch.setattr(torch, "load", no_pickle)
     monkeypatch.setattr(pickle, "loads", no_pickle)
     monkeypatch.setattr(pickle, "Unpickler", no_pickle)
@@ -200,8 +222,10 @@ def test_every_kind_round_trips_without_pickle(tmp_path, kind, monkeypatch):
 def test_pruned_int8_compounds_on_disk(tmp_path):
     """An int8 artifact of a pruned model stores its zeros sparsely too."""
     dense, sparse = SimpleCNN(1, 10, 8).eval(), pruned(0.9)
-    sizes = {name: os.path.getsize(artifact.save(static_int8(m), tmp_path / f"{name}.safetensors", ARCH, [], m))
-             for name, m in (("dense", dense), ("sparse", sparse))}
+    sizes = {
+        name: os.path.getsize(artifact.save(static_int8(m), tmp_path / f"{name}.safetensors", ARCH, [], m))
+        for name, m in (("dense", dense), ("sparse", sparse))
+    }
     assert sizes["dense"] / sizes["sparse"] > 3
 
 
@@ -272,7 +296,10 @@ def test_a_damaged_or_inflating_sparse_mask_is_one_line(tmp_path):
     key = next(k for k in tensors if k.endswith("#mask"))
     for name, blob in (("damaged", b"not zlib at all"), ("bomb", zlib.compress(bytes(50_000_000)))):
         bad = dict(tensors, **{key: torch.frombuffer(bytearray(blob), dtype=torch.uint8)})
-        save_file(bad, tmp_path / f"{name}.safetensors",
-                  metadata={"format": artifact.FORMAT, "manifest": json.dumps(manifest)})
+        save_file(
+            bad,
+            tmp_path / f"{name}.safetensors",
+            metadata={"format": artifact.FORMAT, "manifest": json.dumps(manifest)},
+        )
         with pytest.raises(ConfigError, match="sparse mask"):
             checkpoint.load(tmp_path / f"{name}.safetensors", "model.checkpoint")

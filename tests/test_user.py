@@ -1,5 +1,6 @@
 """A user's own model, data and folder: the installed command outside the repository, a
 LightningDataModule of their own, a timm model, names that never go stale."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,14 @@ from compressor.errors import ConfigError
 from tests.conftest import FAST, build_wheel, make_cfg, run_job
 from tests.user_code import write_user_folder
 
-USER_DM = ["dataset=datamodule", "dataset.datamodule._target_=tests.user_code.DigitsModule", "dataset.name=my_digits",
-           "dataset.in_channels=1", "dataset.image_size=8", "dataset.num_classes=10"]
+USER_DM = [
+    "dataset=datamodule",
+    "dataset.datamodule._target_=tests.user_code.DigitsModule",
+    "dataset.name=my_digits",
+    "dataset.in_channels=1",
+    "dataset.image_size=8",
+    "dataset.num_classes=10",
+]
 
 
 def test_installed_command_runs_a_users_model_outside_the_repository(tmp_path):
@@ -22,16 +29,39 @@ def test_installed_command_runs_a_users_model_outside_the_repository(tmp_path):
     wheel = build_wheel(tmp_path)
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     # --ignore-installed: without it pip would uninstall this venv's own (editable) compressor
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--ignore-installed", "--prefix", str(prefix),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-index", "--ignore-installed", "--prefix", str(prefix), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (site,) = prefix.glob("lib/python*/site-packages")
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONWARNINGS": "ignore"}
     user = write_user_folder(tmp_path / "work")
-    where = subprocess.run([sys.executable, "-c", "import compressor; print(compressor.__file__)"], cwd=user, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [sys.executable, "-c", "import compressor; print(compressor.__file__)"],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(site)), where  # the wheel's package, not this checkout
-    proc = subprocess.run([str(prefix / "bin" / "compressor"), "-m", "model=tinynet", "technique=prune,quant", *FAST,
-                           "++technique.epochs=1"], cwd=user, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            str(prefix / "bin" / "compressor"),
+            "-m",
+            "model=tinynet",
+            "technique=prune,quant",
+            *FAST,
+            "++technique.epochs=1",
+        ],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (user / "outputs" / "multirun").iterdir()
     found = [json.loads(p.read_text()) for p in sweep.rglob("results.json")]
@@ -60,8 +90,9 @@ def test_a_target_swapped_on_the_command_line_is_named_by_its_class(cli, tmp_pat
 
 def test_timm_model(tmp_path):
     pytest.importorskip("timm", reason="timm is not installed: it is the optional extra compressor[timm]")
-    r = run_job(tmp_path, ["model=timm", "model.net.model_name=resnet10t", "technique=quant",
-                           "technique.calibration_batches=2"])
+    r = run_job(
+        tmp_path, ["model=timm", "model.net.model_name=resnet10t", "technique=quant", "technique.calibration_batches=2"]
+    )
     assert r["run"]["model"] == "resnet10t" and r["compress/size_mb"] < r["baseline"]["compress/size_mb"]
 
 
@@ -75,6 +106,7 @@ def test_unknown_timm_name_is_one_line(tmp_path):
 
 def test_kd_taps_default_to_the_last_linear_input(tmp_path):
     """A model config that names no taps (like a user's) distils through the input of its last Linear."""
-    r = run_job(tmp_path, ["technique=kd", "technique.loss=cosine", "technique.epochs=1", "~model.hidden",
-                           "~teacher.hidden"])
+    r = run_job(
+        tmp_path, ["technique=kd", "technique.loss=cosine", "technique.epochs=1", "~model.hidden", "~teacher.hidden"]
+    )
     assert r["run"]["technique"] == "kd" and r["stages"][0]["weights"]["cosine"] > 0

@@ -1,11 +1,12 @@
 """What a user brings: a model of their own and a LightningDataModule of their own (on the real
 scikit-learn digits, 8x8), written without any compressor base class."""
+
 import lightning as L
 import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-MODEL = '''
+MODEL = """
 from torch import nn
 
 
@@ -18,15 +19,15 @@ class TinyNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.body(x))
-'''
+"""
 
-MODEL_YAML = '''name: tinynet
+MODEL_YAML = """name: tinynet
 net:
   _target_: mynet.TinyNet
   in_channels: ${dataset.in_channels}
   num_classes: ${dataset.num_classes}
 checkpoint: null
-'''
+"""
 
 
 def write_user_folder(folder):
@@ -51,7 +52,8 @@ class DigitsModule(L.LightningDataModule):
         data = TensorDataset(x[keep], y[keep])
         n = len(data)
         self.train, self.val, self.test = torch.utils.data.random_split(
-            data, [n - 2 * (n // 5), n // 5, n // 5], generator=torch.Generator().manual_seed(0))
+            data, [n - 2 * (n // 5), n // 5, n // 5], generator=torch.Generator().manual_seed(0)
+        )
 
     def train_dataloader(self):
         return DataLoader(self.train, self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
@@ -65,4 +67,3 @@ class DigitsModule(L.LightningDataModule):
 
 class NoClasses(L.LightningDataModule):
     """Lacks num_classes: refused in one line."""
-

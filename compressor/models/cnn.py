@@ -2,6 +2,7 @@
 
 Every net is `features` (conv stack) -> `flatten` -> `classifier`, so distillation taps and
 pruning globs can name the same places on every model."""
+
 import torch
 from torch import nn
 
@@ -29,11 +30,16 @@ class SimpleCNN(FeatureNet):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 32):
         super().__init__()
         w = width
-        self.features = nn.Sequential(*_block(in_channels, w, True), *_block(w, 2 * w, image_size >= 8),
-                                      *_block(2 * w, 4 * w, False), nn.AdaptiveAvgPool2d(4))
+        self.features = nn.Sequential(
+            *_block(in_channels, w, True),
+            *_block(w, 2 * w, image_size >= 8),
+            *_block(2 * w, 4 * w, False),
+            nn.AdaptiveAvgPool2d(4),
+        )
         self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Linear(4 * w * 16, 256), nn.ReLU(inplace=True), nn.Dropout(0.25),
-                                        nn.Linear(256, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(4 * w * 16, 256), nn.ReLU(inplace=True), nn.Dropout(0.25), nn.Linear(256, num_classes)
+        )
 
 
 class SmallCNN(FeatureNet):
@@ -41,8 +47,9 @@ class SmallCNN(FeatureNet):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 16):
         super().__init__()
-        self.features = nn.Sequential(*_block(in_channels, width, True), *_block(width, 2 * width, False),
-                                      nn.AdaptiveAvgPool2d(4))
+        self.features = nn.Sequential(
+            *_block(in_channels, width, True), *_block(width, 2 * width, False), nn.AdaptiveAvgPool2d(4)
+        )
         self.flatten = nn.Flatten()
         self.classifier = nn.Sequential(nn.Linear(2 * width * 16, num_classes))
 
@@ -53,12 +60,24 @@ class DeepNN(FeatureNet):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 64, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2) if image_size >= 8 else nn.Identity())
+            nn.Conv2d(in_channels, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(128, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2) if image_size >= 8 else nn.Identity(),
+        )
         self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Linear(_flat_dim(self.features, in_channels, image_size), 512), nn.ReLU(),
-                                        nn.Dropout(0.1), nn.Linear(512, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(_flat_dim(self.features, in_channels, image_size), 512),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Linear(512, num_classes),
+        )
 
 
 class LightNN(FeatureNet):
@@ -66,12 +85,21 @@ class LightNN(FeatureNet):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
-                                      nn.MaxPool2d(2) if image_size >= 8 else nn.Identity())
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2) if image_size >= 8 else nn.Identity(),
+        )
         self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Linear(_flat_dim(self.features, in_channels, image_size), 256), nn.ReLU(),
-                                        nn.Dropout(0.1), nn.Linear(256, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(_flat_dim(self.features, in_channels, image_size), 256),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Linear(256, num_classes),
+        )
 
 
 class MnistCNN(FeatureNet):
@@ -81,11 +109,13 @@ class MnistCNN(FeatureNet):
         super().__init__()
         pad = 0 if image_size >= 10 else 2
         after_conv = image_size - 4 + 2 * pad
-        self.features = nn.Sequential(nn.Conv2d(in_channels, 32, 5, padding=pad), nn.ReLU(),
-                                      nn.MaxPool2d(min(5, after_conv)))
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(min(5, after_conv))
+        )
         self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Linear(_flat_dim(self.features, in_channels, image_size), 128), nn.ReLU(),
-                                        nn.Linear(128, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(_flat_dim(self.features, in_channels, image_size), 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
 
 
 class MnistMLP(FeatureNet):
@@ -95,5 +125,6 @@ class MnistMLP(FeatureNet):
         super().__init__()
         self.features = nn.Identity()
         self.flatten = nn.Flatten()
-        self.classifier = nn.Sequential(nn.Linear(in_channels * image_size * image_size, hidden), nn.ReLU(),
-                                        nn.Linear(hidden, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(in_channels * image_size * image_size, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )

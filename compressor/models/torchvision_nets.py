@@ -2,6 +2,7 @@
 
 ImageNet weights are used only when they already sit in the local torch hub cache: nothing is
 downloaded. Otherwise the net starts from random init and says so."""
+
 import logging
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Cross-entropy training of any nn.Module, with torchmetrics accuracy logged as stage/metric."""
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -21,16 +22,30 @@ def check_optim(optimizer: str, lr: float, scheduler: str, prefix: str) -> None:
 
 
 class Classifier(L.LightningModule):
-    def __init__(self, model: nn.Module, num_classes: int, optimizer: str = "adam", lr: float = 1e-3,
-                 weight_decay: float = 0.0, momentum: float = 0.9, scheduler: str = "none",
-                 schedule_epochs: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        scheduler: str = "none",
+        schedule_epochs: int | None = None,
+    ):
         super().__init__()
         check_optim(optimizer, lr, scheduler, "train")
         self.model = model
         # schedule_epochs: the epochs the learning-rate schedule spans (None: the fit's own). A fit that
         # stops early on a longer schedule is the start of that longer fit, which can continue it
-        self.optim = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
-                          scheduler=scheduler, schedule_epochs=schedule_epochs)
+        self.optim = dict(
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            scheduler=scheduler,
+            schedule_epochs=schedule_epochs,
+        )
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 

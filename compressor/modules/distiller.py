@@ -1,4 +1,5 @@
 """A student trained against a frozen teacher on a weighted sum of named loss terms."""
+
 import torch
 from torch import nn
 
@@ -14,10 +15,21 @@ class Distiller(Classifier):
     when their widths differ); `feature_mse` regresses the student's map at `student_feature`
     onto the teacher's at `teacher_feature` through a learned 1x1-conv regressor."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, example: torch.Tensor, weights: dict,
-                 temperature: float = 4.0, dkd_alpha: float = 1.0, dkd_beta: float = 8.0,
-                 student_hidden: str = "flatten", teacher_hidden: str = "flatten",
-                 student_feature: str = "features", teacher_feature: str = "features", **optim):
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        example: torch.Tensor,
+        weights: dict,
+        temperature: float = 4.0,
+        dkd_alpha: float = 1.0,
+        dkd_beta: float = 8.0,
+        student_hidden: str = "flatten",
+        teacher_hidden: str = "flatten",
+        student_feature: str = "features",
+        teacher_feature: str = "features",
+        **optim,
+    ):
         super().__init__(student, **optim)
         check_terms(weights, temperature)
         self.weights = {k: float(v) for k, v in weights.items()}
@@ -46,8 +58,7 @@ class Distiller(Classifier):
         if "s_feature" in self.taps:
             s, t = self.taps["s_feature"].output, self.taps["t_feature"].output
             if s.dim() == 4 and t.dim() == 4:
-                out["feature"] = nn.Sequential(nn.Conv2d(s.shape[1], t.shape[1], 1),
-                                               nn.AdaptiveAvgPool2d(t.shape[-2:]))
+                out["feature"] = nn.Sequential(nn.Conv2d(s.shape[1], t.shape[1], 1), nn.AdaptiveAvgPool2d(t.shape[-2:]))
             else:
                 out["feature"] = nn.Linear(losses.vector(s).shape[1], losses.vector(t).shape[1])
         return out
@@ -69,8 +80,10 @@ class Distiller(Classifier):
                 args["s_feature"], args["t_feature"] = self.adapters["feature"](s), t
             else:
                 args["s_feature"], args["t_feature"] = self.adapters["feature"](losses.vector(s)), losses.vector(t)
-        return {name: losses.TERMS[name](s_logits=s_logits, t_logits=t_logits, labels=labels, **args)
-                for name in self.weights}
+        return {
+            name: losses.TERMS[name](s_logits=s_logits, t_logits=t_logits, labels=labels, **args)
+            for name in self.weights
+        }
 
     def training_step(self, batch, batch_idx):
         x, y, *given = batch  # given: the teacher's logits, computed once (compressor/training/teacher_logits.py)

@@ -3,6 +3,7 @@
 Features are reached by module path (e.g. `features.3`), so any teacher/student pair works
 without touching model code. Every term takes (student logits, teacher logits, labels,
 student tap, teacher tap) and returns a scalar."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,8 +22,10 @@ class Tap:
         if path is None:
             linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
             if not linears:
-                raise ConfigError(f"{key} is not set and {type(model).__name__} has no Linear layer whose input "
-                                  f"to tap; set it to a module path; {listed}")
+                raise ConfigError(
+                    f"{key} is not set and {type(model).__name__} has no Linear layer whose input "
+                    f"to tap; set it to a module path; {listed}"
+                )
             self.handle = model.get_submodule(linears[-1]).register_forward_hook(self._keep_input)
             return
         if path not in names:

@@ -4,6 +4,7 @@
 fine-tunes against the model as it was before the stage, frozen: the reference in a single
 stage, the stage's input in a pipeline. It reuses the distillation module and its loss terms
 (`technique.recover_weights`, `technique.recover_temperature`)."""
+
 import copy
 
 from omegaconf import OmegaConf
@@ -19,5 +20,12 @@ def module(stage, model, num_classes: int, example, optim: dict):
 
     teacher = copy.deepcopy(model).eval()  # before the stage's callback changes `model`
     weights = OmegaConf.to_container(stage.recover_weights, resolve=True)
-    return Distiller(student=model, teacher=teacher, example=example, weights=weights,
-                     temperature=stage.recover_temperature, num_classes=num_classes, **optim)
+    return Distiller(
+        student=model,
+        teacher=teacher,
+        example=example,
+        weights=weights,
+        temperature=stage.recover_temperature,
+        num_classes=num_classes,
+        **optim,
+    )

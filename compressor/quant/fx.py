@@ -3,6 +3,7 @@ announces it will remove. Static post-training int8 and quantization-aware train
 CPU: torchao's replacement (pt2e) reaches int8 kernels only through torch.compile/inductor.
 It gives real x86 (fbgemm/oneDNN) int8 conv and linear kernels with per-channel weights and
 conv-bn-relu fusion."""
+
 import warnings
 
 import torch
@@ -69,8 +70,9 @@ def prepare_static(model: nn.Module, example: torch.Tensor, keep_float=(), only=
 def prepare_qat(model: nn.Module, example: torch.Tensor, keep_float=(), engine=None) -> nn.Module:
     engine = engine or engine_for(model)
     torch.backends.quantized.engine = engine
-    prepared = prepare_qat_fx(model.train(), mapping(model, get_default_qat_qconfig_mapping(engine), keep_float),
-                              (example,))
+    prepared = prepare_qat_fx(
+        model.train(), mapping(model, get_default_qat_qconfig_mapping(engine), keep_float), (example,)
+    )
     prepared.compressor_engine = engine
     return prepared
 
@@ -91,8 +93,12 @@ def float_layers(converted: nn.Module) -> list[str]:
 
 def mark(converted: nn.Module, mode: str, example_shape, keep_float=()) -> nn.Module:
     """Record how the int8 graph was made, so an artifact can rebuild it (see artifact.load)."""
-    converted.compressor_recipe = {"mode": mode, "example_shape": list(example_shape), "keep_float": list(keep_float),
-                                   "engine": getattr(converted, "compressor_engine", ENGINE)}
+    converted.compressor_recipe = {
+        "mode": mode,
+        "example_shape": list(example_shape),
+        "keep_float": list(keep_float),
+        "engine": getattr(converted, "compressor_engine", ENGINE),
+    }
     return converted
 
 
@@ -106,5 +112,9 @@ def rebuild(float_model: nn.Module, recipe: dict) -> nn.Module:
     engine = recipe.get("engine", ENGINE)  # absent in artifacts written before the engine was chosen per net
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="must run observer before calling calculate_qparams")
-        return mark(convert(prepare(float_model, example, keep_float, engine=engine)), recipe["mode"],
-                    recipe["example_shape"], keep_float)
+        return mark(
+            convert(prepare(float_model, example, keep_float, engine=engine)),
+            recipe["mode"],
+            recipe["example_shape"],
+            keep_float,
+        )

@@ -1,6 +1,7 @@
 """Quantization primitives shared by the quant stage, the artifact format, the runtimes and the
 budget: the fp16/bf16 wrapper, calibration inputs, and torchao's dynamic int8. Nothing here knows
 about Lightning or a stage."""
+
 import itertools
 
 import torch

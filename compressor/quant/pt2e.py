@@ -16,6 +16,7 @@ Two facts of the versions in use (torch 2.14, torchao 0.18), worked around here:
   fix, pytorch/ao#4480, covers linear only, not conv + add + relu).
 - activation scales are literals in the converted graph, not tensors, so `mark` records them and
   `rebuild` writes them back: a state dict alone does not restore a pt2e model."""
+
 import copy
 import types
 
@@ -174,8 +175,13 @@ def float_layers(converted: nn.Module) -> list[str]:
 
 def mark(converted: nn.Module, mode: str, example_shape, keep_float=()) -> nn.Module:
     """Record how the int8 graph was made and its activation scales, so an artifact can rebuild it."""
-    converted.compressor_recipe = {"api": "pt2e", "mode": mode, "example_shape": list(example_shape),
-                                   "keep_float": list(keep_float), "qparams": qparams(converted.graph)}
+    converted.compressor_recipe = {
+        "api": "pt2e",
+        "mode": mode,
+        "example_shape": list(example_shape),
+        "keep_float": list(keep_float),
+        "qparams": qparams(converted.graph),
+    }
     return converted
 
 

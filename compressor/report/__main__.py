@@ -1,4 +1,5 @@
 """python -m compressor.report DIR [--out DIR]: rebuild summary.md, summary.csv and plots."""
+
 import argparse
 import sys
 

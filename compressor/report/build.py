@@ -1,5 +1,6 @@
 """Summary table (markdown + CSV) and plots from any directory of runs: it reads results.json
 files and nothing else, so partial sweeps and hand-collected folders work alike."""
+
 import csv
 import json
 import logging
@@ -19,13 +20,27 @@ from compressor.results import problem
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [("test/acc", "test acc"), ("delta", "Δ acc vs baseline (pts)"), ("compress/size_mb", "size MB"),
-           ("ratio", "compression ×"), ("latency/b1_ms", "latency b1 ms/img"), ("latency/b64_ms", "latency b64 ms/img"),
-           ("speedup_b1", "speed-up b1 ×"), ("speedup_b64", "speed-up b64 ×"), ("compress/params", "params"),
-           ("compress/nonzero_params", "non-zero params"), ("compress/macs", "MACs"), ("compress/sparsity", "sparsity"),
-           ("kd/agreement", "agreement with teacher"), ("deploy/b1", "best runtime b1"),
-           ("deploy/b64", "best runtime b64")]
-TEXT = ("deploy/b1", "deploy/b64")  # which file on which runtime: with export=onnx|openvino|all (compressor/runtimes/deploy.py)
+COLUMNS = [
+    ("test/acc", "test acc"),
+    ("delta", "Δ acc vs baseline (pts)"),
+    ("compress/size_mb", "size MB"),
+    ("ratio", "compression ×"),
+    ("latency/b1_ms", "latency b1 ms/img"),
+    ("latency/b64_ms", "latency b64 ms/img"),
+    ("speedup_b1", "speed-up b1 ×"),
+    ("speedup_b64", "speed-up b64 ×"),
+    ("compress/params", "params"),
+    ("compress/nonzero_params", "non-zero params"),
+    ("compress/macs", "MACs"),
+    ("compress/sparsity", "sparsity"),
+    ("kd/agreement", "agreement with teacher"),
+    ("deploy/b1", "best runtime b1"),
+    ("deploy/b64", "best runtime b64"),
+]
+TEXT = (
+    "deploy/b1",
+    "deploy/b64",
+)  # which file on which runtime: with export=onnx|openvino|all (compressor/runtimes/deploy.py)
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -62,8 +77,10 @@ def derived(r: dict) -> dict:
             acc = f", acc {best['test/acc']:.4f}" if isinstance(best.get("test/acc"), float) else ""
             slower = ", SLOWER than the baseline" if best.get("slower_than_baseline") else ""
             static = ", static shape" if best.get("static_shape") else ""
-            out[f"deploy/{batch}"] = (f"{best.get('runtime')} {best.get('file')} "
-                                      f"({best.get(f'latency/{batch}_ms', 0):.4f} ms{static}{acc}{slower})")
+            out[f"deploy/{batch}"] = (
+                f"{best.get('runtime')} {best.get('file')} "
+                f"({best.get(f'latency/{batch}_ms', 0):.4f} ms{static}{acc}{slower})"
+            )
     return out
 
 
@@ -93,8 +110,13 @@ def rows(runs: list[dict]) -> list[dict]:
         by_seed = {}
         for seed, values in items:  # the baseline appears once per run: keep one per seed
             by_seed.setdefault(seed, values)
-        row = {"dataset": dataset, "model": model, "label": label, "seeds": len(by_seed),
-               "val_curve": curves.get((dataset, model, label), [])}
+        row = {
+            "dataset": dataset,
+            "model": model,
+            "label": label,
+            "seeds": len(by_seed),
+            "val_curve": curves.get((dataset, model, label), []),
+        }
         for key, _ in COLUMNS + [("val/acc", "")]:
             values = [v[key] for v in by_seed.values() if v.get(key) is not None]
             if key in TEXT:  # the winner of most seeds
@@ -116,25 +138,45 @@ def fmt(row: dict, key: str) -> str:
         return str(v)
     if key in ("compress/params", "compress/nonzero_params", "compress/macs"):
         return f"{v:,.0f}"
-    text = f"{v:.4f}" if key in ("test/acc", "kd/agreement", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb") else f"{v:.2f}"
+    text = (
+        f"{v:.4f}"
+        if key
+        in ("test/acc", "kd/agreement", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb")
+        else f"{v:.2f}"
+    )
     return text + (f" ± {std:.4f}" if std and key in ("test/acc", "delta", "kd/agreement") else "")
 
 
 def write_tables(table: list[dict], out: Path) -> None:
     header = ["dataset", "model", "run", "seeds"] + [title for _, title in COLUMNS]
-    cells = [dict(zip(header, [row["dataset"], row["model"], row["label"], str(row["seeds"])]
-                      + [fmt(row, k) for k, _ in COLUMNS])) for row in table]
+    cells = [
+        dict(
+            zip(
+                header,
+                [row["dataset"], row["model"], row["label"], str(row["seeds"])] + [fmt(row, k) for k, _ in COLUMNS],
+            )
+        )
+        for row in table
+    ]
     lines = markdown(cells, header).split("\n")
-    notes = ["", "Ratios (compression ×, speed-up ×) are against the baseline measured in the same process as each run; "
-                 "values below 1 mean larger or slower. Latency: median ms per image, torch threads pinned. "
-                 "MACs and parameters of quantized models are counted on their float graph."]
+    notes = [
+        "",
+        "Ratios (compression ×, speed-up ×) are against the baseline measured in the same process as each run; "
+        "values below 1 mean larger or slower. Latency: median ms per image, torch threads pinned. "
+        "MACs and parameters of quantized models are counted on their float graph.",
+    ]
     (out / "summary.md").write_text("\n".join(lines + notes) + "\n")
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["dataset", "model", "run", "seeds"] + [k for k, _ in COLUMNS] + [k + "_std" for k, _ in COLUMNS])
+        writer.writerow(
+            ["dataset", "model", "run", "seeds"] + [k for k, _ in COLUMNS] + [k + "_std" for k, _ in COLUMNS]
+        )
         for row in table:
-            writer.writerow([row["dataset"], row["model"], row["label"], row["seeds"]] + [row.get(k) for k, _ in COLUMNS]
-                            + [row.get(k + "_std") for k, _ in COLUMNS])
+            writer.writerow(
+                [row["dataset"], row["model"], row["label"], row["seeds"]]
+                + [row.get(k) for k, _ in COLUMNS]
+                + [row.get(k + "_std") for k, _ in COLUMNS]
+            )
 
 
 def pareto(points):
@@ -179,10 +221,19 @@ def plot(table: list[dict], out: Path) -> list[Path]:
     pts = [(r["compress/size_mb"], 100 * r["test/acc"]) for r in table]
     markers = "osD^v<>PX*hp"
     front = pareto(pts)
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:red", label="Pareto front", zorder=1)
+    ax.plot(
+        [pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:red", label="Pareto front", zorder=1
+    )
     for i, (r, (s_, a)) in enumerate(zip(table, pts)):
-        ax.scatter(s_, a, marker=markers[i % len(markers)], s=60, zorder=3,
-                   color="tab:gray" if r["label"] == "baseline" else f"C{i % 10}", label=textwrap.fill(names[i], 45))
+        ax.scatter(
+            s_,
+            a,
+            marker=markers[i % len(markers)],
+            s=60,
+            zorder=3,
+            color="tab:gray" if r["label"] == "baseline" else f"C{i % 10}",
+            label=textwrap.fill(names[i], 45),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel("test accuracy (%)")
@@ -194,8 +245,13 @@ def plot(table: list[dict], out: Path) -> list[Path]:
     for r, name in zip(table, names):
         if r["val_curve"]:
             style = dict(color="black", linewidth=2.5) if r["label"] == "baseline" else {}
-            ax.plot(range(1, len(r["val_curve"]) + 1), [100 * v for v in r["val_curve"]], marker="o",
-                    label=textwrap.fill(name, 45), **style)
+            ax.plot(
+                range(1, len(r["val_curve"]) + 1),
+                [100 * v for v in r["val_curve"]],
+                marker="o",
+                label=textwrap.fill(name, 45),
+                **style,
+            )
     ax.set_xlabel("epoch (baseline: training; compressed: fine-tuning / distillation, stages joined)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("Validation accuracy per epoch, before (baseline) and after compression")
@@ -243,22 +299,28 @@ def distillation_note(runs: list[dict]) -> str:
     for r in (r for r in kd if not is_alone(r)):
         twin = alone.get(key(r))
         by_label[(r["run"]["dataset"], r["run"]["model"], r["run"]["label"])].append(
-            100 * (r["test/acc"] - twin["test/acc"]) if twin else None)
+            100 * (r["test/acc"] - twin["test/acc"]) if twin else None
+        )
     for (dataset, model, label), deltas in sorted(by_label.items()):
         paired = [d for d in deltas if d is not None]
         if not paired:
-            lines.append(f"- {dataset}, {model}, {label}: no student-alone run with the same seed in this folder "
-                         "(add technique=kd technique.loss=ce), so this table cannot say what distillation added.")
+            lines.append(
+                f"- {dataset}, {model}, {label}: no student-alone run with the same seed in this folder "
+                "(add technique=kd technique.loss=ce), so this table cannot say what distillation added."
+            )
             continue
         mean = statistics.mean(paired)
         if len(paired) > 1:
             std = statistics.stdev(paired)
-            verdict = ("no clear gain: within the seeds' spread" if abs(mean) <= std else "better" if mean > 0
-                       else "worse") + f" (± {std:.2f} over {len(paired)} seeds)"
+            verdict = (
+                "no clear gain: within the seeds' spread" if abs(mean) <= std else "better" if mean > 0 else "worse"
+            ) + f" (± {std:.2f} over {len(paired)} seeds)"
         else:
             verdict = ("better" if mean > 0 else "worse" if mean < 0 else "no gain") + " (one seed: noise not measured)"
-        lines.append(f"- {dataset}, {model}, {label}: {mean:+.2f} pts test accuracy against the same student "
-                     f"trained alone: **{verdict}**.")
+        lines.append(
+            f"- {dataset}, {model}, {label}: {mean:+.2f} pts test accuracy against the same student "
+            f"trained alone: **{verdict}**."
+        )
     return "\n## Distillation against the student trained alone\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
@@ -276,6 +338,9 @@ def sensitivity_plots(runs: list[dict], out: Path) -> list[Path]:
             files.append(target)
     if files:
         with open(out / "summary.md", "a") as f:
-            f.write("\n## Per-layer sensitivity (technique=sensitivity; validation drop, no fine-tuning)\n\n"
-                    + "\n".join(f"![{p.stem}]({p.name})" for p in files) + "\n")
+            f.write(
+                "\n## Per-layer sensitivity (technique=sensitivity; validation drop, no fine-tuning)\n\n"
+                + "\n".join(f"![{p.stem}]({p.name})" for p in files)
+                + "\n"
+            )
     return files

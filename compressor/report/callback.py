@@ -28,8 +28,13 @@ class SweepReport(Callback):
             again = " ".join([*command, *sys.argv[1:]])
             for path in stopped:
                 s = json.loads(path.read_text())
-                print(f"job {path.parent.relative_to(sweep)} ({s['overrides']}, SLURM job {s['slurm_job']}): "
-                      f"{s['line']}: {again}", file=sys.stderr)
-            print(f"error: {len(stopped)} job(s) of the sweep did not finish (above); the others are summarised",
-                  file=sys.stderr)
+                print(
+                    f"job {path.parent.relative_to(sweep)} ({s['overrides']}, SLURM job {s['slurm_job']}): "
+                    f"{s['line']}: {again}",
+                    file=sys.stderr,
+                )
+            print(
+                f"error: {len(stopped)} job(s) of the sweep did not finish (above); the others are summarised",
+                file=sys.stderr,
+            )
             sys.exit(1)  # Hydra turns a callback's exception into a warning; the sweep did not succeed

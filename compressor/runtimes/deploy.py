@@ -17,6 +17,7 @@ the same group, so each candidate's speed-up is a ratio measured side by side, a
 slower than the baseline at a batch size says so.
 results.json: `export` (every file's figures) and `deploy` (every candidate with its own validation
 and test accuracy, the baseline's latency, and the fastest at batch 1 and at batch 64)."""
+
 import logging
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def _openvino(reference, example, run_dir: Path, calibration, threads, written: 
         paths["int8"] = run_dir / "model.int8.xml"
         if not written:
             ovx.save(ovx.int8(ov_model, calibration), paths["int8"])
-    return {**{name: ovx.OpenVinoModel(path, threads=threads) for name, path in paths.items()},
-            **{f"{name} static": ovx.OpenVinoModel(path, threads=threads, static=True) for name, path in paths.items()}}
+    return {
+        **{name: ovx.OpenVinoModel(path, threads=threads) for name, path in paths.items()},
+        **{f"{name} static": ovx.OpenVinoModel(path, threads=threads, static=True) for name, path in paths.items()},
+    }
 
 
 EXPORTERS = {"onnxruntime": ("onnx", _onnx), "openvino": ("openvino", _openvino)}
@@ -74,9 +77,21 @@ def wanted(cfg, model) -> bool:
     return bool(cfg.export.onnx or cfg.export.openvino) or own_runtime(model) != "torch"
 
 
-def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, cfg, precision: str = "fp32",
-             calibration_batches: int = 32, accuracy: float | None = None, val_accuracy: float | None = None,
-             baseline=None, correct: dict | None = None) -> dict:
+def measured(
+    model,
+    model_path: Path,
+    float_model,
+    dm,
+    example,
+    run_dir: Path,
+    cfg,
+    precision: str = "fp32",
+    calibration_batches: int = 32,
+    accuracy: float | None = None,
+    val_accuracy: float | None = None,
+    baseline=None,
+    correct: dict | None = None,
+) -> dict:
     """results.json's `export` and `deploy` blocks. An export that fails is one warning line and an
     `error` entry; the run keeps everything else. `baseline` (a float torch model) is timed with the
     files. `correct` gains each shippable file's answers per split, image by image, under its label
@@ -88,8 +103,7 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
     checked = dm.test_dataloader() if tested else dm.val_dataloader()
     ref_logits, _ = measure.predict(reference, checked)
     # `precision`: the run's number format (int8: the int8 exports are made too, calibrated like its stage)
-    calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) \
-        if precision == "int8" else None
+    calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) if precision == "int8" else None
     own = f"{own_runtime(model)} (the run's model)"
     files = {own: (own_runtime(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
     accuracies = {own: (val_accuracy, accuracy)}  # each shipped file's own: an int8 export is not the run's model
@@ -99,7 +113,9 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
         if not cfg.export.get(key) and name != own_runtime(model):  # a backend run always checks its own files
             continue
         try:
-            sessions = exporter(reference, example, run_dir, calibration, cfg.latency.threads, name == own_runtime(model))
+            sessions = exporter(
+                reference, example, run_dir, calibration, cfg.latency.threads, name == own_runtime(model)
+            )
         except Exception as exc:  # one runtime failing to take a model must not lose the run
             first = str(exc).splitlines()[0] if str(exc) else ""
             log.warning("export to %s failed (%s: %s); the run keeps its other files", name, type(exc).__name__, first)
@@ -112,11 +128,22 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
             answers = {split: measure.correct(logits, labels)}
             agreement = (logits.argmax(1) == ref_logits.argmax(1)).float().mean().item()
             if agreement < NEEDED[number]:
-                log.warning("%s %s agrees with PyTorch on only %.2f%% of %s images (needed %.1f%%)", name, kind,
-                            100 * agreement, split, 100 * NEEDED[number])
-            out[name][kind] = {"path": str(session.path), "size_mb": measure.size_mb(session.path),
-                               f"{split}/acc": measure.accuracy(logits, labels), "agreement": agreement,
-                               "agreement_on": split, "agreement_ok": agreement >= NEEDED[number]}
+                log.warning(
+                    "%s %s agrees with PyTorch on only %.2f%% of %s images (needed %.1f%%)",
+                    name,
+                    kind,
+                    100 * agreement,
+                    split,
+                    100 * NEEDED[number],
+                )
+            out[name][kind] = {
+                "path": str(session.path),
+                "size_mb": measure.size_mb(session.path),
+                f"{split}/acc": measure.accuracy(logits, labels),
+                "agreement": agreement,
+                "agreement_on": split,
+                "agreement_ok": agreement >= NEEDED[number],
+            }
             if number != precision:
                 out[name][kind]["note"] = f"the float model before quantization, not this run's {precision} model"
             if Path(session.path) == Path(model_path) and kind == number:  # the run's own backend file, as it ran
@@ -137,16 +164,28 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
     if baseline is not None:
         files["baseline"] = ("torch", baseline, None)
     # every file side by side in one process, threads pinned (measure.latencies alternates them)
-    speeds = measure.latencies({label: f[1] for label, f in files.items()}, example, cfg.latency.threads,
-                               cfg.latency.reps, cfg.latency.rounds)
+    speeds = measure.latencies(
+        {label: f[1] for label, f in files.items()}, example, cfg.latency.threads, cfg.latency.reps, cfg.latency.rounds
+    )
     for name, kinds in out.items():
         for kind, entry in kinds.items() if "error" not in kinds else ():
             entry.update(speeds[entry.get("same_as", f"{name} {kind}")])
-    deploy = {"candidates": [{"label": label, "runtime": files[label][0], "precision": precisions[label],
-                              "static_shape": bool(getattr(files[label][1], "static", False)),
-                              "file": files[label][2].name, "size_mb": measure.size_mb(files[label][2]),
-                              "val/acc": accuracies[label][0], "test/acc": accuracies[label][1],
-                              **speeds[label]} for label in shippable]}
+    deploy = {
+        "candidates": [
+            {
+                "label": label,
+                "runtime": files[label][0],
+                "precision": precisions[label],
+                "static_shape": bool(getattr(files[label][1], "static", False)),
+                "file": files[label][2].name,
+                "size_mb": measure.size_mb(files[label][2]),
+                "val/acc": accuracies[label][0],
+                "test/acc": accuracies[label][1],
+                **speeds[label],
+            }
+            for label in shippable
+        ]
+    }
     if baseline is not None:
         deploy["baseline"] = speeds["baseline"]
         for c in deploy["candidates"]:
@@ -155,10 +194,14 @@ def measured(model, model_path: Path, float_model, dm, example, run_dir: Path, c
                 c["slower_than_baseline"] = slower
     for batch in ("b1", "b64"):
         best = min(deploy["candidates"], key=lambda c: c[f"latency/{batch}_ms"])
-        deploy[batch] = {"runtime": best["runtime"], "file": best["file"], "static_shape": best["static_shape"],
-                         "test/acc": best["test/acc"],
-                         f"latency/{batch}_ms": best[f"latency/{batch}_ms"],
-                         "slower_than_baseline": batch in best.get("slower_than_baseline", ())}
+        deploy[batch] = {
+            "runtime": best["runtime"],
+            "file": best["file"],
+            "static_shape": best["static_shape"],
+            "test/acc": best["test/acc"],
+            f"latency/{batch}_ms": best[f"latency/{batch}_ms"],
+            "slower_than_baseline": batch in best.get("slower_than_baseline", ()),
+        }
     return {"export": out, "deploy": deploy}
 
 
@@ -180,5 +223,8 @@ def load(candidate: dict):
         from compressor.runtimes.openvino import OpenVinoModel
 
         return OpenVinoModel(candidate["path"], static=candidate.get("static_shape", False))
-    return export.OnnxModel(candidate["path"]) if candidate["runtime"] == "onnxruntime" else \
-        artifact.load(candidate["path"])
+    return (
+        export.OnnxModel(candidate["path"])
+        if candidate["runtime"] == "onnxruntime"
+        else artifact.load(candidate["path"])
+    )

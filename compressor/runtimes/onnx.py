@@ -1,5 +1,6 @@
 """ONNX export (torch.onnx, dynamo exporter), ONNX Runtime int8 quantization and sessions.
 What a run exports, and how each file is checked and timed: compressor.runtimes."""
+
 import logging
 import os
 from pathlib import Path
@@ -16,9 +17,16 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(model.cpu().eval(), (example[:1].cpu(),), dynamo=True, verbose=False,
-                                input_names=["input"], output_names=["logits"],
-                                dynamic_shapes=({0: batch},), external_data=False)
+    program = torch.onnx.export(
+        model.cpu().eval(),
+        (example[:1].cpu(),),
+        dynamo=True,
+        verbose=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},),
+        external_data=False,
+    )
     program.save(str(tmp), external_data=False)
     os.replace(tmp, path)
     return path
@@ -48,8 +56,15 @@ def quantize_onnx(src, dst, mode: str, calibration=None) -> Path:
     quant_pre_process(str(src), str(pre))
     try:
         if mode == "static":
-            quantize_static(str(pre), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            quantize_static(
+                str(pre),
+                str(dst),
+                _Reader(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
         else:
             quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
     finally:

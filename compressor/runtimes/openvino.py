@@ -5,6 +5,7 @@ like a torch model. openvino and nncf are optional extras, imported only here an
 An IR is two files, model.xml (the graph, plain XML) and model.bin (raw weights); loading one
 runs no code. Weights are saved in float32 (compress_to_fp16=False), so an fp32 IR computes what
 the PyTorch model computes; an NNCF IR holds int8 weights with their scales."""
+
 import logging
 import os
 from pathlib import Path
@@ -22,8 +23,10 @@ def require():
         import nncf
         import openvino
     except ImportError as exc:
-        raise ConfigError(f"OpenVINO needs the optional extra that provides {exc.name!r}: "
-                          "pip install 'compressor[openvino]' (make install installs it)") from None
+        raise ConfigError(
+            f"OpenVINO needs the optional extra that provides {exc.name!r}: "
+            "pip install 'compressor[openvino]' (make install installs it)"
+        ) from None
     nncf.set_log_level(logging.ERROR)
     return openvino, nncf
 
@@ -81,8 +84,15 @@ def int8(ov_model, calibration, validation=None, max_drop: float | None = None):
             total += len(y)
         return right / total
 
-    return nncf.quantize_with_accuracy_control(ov_model, data, val, validate, max_drop=max_drop / 100,
-                                               drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration))
+    return nncf.quantize_with_accuracy_control(
+        ov_model,
+        data,
+        val,
+        validate,
+        max_drop=max_drop / 100,
+        drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=len(calibration),
+    )
 
 
 class OpenVinoModel(RuntimeModel):
@@ -103,8 +113,12 @@ class OpenVinoModel(RuntimeModel):
 
     def compile(self, shape=None):
         ov, _ = require()
-        config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32"}
+        config = {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
         core = self.session()
         if shape is None:
             return core.compile_model(str(self.path), "CPU", config)

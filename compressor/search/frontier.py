@@ -31,6 +31,7 @@ killed search continues where it stopped. `search.parallel` trials run at once
 (compressor/search/launch.py: joblib, or submitit under hydra/launcher=slurm).
 Written to the run folder: trials.jsonl (a line per trial as it ends), frontier.csv, summary.md,
 frontier.png, search.json, TensorBoard scalars, and ship/ with the chosen file."""
+
 import json
 import logging
 import time
@@ -63,8 +64,16 @@ class Trials:
     """Runs points as jobs (compressor/search/launch.py: here, or several at once) and keeps what
     each produced."""
 
-    def __init__(self, cfg, model: str, base: list[str], out: Path, launcher: dict | None = None,
-                 full: dict | None = None, timer=None):
+    def __init__(
+        self,
+        cfg,
+        model: str,
+        base: list[str],
+        out: Path,
+        launcher: dict | None = None,
+        full: dict | None = None,
+        timer=None,
+    ):
         self.cfg, self.model, self.base, self.out, self.launcher = cfg, model, base, out, launcher
         self.full = full  # each fine-tuning stage's full epochs: every trial's schedule spans them
         self.done: dict = {}  # (rung, point) -> record
@@ -83,8 +92,10 @@ class Trials:
             key = (rung, tuple(sorted(point.items())))
             if key in self.done or key in todo:
                 continue
-            name = f"{rung}_{len(self.done) + len(todo):03d}_" + "".join(
-                c if c.isalnum() else "_" for c in space.label(point))[:60]
+            name = (
+                f"{rung}_{len(self.done) + len(todo):03d}_"
+                + "".join(c if c.isalnum() else "_" for c in space.label(point))[:60]
+            )
             recipe = epochs(point) if callable(epochs) else epochs
             overrides = [*self.base, *space.overrides(point, self.model, self.cfg.search.runtime, recipe, self.full)]
             record = {"rung": rung, "point": point, "label": space.label(point), "overrides": overrides}
@@ -103,11 +114,22 @@ class Trials:
         for (key, (record, _)), (status, value) in zip(todo.items(), outcomes):
             if status == "ok":
                 reused = bool(value["run"].get("reused_from"))
-                record.update(run_dir=value["run"]["run_dir"], reused=reused, stages=trained(value, reused),
-                              candidates=candidates(value, self.cfg.search.runtime), baseline=value["baseline"])
+                record.update(
+                    run_dir=value["run"]["run_dir"],
+                    reused=reused,
+                    stages=trained(value, reused),
+                    candidates=candidates(value, self.cfg.search.runtime),
+                    baseline=value["baseline"],
+                )
                 if self.reference is not None:  # decisions read the latency table, not the trial's own timing
-                    latency.tabled(record["candidates"], self.reference, GAIN[self.cfg.search.objective],
-                                   self.cfg.latency.threads, self.cfg.paths.cache_dir, self.timer)
+                    latency.tabled(
+                        record["candidates"],
+                        self.reference,
+                        GAIN[self.cfg.search.objective],
+                        self.cfg.latency.threads,
+                        self.cfg.paths.cache_dir,
+                        self.timer,
+                    )
             else:  # one point the model cannot take (or that diverged) does not end the search
                 log.warning("search: trial %s failed (%s)", record["label"], value)
                 record.update(error=value, candidates=[])
@@ -136,11 +158,13 @@ def pareto(rows: list[dict], gain: str) -> list[dict]:
     least as good on all, better on one). Size and stages count because a tie in speed goes to the
     smaller file, then to fewer stages: the file shipped is always one of these, the frontier
     frontier.csv reports."""
+
     def key(p):
         return p["val/acc"], p[gain], -p["size_mb"], -p.get("stages", 0)
 
     def dominated(p):
         return any(all(a >= b for a, b in zip(key(q), key(p))) and key(q) != key(p) for q in rows)
+
     return sorted((p for p in rows if not dominated(p)), key=lambda p: -p[gain])
 
 
@@ -164,8 +188,17 @@ def main(cfg) -> dict:
     trials.reference = baseline_file(reference)
     writer = tensorboard(cfg, out)
     clock.end("baseline")
-    first = first_rung(trials, dims, s, gain, max_drop, deadline, epochs=lambda p: short if space.fine_tunes(p) else full,
-                       seed=cfg.seed, writer=writer)
+    first = first_rung(
+        trials,
+        dims,
+        s,
+        gain,
+        max_drop,
+        deadline,
+        epochs=lambda p: short if space.fine_tunes(p) else full,
+        seed=cfg.seed,
+        writer=writer,
+    )
     clock.end("first rung")
     finals, outclassed = second_rung(trials, first, s, gain, max_drop, deadline, full)
     clock.end("second rung")
@@ -179,14 +212,18 @@ def main(cfg) -> dict:
     return result
 
 
-def first_rung(trials, dims: dict, s, gain: str, max_drop: float, deadline: float, epochs, seed: int, writer) -> list[dict]:
+def first_rung(
+    trials, dims: dict, s, gain: str, max_drop: float, deadline: float, epochs, seed: int, writer
+) -> list[dict]:
     """`search.max_trials` new points sampled by NSGA-II (validation accuracy and gain), run
     `search.parallel` at a time with short recipes; a repeated point is told its values again."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["maximize", "maximize"], sampler=optuna.samplers.NSGAIISampler(
-        population_size=max(2, min(s.max_trials, 8)), seed=seed))
+    study = optuna.create_study(
+        directions=["maximize", "maximize"],
+        sampler=optuna.samplers.NSGAIISampler(population_size=max(2, min(s.max_trials, 8)), seed=seed),
+    )
     distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in dims.items()}
     for point in anchors(dims):  # asked first, before the sampler's own points
         study.enqueue_trial(point)
@@ -213,8 +250,9 @@ def first_rung(trials, dims: dict, s, gain: str, max_drop: float, deadline: floa
             seen[key] = None if pick is None else (pick["val/acc"], pick[gain])
             first.append(record)
             if writer and pick:
-                writer.log_metrics({"search/rung1_val_acc": pick["val/acc"], f"search/rung1_{gain}": pick[gain]},
-                                   step=len(first))
+                writer.log_metrics(
+                    {"search/rung1_val_acc": pick["val/acc"], f"search/rung1_{gain}": pick[gain]}, step=len(first)
+                )
         for trial, key in waiting:
             tell(study, trial, seen[key])
     return first
@@ -226,8 +264,9 @@ def anchors(dims: dict) -> list[dict]:
     return [{"student": "none", "prune": "none", "precision": p} for p in dims["precision"] if p != "fp32"]
 
 
-def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadline: float,
-                full: dict) -> tuple[list[dict], list[str]]:
+def second_rung(
+    trials, first: list[dict], s, gain: str, max_drop: float, deadline: float, full: dict
+) -> tuple[list[dict], list[str]]:
     """The `search.promote` first-rung trials with the largest gain within max_drop + margin, run
     with their full recipe (a trial with nothing to fine-tune was full already), and the labels of
     those left out because they cannot win (`outclassed`)."""
@@ -238,16 +277,23 @@ def second_rung(trials, first: list[dict], s, gain: str, max_drop: float, deadli
     tuned = [r for r in eligible if space.fine_tunes(r["point"])]
     outclassed = [r["label"] for r in tuned if held and not reaches(r, held, gain)]
     for label in outclassed:
-        log.info("search: %s not promoted: none of its files reaches %g of %s's speed-up within the budget, "
-                 "%.2fx (the latency table's figures)", label, ties.CLOSE, held["recipe"], held[gain])
-    promoted = [r for r in tuned if r["label"] not in outclassed][:s.promote]
+        log.info(
+            "search: %s not promoted: none of its files reaches %g of %s's speed-up within the budget, "
+            "%.2fx (the latency table's figures)",
+            label,
+            ties.CLOSE,
+            held["recipe"],
+            held[gain],
+        )
+    promoted = [r for r in tuned if r["label"] not in outclassed][: s.promote]
     for i in range(0, len(promoted), s.parallel):
         if time.monotonic() > deadline:
             for r in promoted[i:]:
-                log.warning("search: search.time_budget_min reached; %s keeps its short recipe out of the frontier",
-                            r["label"])
+                log.warning(
+                    "search: search.time_budget_min reached; %s keeps its short recipe out of the frontier", r["label"]
+                )
             break
-        finals += trials.run_many([r["point"] for r in promoted[i:i + s.parallel]], full, "rung2")
+        finals += trials.run_many([r["point"] for r in promoted[i : i + s.parallel]], full, "rung2")
     return finals, outclassed
 
 
@@ -284,18 +330,50 @@ def certified(front: list[dict], max_drop: float, confidence: float, test=certif
     bound exceeds max_drop (compressor/certify.py); the files certified, and what the sequence found."""
     sequence = sorted((r for r in front if r["val_drop"] <= max_drop), key=lambda r: (r["val_drop"], -r["val/acc"]))
     passed, failed = certify.in_sequence(
-        sequence, lambda r: test(r, confidence) if r.get("certifiable", True) else
-        {"images": 0, "worse": 0, "better": 0, "drop": float("nan"), "bound": float("inf"), "confidence": confidence},
-        max_drop)
-    report = {"confidence": confidence, "tested": len(passed) + (failed is not None), "certified": len(passed),
-              "failed": None if failed is None else {"recipe": failed["recipe"], "file": failed["file"],
-                                                     "runtime": failed["runtime"], **failed["certify"],
-                                                     "images_needed": certify.images_needed(failed["certify"], max_drop)}}
+        sequence,
+        lambda r: (
+            test(r, confidence)
+            if r.get("certifiable", True)
+            else {
+                "images": 0,
+                "worse": 0,
+                "better": 0,
+                "drop": float("nan"),
+                "bound": float("inf"),
+                "confidence": confidence,
+            }
+        ),
+        max_drop,
+    )
+    report = {
+        "confidence": confidence,
+        "tested": len(passed) + (failed is not None),
+        "certified": len(passed),
+        "failed": None
+        if failed is None
+        else {
+            "recipe": failed["recipe"],
+            "file": failed["file"],
+            "runtime": failed["runtime"],
+            **failed["certify"],
+            "images_needed": certify.images_needed(failed["certify"], max_drop),
+        },
+    }
     return passed, report
 
 
-def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, threads: int = 1,
-           timer=ties.timed, tester=tested, confidence: float | None = None, test=certification) -> dict:
+def decide(
+    rows: list[dict],
+    gain: str,
+    max_drop: float,
+    reference: dict,
+    s,
+    threads: int = 1,
+    timer=ties.timed,
+    tester=tested,
+    confidence: float | None = None,
+    test=certification,
+) -> dict:
     """The frontier, the chosen file, and the one-line verdict (test accuracy read here, once). The
     chosen file is on the frontier, the one frontier.csv reports: with `confidence`, the frontier's
     files certified within the budget (`certified`), else those within it on the selection half; close
@@ -310,35 +388,71 @@ def decide(rows: list[dict], gain: str, max_drop: float, reference: dict, s, thr
     per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
     if chosen:
         held = chosen["test_drop"] <= max_drop
-        how = f", compiled for a fixed batch of {ties.BATCH[gain]}" if chosen.get("static_shape") and gain != "smaller" else ""
-        budget = (f"budget {max_drop:g} pts certified: {certify.phrase(chosen['certify'])}; "
-                  f"{'held' if held else 'NOT held'} on test") if sequence else \
-            f"budget {max_drop:g} pts {'held' if held else 'NOT held'} on test"
-        verdict = (f"search: ship {chosen['file']} on {chosen['runtime']}{how} ({chosen['recipe']}): "
-                   f"{chosen[gain]:.2f}x {per[gain]} than the baseline, {chosen['smaller']:.1f}x smaller, "
-                   f"{-chosen['val_drop']:+.2f} pts on the selection split, {-chosen['test_drop']:+.2f} on test "
-                   f"({budget}); copied to ship/")
+        how = (
+            f", compiled for a fixed batch of {ties.BATCH[gain]}"
+            if chosen.get("static_shape") and gain != "smaller"
+            else ""
+        )
+        budget = (
+            (
+                f"budget {max_drop:g} pts certified: {certify.phrase(chosen['certify'])}; "
+                f"{'held' if held else 'NOT held'} on test"
+            )
+            if sequence
+            else f"budget {max_drop:g} pts {'held' if held else 'NOT held'} on test"
+        )
+        verdict = (
+            f"search: ship {chosen['file']} on {chosen['runtime']}{how} ({chosen['recipe']}): "
+            f"{chosen[gain]:.2f}x {per[gain]} than the baseline, {chosen['smaller']:.1f}x smaller, "
+            f"{-chosen['val_drop']:+.2f} pts on the selection split, {-chosen['test_drop']:+.2f} on test "
+            f"({budget}); copied to ship/"
+        )
         if timing and timing["tie"]:
-            spread = ", ".join(f"{Path(t['file']).parent.name}/{Path(t['file']).name}{' static' * t['static_shape']} "
-                               + (f"{min(t['rounds_speedup']):.2f}-{max(t['rounds_speedup']):.2f}x" if "rounds_speedup" in t
-                                  else f"{min(t['rounds_ms']):.4f}-{max(t['rounds_ms']):.4f} ms")
-                               for t in timing["timed"] if t["tied"])
-            rounds = "the latency table's rounds" if timing["from"] == "latency table" else \
-                f"{ties.ROUNDS} interleaved rounds"
+            spread = ", ".join(
+                f"{Path(t['file']).parent.name}/{Path(t['file']).name}{' static' * t['static_shape']} "
+                + (
+                    f"{min(t['rounds_speedup']):.2f}-{max(t['rounds_speedup']):.2f}x"
+                    if "rounds_speedup" in t
+                    else f"{min(t['rounds_ms']):.4f}-{max(t['rounds_ms']):.4f} ms"
+                )
+                for t in timing["timed"]
+                if t["tied"]
+            )
+            rounds = (
+                "the latency table's rounds"
+                if timing["from"] == "latency table"
+                else f"{ties.ROUNDS} interleaved rounds"
+            )
             verdict += f". Tie within timing noise ({spread}, {rounds}): the smaller file"
     elif sequence and sequence["failed"]:
         f = sequence["failed"]
-        need = f"about {f['images_needed']:,} certification images would certify it at this rate of images lost " \
-               f"and gained" if f["images_needed"] else "no number of images would: its drop itself is over the budget"
-        verdict = (f"search: nothing certified within budget.max_drop={max_drop:g} at "
-                   f"{100 * confidence:g}% confidence: the most accurate file within it on the selection split, "
-                   f"{f['file']} on {f['runtime']} ({f['recipe']}), has {certify.phrase(f)}; {need}; nothing shipped")
+        need = (
+            f"about {f['images_needed']:,} certification images would certify it at this rate of images lost and gained"
+            if f["images_needed"]
+            else "no number of images would: its drop itself is over the budget"
+        )
+        verdict = (
+            f"search: nothing certified within budget.max_drop={max_drop:g} at "
+            f"{100 * confidence:g}% confidence: the most accurate file within it on the selection split, "
+            f"{f['file']} on {f['runtime']} ({f['recipe']}), has {certify.phrase(f)}; {need}; nothing shipped"
+        )
     else:
         closest = min(rows, key=lambda r: r["val_drop"], default=None)
         verdict = f"search: nothing fits budget.max_drop={max_drop:g}" + (
             f": the closest is {closest['file']} on {closest['runtime']} ({closest['recipe']}), "
-            f"{-closest['val_drop']:+.2f} pts on validation [over budget]" if closest else ": no trial produced a file")
-    return {"objective": s.objective, "runtime": s.runtime, "max_drop": max_drop, "verdict": verdict,
-            "baseline": {k: b[k] for k in ("val/acc", "test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")},
-            "chosen": chosen, "held/test": chosen["test_drop"] <= max_drop if chosen else None, "frontier": front,
-            "timing": timing, "certification": sequence}
+            f"{-closest['val_drop']:+.2f} pts on validation [over budget]"
+            if closest
+            else ": no trial produced a file"
+        )
+    return {
+        "objective": s.objective,
+        "runtime": s.runtime,
+        "max_drop": max_drop,
+        "verdict": verdict,
+        "baseline": {k: b[k] for k in ("val/acc", "test/acc", "compress/size_mb", "latency/b1_ms", "latency/b64_ms")},
+        "chosen": chosen,
+        "held/test": chosen["test_drop"] <= max_drop if chosen else None,
+        "frontier": front,
+        "timing": timing,
+        "certification": sequence,
+    }

@@ -21,6 +21,7 @@ written whole), the way latency lookup tables serve once-for-all and ProxylessNA
 A later run, a rerun, or a search beside other jobs reads the same figures, so it takes the same
 decisions; delete the folder to measure again. The files the verdict compares are still timed side
 by side at the end, to check the table and to report (`timing` in search.json)."""
+
 import hashlib
 import json
 import os
@@ -66,12 +67,14 @@ def content(path) -> str:
     if path.suffix == ".safetensors":
         data = path.read_bytes()
         n = struct.unpack("<Q", data[:8])[0]
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
         meta = header.pop("__metadata__", {})
         manifest = json.loads(meta.get("manifest", "{}"))
         manifest.pop("history", None)
-        h.update(json.dumps([header, manifest, {k: v for k, v in meta.items() if k != "manifest"}], sort_keys=True).encode())
-        h.update(data[8 + n:])
+        h.update(
+            json.dumps([header, manifest, {k: v for k, v in meta.items() if k != "manifest"}], sort_keys=True).encode()
+        )
+        h.update(data[8 + n :])
         return h.hexdigest()
     h.update(path.read_bytes())
     if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
@@ -80,8 +83,15 @@ def content(path) -> str:
 
 
 def key(candidate: dict, reference: dict, batch: int, threads: int) -> str:
-    parts = [content(candidate["path"]), candidate["runtime"], bool(candidate.get("static_shape")),
-             content(reference["path"]), reference["runtime"], batch, threads]
+    parts = [
+        content(candidate["path"]),
+        candidate["runtime"],
+        bool(candidate.get("static_shape")),
+        content(reference["path"]),
+        reference["runtime"],
+        batch,
+        threads,
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
 
@@ -96,8 +106,13 @@ def measured(candidate: dict, reference: dict, batch: int, threads: int, timer) 
         ms += list(rounds[1])
         if before is not None and abs(statistics.median(ratios) - before) <= STABLE * before:
             break
-    return {"speedup": statistics.median(ratios), "rounds": ratios, "ms": statistics.median(ms), "batch": batch,
-            "threads": threads}
+    return {
+        "speedup": statistics.median(ratios),
+        "rounds": ratios,
+        "ms": statistics.median(ms),
+        "batch": batch,
+        "threads": threads,
+    }
 
 
 def timed(files: list[dict], batch: int, threads: int, count: int) -> dict:

@@ -5,6 +5,7 @@ settings, as a sweep's jobs would be sent; any other launcher uses joblib's loca
 
 A trial is a composed job config (its paths set); what comes back is ("ok", results.json) or
 ("error", one line), so one trial the model cannot take never ends the search."""
+
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -71,8 +72,11 @@ def _submitit(jobs: list, parallel: int, launcher: dict, folder: Path, fn) -> li
         init[f"{cluster}_max_num_timeout"] = launcher["max_num_timeout"]
     executor = submitit.AutoExecutor(cluster=cluster, **init)
     common = set(OmegaConf.structured(BaseQueueConf).keys())
-    params = {k if k in common else f"{cluster}_{k}": v for k, v in launcher.items()
-              if k not in ("_target_", "max_num_timeout") and v is not None}
+    params = {
+        k if k in common else f"{cluster}_{k}": v
+        for k, v in launcher.items()
+        if k not in ("_target_", "max_num_timeout") and v is not None
+    }
     if cluster == "slurm":
         params["slurm_array_parallelism"] = parallel
     executor.update_parameters(**params)

@@ -2,6 +2,7 @@
 in the trial's own process), the epochs each stage trained or reused, and the line trials.jsonl keeps.
 Trials run with export.test=false: their files are scored on validation alone, and `tested` reads
 the test set for the frontier and the chosen file only."""
+
 from pathlib import Path
 
 from compressor import certify
@@ -33,23 +34,41 @@ def candidates(r: dict, runtime: str) -> list[dict]:
         reference, files = r["deploy"].get("baseline", b), r["deploy"]["candidates"]
     else:  # export=none: the run's own model
         reference = b
-        files = [{"runtime": "torch", "precision": None, "file": "model.safetensors", "size_mb": r["compress/size_mb"],
-                  **{k: r[k] for k in ("val/acc", "test/acc", "latency/b1_ms", "latency/b64_ms")}}]
+        files = [
+            {
+                "runtime": "torch",
+                "precision": None,
+                "file": "model.safetensors",
+                "size_mb": r["compress/size_mb"],
+                **{k: r[k] for k in ("val/acc", "test/acc", "latency/b1_ms", "latency/b64_ms")},
+            }
+        ]
     out = []
     for c in files:
         if runtime != "any" and c["runtime"] != runtime:
             continue
         label = "model" if c.get("label", "(the run's model)").endswith("(the run's model)") else c["label"]
-        out.append({"runtime": c["runtime"], "precision": c.get("precision"), "file": c["file"], "label": label,
-                    "static_shape": c.get("static_shape", False), "stages": len(r.get("stages", [])),
-                    "path": str(Path(r["run"]["run_dir"]) / c["file"]), "size_mb": c["size_mb"],
-                    "val/acc": c["val/acc"], "test/acc": c["test/acc"],
-                    "latency/b1_ms": c["latency/b1_ms"], "latency/b64_ms": c["latency/b64_ms"],
-                    "speedup_b1": reference["latency/b1_ms"] / c["latency/b1_ms"],
-                    "speedup_b64": reference["latency/b64_ms"] / c["latency/b64_ms"],
-                    "smaller": b["compress/size_mb"] / c["size_mb"],
-                    "val_drop": 100 * (b["val/acc"] - c["val/acc"]),
-                    "test_drop": None if c["test/acc"] is None else 100 * (b["test/acc"] - c["test/acc"])})
+        out.append(
+            {
+                "runtime": c["runtime"],
+                "precision": c.get("precision"),
+                "file": c["file"],
+                "label": label,
+                "static_shape": c.get("static_shape", False),
+                "stages": len(r.get("stages", [])),
+                "path": str(Path(r["run"]["run_dir"]) / c["file"]),
+                "size_mb": c["size_mb"],
+                "val/acc": c["val/acc"],
+                "test/acc": c["test/acc"],
+                "latency/b1_ms": c["latency/b1_ms"],
+                "latency/b64_ms": c["latency/b64_ms"],
+                "speedup_b1": reference["latency/b1_ms"] / c["latency/b1_ms"],
+                "speedup_b64": reference["latency/b64_ms"] / c["latency/b64_ms"],
+                "smaller": b["compress/size_mb"] / c["size_mb"],
+                "val_drop": 100 * (b["val/acc"] - c["val/acc"]),
+                "test_drop": None if c["test/acc"] is None else 100 * (b["test/acc"] - c["test/acc"]),
+            }
+        )
         selected(out[-1], r["run"]["run_dir"])
     return out
 

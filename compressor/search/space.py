@@ -5,6 +5,7 @@ or weights by an amount or not, and leave fp32, int8, fp16 or 4-bit shared weigh
 turns a point into the Hydra overrides of one pipeline job: kd -> prune -> quant or cluster, the
 one order in which each stage's input is what it expects (a pruned float model is quantized; an
 int8 model is not pruned)."""
+
 from pathlib import Path
 
 from compressor import rules
@@ -17,17 +18,30 @@ EXPORT = {"any": "all", "torch": "none", "onnxruntime": "onnx", "openvino": "ope
 FINE_TUNED = ("kd", "prune", "cluster")  # the stages whose epochs a first rung shortens
 
 # a dimension may be empty (search.channel=[] tries no channel pruning), unlike budget.grid
-AMOUNTS = (lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
-           "a list of amounts in (0, 1)")
-EPOCHS = (lambda v: isinstance(v, dict) and all(k in FINE_TUNED and (n is None or rules._int(n) and n >= 1)
-                                                for k, n in v.items()),
-          f"a mapping of stage ({', '.join(FINE_TUNED)}) to epochs >= 1 or null (the stage's own), e.g. {{kd: 12}}")
+AMOUNTS = (
+    lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
+    "a list of amounts in (0, 1)",
+)
+EPOCHS = (
+    lambda v: (
+        isinstance(v, dict) and all(k in FINE_TUNED and (n is None or rules._int(n) and n >= 1) for k, n in v.items())
+    ),
+    f"a mapping of stage ({', '.join(FINE_TUNED)}) to epochs >= 1 or null (the stage's own), e.g. {{kd: 12}}",
+)
 RULES = {
-    "objective": rules.choice(OBJECTIVES), "runtime": rules.choice(RUNTIMES), "max_trials": rules.integer(1),
-    "time_budget_min": rules.number(gt=0, optional=True), "parallel": rules.integer(1),
-    "rung_fraction": rules.number(gt=0, le=1), "full_epochs": EPOCHS, "promote": rules.integer(1),
-    "skip_outclassed": rules.boolean(), "margin": rules.number(ge=0), "students": rules.strings(),
-    "channel": AMOUNTS, "unstructured": AMOUNTS,
+    "objective": rules.choice(OBJECTIVES),
+    "runtime": rules.choice(RUNTIMES),
+    "max_trials": rules.integer(1),
+    "time_budget_min": rules.number(gt=0, optional=True),
+    "parallel": rules.integer(1),
+    "rung_fraction": rules.number(gt=0, le=1),
+    "full_epochs": EPOCHS,
+    "promote": rules.integer(1),
+    "skip_outclassed": rules.boolean(),
+    "margin": rules.number(ge=0),
+    "students": rules.strings(),
+    "channel": AMOUNTS,
+    "unstructured": AMOUNTS,
     "precisions": rules.subset(PRECISIONS),
 }
 
@@ -36,8 +50,10 @@ def check(cfg) -> None:
     """The search's keys; it needs the accuracy you can afford."""
     rules.apply(cfg.search, RULES, "search.")
     if cfg.budget.max_drop is None:
-        raise ConfigError("search=default needs budget.max_drop: the validation-accuracy points you can afford, "
-                          "e.g. budget.max_drop=1")
+        raise ConfigError(
+            "search=default needs budget.max_drop: the validation-accuracy points you can afford, "
+            "e.g. budget.max_drop=1"
+        )
 
 
 def students(search, model: str, conf: Path) -> list[str]:
@@ -90,8 +106,10 @@ def full_epochs(search, conf: Path) -> dict:
     own epochs (conf/technique/<kind>.yaml)."""
     from omegaconf import OmegaConf
 
-    return {kind: int(search.full_epochs.get(kind) or OmegaConf.load(conf / "technique" / f"{kind}.yaml").epochs)
-            for kind in FINE_TUNED}
+    return {
+        kind: int(search.full_epochs.get(kind) or OmegaConf.load(conf / "technique" / f"{kind}.yaml").epochs)
+        for kind in FINE_TUNED
+    }
 
 
 def rung_epochs(search, full: dict) -> dict:
@@ -107,12 +125,17 @@ def overrides(point: dict, model: str, runtime: str, epochs: dict, full: dict | 
     out = [f"export={EXPORT[runtime]}", "export.test=false", f"teacher={model}"]  # test: the frontier's files only
     if not order:
         return [*out, "technique=baseline", f"model={model}"]
-    out += ["technique=pipeline", f"technique.order=[{','.join(order)}]",
-            f"model={point['student'] if 'kd' in order else model}"]
+    out += [
+        "technique=pipeline",
+        f"technique.order=[{','.join(order)}]",
+        f"model={point['student'] if 'kd' in order else model}",
+    ]
     if "prune" in order:
         method, amount = point["prune"].split()
-        out += [f"technique.prune.method={'channel' if method == 'channel' else 'l1_unstructured'}",
-                f"technique.prune.amount={amount}"]
+        out += [
+            f"technique.prune.method={'channel' if method == 'channel' else 'l1_unstructured'}",
+            f"technique.prune.amount={amount}",
+        ]
     if "quant" in order:
         out += [f"technique.quant.mode={'static' if point['precision'] == 'int8' else 'fp16'}"]
     for kind in FINE_TUNED:

@@ -8,14 +8,15 @@ baseline, round by round, measured once per machine), so the decision is the sam
 contenders are still timed again here, side by side in interleaved rounds, to check the table and to
 report (`check` in search.json's `timing`); without table rounds (a caller's own rows), that timing
 decides, as before."""
+
 import statistics
 from pathlib import Path
 
 from compressor import measure
 
-CLOSE = 0.8   # a contender has at least this fraction of the best gain
-MOST = 4      # contenders re-timed, at most
-ROUNDS = 5    # interleaved rounds: the spread is the min..max over them
+CLOSE = 0.8  # a contender has at least this fraction of the best gain
+MOST = 4  # contenders re-timed, at most
+ROUNDS = 5  # interleaved rounds: the spread is the min..max over them
 BATCH = {"speedup_b1": 1, "speedup_b64": 64}  # the batch an objective times (and a static-shape file is compiled for)
 
 
@@ -44,15 +45,34 @@ def settle(within: list[dict], gain: str, threads: int = 1, timer=timed) -> tupl
     lo, hi = min(ms[fastest]), max(ms[fastest])
     tied = [i for i in ms if min(ms[i]) <= hi and lo <= max(ms[i])]
     pick = min(tied, key=lambda i: (contenders[i]["size_mb"], contenders[i]["stages"], i))
-    timing = [{"file": contenders[i]["path"], "static_shape": contenders[i].get("static_shape", False),
-               "recipe": contenders[i]["recipe"], "tied": i in tied,
-               **({"rounds_speedup": contenders[i][f"{gain}_rounds"]} if tabled else
-                  {"rounds_ms": ms[i], "median_ms": statistics.median(ms[i])})}
-              for i in ms]  # an OpenVINO file timed twice: compiled static and dynamic
-    out = {"batch": BATCH[gain], "timed": timing, "tie": len(tied) > 1, "from": "latency table" if tabled else "side by side",
-           "fastest": contenders[fastest]["path"], "tied": [contenders[i]["path"] for i in tied]}
+    timing = [
+        {
+            "file": contenders[i]["path"],
+            "static_shape": contenders[i].get("static_shape", False),
+            "recipe": contenders[i]["recipe"],
+            "tied": i in tied,
+            **(
+                {"rounds_speedup": contenders[i][f"{gain}_rounds"]}
+                if tabled
+                else {"rounds_ms": ms[i], "median_ms": statistics.median(ms[i])}
+            ),
+        }
+        for i in ms
+    ]  # an OpenVINO file timed twice: compiled static and dynamic
+    out = {
+        "batch": BATCH[gain],
+        "timed": timing,
+        "tie": len(tied) > 1,
+        "from": "latency table" if tabled else "side by side",
+        "fastest": contenders[fastest]["path"],
+        "tied": [contenders[i]["path"] for i in tied],
+    }
     if tabled:  # the side-by-side check: its fastest by median, and whether it agrees with the table's
-        out["check"] = {"rounds_ms": {contenders[i]["path"] + (" static" if contenders[i].get("static_shape") else ""): check[i]
-                                      for i in check},
-                        "fastest_agrees": min(check, key=lambda i: statistics.median(check[i])) in tied}
+        out["check"] = {
+            "rounds_ms": {
+                contenders[i]["path"] + (" static" if contenders[i].get("static_shape") else ""): check[i]
+                for i in check
+            },
+            "fastest_agrees": min(check, key=lambda i: statistics.median(check[i])) in tied,
+        }
     return contenders[pick], out

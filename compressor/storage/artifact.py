@@ -17,6 +17,7 @@ fills it from the tensors. Every tensor of at least 256 elements that is at most
 (pruned float weights and int8 codes alike) is stored as a zlib-compressed bit mask plus its
 non-zero values, so size on disk follows sparsity in every kind, and pruning and int8 compound (the coding:
 compressor/storage/coding.py)."""
+
 import errno
 import json
 import os
@@ -35,8 +36,17 @@ from compressor.storage.coding import Writer, decode, dtype_of
 FORMAT = "compressor-artifact/2"
 FILENAME = "model.safetensors"
 FACTORIES = ("compressor.models.", "torchvision.models.")
-SHAPE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "num_features", "groups",
-               "normalized_shape", "embedding_dim", "num_embeddings")
+SHAPE_ATTRS = (
+    "in_channels",
+    "out_channels",
+    "in_features",
+    "out_features",
+    "num_features",
+    "groups",
+    "normalized_shape",
+    "embedding_dim",
+    "num_embeddings",
+)
 
 
 # -- what kind of model --------------------------------------------------------------------
@@ -49,8 +59,11 @@ def kind(model: nn.Module) -> str:
     tensors = list(model.parameters()) + list(model.buffers())
     if any(type(t).__module__.startswith("torchao") for t in tensors):
         return "torchao"
-    odd = [type(t).__name__ for t in tensors if type(t) not in (torch.Tensor, nn.Parameter)
-           or (t.is_floating_point() and t.dtype != torch.float32)]
+    odd = [
+        type(t).__name__
+        for t in tensors
+        if type(t) not in (torch.Tensor, nn.Parameter) or (t.is_floating_point() and t.dtype != torch.float32)
+    ]
     if odd:
         raise TypeError(f"cannot save a model holding {sorted(set(odd))} tensors: no artifact kind rebuilds them")
     return "float"
@@ -66,10 +79,15 @@ def recipe(model: nn.Module, k: str) -> dict:
 
 # -- the float skeleton ------------------------------------------------------------------------
 def structure(model: nn.Module) -> dict:
-    return {"attrs": {name: {a: getattr(m, a) for a in SHAPE_ATTRS if isinstance(getattr(m, a, None), (int, tuple, list))}
-                      for name, m in model.named_modules()},
-            "shapes": {k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()
-                       if isinstance(v, torch.Tensor)}}
+    return {
+        "attrs": {
+            name: {a: getattr(m, a) for a in SHAPE_ATTRS if isinstance(getattr(m, a, None), (int, tuple, list))}
+            for name, m in model.named_modules()
+        },
+        "shapes": {
+            k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
+        },
+    }
 
 
 TARGETS_HINT = "trust.targets"  # the job's key; compressor.predict's is --allow-target
@@ -82,8 +100,10 @@ def check_targets(arch, allowed=(), where="architecture", hint=TARGETS_HINT) -> 
     if isinstance(arch, dict):
         target = arch.get("_target_")
         if target is not None and not (isinstance(target, str) and target.startswith(prefixes)):
-            raise ConfigError(f"{where} names _target_ {target!r}, which is not a model factory; allowed: "
-                              f"{', '.join(prefixes)} (add a prefix with {hint})")
+            raise ConfigError(
+                f"{where} names _target_ {target!r}, which is not a model factory; allowed: "
+                f"{', '.join(prefixes)} (add a prefix with {hint})"
+            )
         for value in arch.values():
             check_targets(value, allowed, where, hint)
     elif isinstance(arch, list):
@@ -121,7 +141,7 @@ def template(manifest: dict) -> nn.Module:
 
         return engine("pt2e" if k == "pt2e" else "fx").rebuild(model, manifest["recipe"])
     if k == "cast":
-            return Cast(model, CAST_DTYPES[manifest["recipe"]["dtype"]])
+        return Cast(model, CAST_DTYPES[manifest["recipe"]["dtype"]])
     if k != "float":
         raise ValueError(f"unknown kind {k!r}")
     return model
@@ -139,9 +159,15 @@ def save(model: nn.Module, path, arch: dict, history: list, float_model: nn.Modu
         skeleton = model.model
     writer = Writer()
     state = {key: writer.encode(key, v) for key, v in model.state_dict().items()}
-    manifest = {"format": FORMAT, "kind": k, "arch": arch, "recipe": recipe(model, k),
-                "structure": structure(skeleton),
-                "state": state, "history": history}
+    manifest = {
+        "format": FORMAT,
+        "kind": k,
+        "arch": arch,
+        "recipe": recipe(model, k),
+        "structure": structure(skeleton),
+        "state": state,
+        "history": history,
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -190,11 +216,15 @@ def load(path, targets=(), hint=TARGETS_HINT) -> nn.Module:
     try:
         manifest, tensors = read(path)
     except Exception as exc:  # safetensors reports a damaged header or data in several ways
-        raise ConfigError(f"{path}: not a readable safetensors file ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else 'truncated'})") from None
+        raise ConfigError(
+            f"{path}: not a readable safetensors file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'truncated'})"
+        ) from None
     if manifest is None:
-        raise ConfigError(f"{path}: a safetensors file without a compressor manifest (a plain state dict: "
-                          f"give it as model.checkpoint with the architecture in model.net)")
+        raise ConfigError(
+            f"{path}: a safetensors file without a compressor manifest (a plain state dict: "
+            f"give it as model.checkpoint with the architecture in model.net)"
+        )
     return from_manifest(manifest, tensors, path, targets, hint)
 
 
@@ -211,10 +241,15 @@ def from_manifest(manifest: dict, tensors: dict, path, targets=(), hint=TARGETS_
     try:
         model = template(manifest)
         own = model.state_dict()
-        fill(model, {k: decode(spec, tensors, own.get(k)) for k, spec in manifest["state"].items()},
-             assign=manifest["kind"] == "torchao")
+        fill(
+            model,
+            {k: decode(spec, tensors, own.get(k)) for k, spec in manifest["state"].items()},
+            assign=manifest["kind"] == "torchao",
+        )
     except (KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: does not rebuild into {manifest.get('arch', {}).get('_target_')} "
-                          f"({type(exc).__name__}: {first[:300]})") from None
+        raise ConfigError(
+            f"{path}: does not rebuild into {manifest.get('arch', {}).get('_target_')} "
+            f"({type(exc).__name__}: {first[:300]})"
+        ) from None
     return model.eval()

@@ -7,6 +7,7 @@ and not by the process, so a build killed midway is resumed from its last checkp
 next job that needs it, then renamed into place, so no job reads half a file; a checksum in
 meta.json catches a corrupt entry, which is rebuilt, never used. A build whose model is broken
 (`keep(record)` false: chance accuracy) is handed back unstored."""
+
 import fcntl
 import hashlib
 import json
@@ -107,7 +108,9 @@ def discard(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def fetch_or_build(root, spec: dict, build, keep=lambda record: True, wait_s: float | None = None) -> tuple[Path, dict, bool]:
+def fetch_or_build(
+    root, spec: dict, build, keep=lambda record: True, wait_s: float | None = None
+) -> tuple[Path, dict, bool]:
     """(entry folder, record, built now?). `build(folder)` writes folder/MODEL and returns a record.
     A record that `keep` refuses is not stored: its folder is returned, for the caller to read
     and then `discard`. `wait_s` bounds the wait for the lock (Waited after it).

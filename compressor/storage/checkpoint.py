@@ -6,6 +6,7 @@ a plain state dict saved by torch.save, and a version-1 artifact (the model.pt o
 releases). Pickle-based files are read with torch.load(weights_only=True): tensors and plain
 containers only. A file that needs more (it names a class or a function) is refused in one line,
 unless trusted. Every failure is a ConfigError of one line that names the key and the file."""
+
 import importlib
 import pickle
 import re
@@ -34,11 +35,14 @@ def torch_load(path: Path, trust: bool = False):
         if trust:  # the user vouched for this file (trust.checkpoint=true)
             return torch.load(path, map_location="cpu", weights_only=False)  # trusted: trust.checkpoint=true
         what = f"it names {named.group(1)}" if named else "it is not plain tensors and containers"
-        raise ConfigError(f"{path}: refused, loading it could run code ({what}); re-save it as a state dict or "
-                          f"safetensors, or set trust.checkpoint=true only for a file you vouch for") from None
+        raise ConfigError(
+            f"{path}: refused, loading it could run code ({what}); re-save it as a state dict or "
+            f"safetensors, or set trust.checkpoint=true only for a file you vouch for"
+        ) from None
     except Exception as exc:  # torch.load reports a damaged file in many ways (zip, EOF, safetensors header)
-        raise ConfigError(f"{path}: not a readable checkpoint, truncated or not a model file "
-                          f"({type(exc).__name__})") from None
+        raise ConfigError(
+            f"{path}: not a readable checkpoint, truncated or not a model file ({type(exc).__name__})"
+        ) from None
 
 
 def from_state(state: dict, arch: dict | None, path) -> nn.Module:
@@ -63,18 +67,28 @@ def mismatches(expected: dict, given: dict, most: int = 3) -> str:
     """Why `given` does not fill a model whose state dict is `expected`, as whole phrases (empty:
     it fits). Floating-point parameters need floating-point tensors: int8 or uint8 codes of the
     right shape would otherwise load as values and train from garbage."""
+
     def some(names):
         return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
-    shapes = [f"{k} is {list(given[k].shape)}, the model's {list(v.shape)}" for k, v in expected.items()
-              if k in given and given[k].shape != v.shape]
-    kinds = [f"{k} is {given[k].dtype}" for k, v in expected.items()
-             if k in given and v.is_floating_point() and not given[k].is_floating_point()]
-    parts = [f"missing {some(missing)}" if missing else "", f"unexpected {some(unexpected)}" if unexpected else "",
-             f"shapes differ: {some(shapes)}" if shapes else "",
-             f"not floating-point where the model's weights are: {some(kinds)}" if kinds else ""]
+    shapes = [
+        f"{k} is {list(given[k].shape)}, the model's {list(v.shape)}"
+        for k, v in expected.items()
+        if k in given and given[k].shape != v.shape
+    ]
+    kinds = [
+        f"{k} is {given[k].dtype}"
+        for k, v in expected.items()
+        if k in given and v.is_floating_point() and not given[k].is_floating_point()
+    ]
+    parts = [
+        f"missing {some(missing)}" if missing else "",
+        f"unexpected {some(unexpected)}" if unexpected else "",
+        f"shapes differ: {some(shapes)}" if shapes else "",
+        f"not floating-point where the model's weights are: {some(kinds)}" if kinds else "",
+    ]
     return "; ".join(p for p in parts if p)
 
 
@@ -86,12 +100,15 @@ def legacy(payload: dict, path, targets=(), hint=artifact.TARGETS_HINT) -> nn.Mo
     if k == "pickle":
         return payload["module"].eval()
     try:
-        model = artifact.template({"arch": payload["arch"], "structure": payload["structure"],
-                                   "kind": k, "recipe": payload.get("recipe", {})})
+        model = artifact.template(
+            {"arch": payload["arch"], "structure": payload["structure"], "kind": k, "recipe": payload.get("recipe", {})}
+        )
         artifact.fill(model, {key: _unpack_v1(v) for key, v in payload["state"].items()}, assign=k == "torchao")
     except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: a version-1 artifact that does not rebuild ({type(exc).__name__}); "
-                          f"re-create it by running its config again") from None
+        raise ConfigError(
+            f"{path}: a version-1 artifact that does not rebuild ({type(exc).__name__}); "
+            f"re-create it by running its config again"
+        ) from None
     return model.eval()
 
 
@@ -105,8 +122,9 @@ def _unpack_v1(v):
     return out.view(v["sparse_shape"])
 
 
-def load(path, key: str, arch: dict | None = None, trust: bool = False, targets=(),
-         hint=artifact.TARGETS_HINT) -> nn.Module:
+def load(
+    path, key: str, arch: dict | None = None, trust: bool = False, targets=(), hint=artifact.TARGETS_HINT
+) -> nn.Module:
     """The model in any accepted file. `arch` is the architecture a bare state dict loads into;
     `targets` are module prefixes an artifact's architecture may name beyond compressor's and
     torchvision's model factories."""

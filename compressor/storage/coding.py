@@ -4,6 +4,7 @@ SHARED_MAX distinct values is a codebook plus bit-packed, DEFLATE-coded indices;
 least SPARSE_MIN elements that is at most DENSE_ABOVE non-zero is a compressed bit mask plus its
 non-zero values; int8 codes, tensor subclasses and tuples are made of those. Decoding never
 inflates past the size a spec declares."""
+
 import zlib
 
 import numpy as np
@@ -11,8 +12,8 @@ import torch
 from torch import nn
 
 DENSE_ABOVE = 0.9  # a tensor denser than this is cheaper stored dense
-SPARSE_MIN = 256   # smaller tensors are stored dense
-SHARED_MAX = 256   # a float tensor of at most this many distinct values is stored as codebook + codes
+SPARSE_MIN = 256  # smaller tensors are stored dense
+SHARED_MAX = 256  # a float tensor of at most this many distinct values is stored as codebook + codes
 
 
 class Writer:
@@ -38,7 +39,7 @@ class Writer:
             codebook, index = torch.unique(t.flatten(), return_inverse=True)
             if codebook.numel() <= SHARED_MAX:
                 width = max(1, (codebook.numel() - 1).bit_length())
-                bits = np.unpackbits(index.to(torch.uint8).numpy()[:, None], axis=1)[:, 8 - width:]
+                bits = np.unpackbits(index.to(torch.uint8).numpy()[:, None], axis=1)[:, 8 - width :]
                 codes = zlib.compress(np.packbits(bits.flatten()).tobytes(), 9)
                 self.tensors[f"{name}#codebook"] = codebook.contiguous()
                 self.tensors[f"{name}#codes"] = torch.frombuffer(bytearray(codes), dtype=torch.uint8)
@@ -50,9 +51,11 @@ class Writer:
         if isinstance(v, torch.Tensor) and v.is_quantized:
             spec = {"qtensor": self.plain(name, v.int_repr()), "dtype": str(v.dtype).removeprefix("torch.")}
             if v.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-                spec.update(scales=self.plain(f"{name}#scales", v.q_per_channel_scales()),
-                            zero_points=self.plain(f"{name}#zero_points", v.q_per_channel_zero_points()),
-                            axis=v.q_per_channel_axis())
+                spec.update(
+                    scales=self.plain(f"{name}#scales", v.q_per_channel_scales()),
+                    zero_points=self.plain(f"{name}#zero_points", v.q_per_channel_zero_points()),
+                    axis=v.q_per_channel_axis(),
+                )
             else:
                 spec.update(scale=v.q_scale(), zero_point=v.q_zero_point())
             return spec
@@ -97,9 +100,9 @@ def decode(spec: dict, tensors: dict, template=None):
     if "shared" in spec:
         codebook, shape, width = tensors[f"{spec['shared']}#codebook"], spec["shape"], int(spec["bits"])
         n = int(np.prod(shape))
-        if not 1 <= width <= 8 or codebook.numel() > 2 ** width:
+        if not 1 <= width <= 8 or codebook.numel() > 2**width:
             raise ValueError(f"a shared tensor of {codebook.numel()} values in {width}-bit codes")
-        bits = np.unpackbits(inflate(tensors[f"{spec['shared']}#codes"], (n * width + 7) // 8))[:n * width]
+        bits = np.unpackbits(inflate(tensors[f"{spec['shared']}#codes"], (n * width + 7) // 8))[: n * width]
         index = np.packbits(np.concatenate([np.zeros((n, 8 - width), np.uint8), bits.reshape(n, width)], 1), axis=1)
         index = torch.from_numpy(index.flatten().astype(np.int64))
         if n and int(index.max()) >= codebook.numel():
@@ -109,15 +112,18 @@ def decode(spec: dict, tensors: dict, template=None):
         shape = spec["shape"]
         values = decode(spec["values"], tensors) if "values" in spec else tensors[f"{spec['sparse']}#values"]
         n = int(np.prod(shape))
-        mask = torch.from_numpy(np.unpackbits(inflate(tensors[f"{spec['sparse']}#mask"], (n + 7) // 8))[:n].astype(bool))
+        mask = torch.from_numpy(
+            np.unpackbits(inflate(tensors[f"{spec['sparse']}#mask"], (n + 7) // 8))[:n].astype(bool)
+        )
         out = torch.zeros(n, dtype=values.dtype)
         out[mask] = values
         return out.view(shape)
     if "qtensor" in spec:
         ints = decode(spec["qtensor"], tensors)
         if "axis" in spec:
-            return torch._make_per_channel_quantized_tensor(ints, decode(spec["scales"], tensors),
-                                                            decode(spec["zero_points"], tensors), int(spec["axis"]))
+            return torch._make_per_channel_quantized_tensor(
+                ints, decode(spec["scales"], tensors), decode(spec["zero_points"], tensors), int(spec["axis"])
+            )
         return torch._make_per_tensor_quantized_tensor(ints, float(spec["scale"]), int(spec["zero_point"]))
     if "subclass" in spec:
         if template is None or not hasattr(template, "__tensor_flatten__"):

@@ -17,6 +17,7 @@ project's only registry, and gives its knobs. Its class declares:
 A stage that fine-tunes through a Lightning callback (prune, quant, cluster) subclasses
 `CallbackStage` and names the callback's class: the stage builds it from its own validated
 config (every knob the callback's signature takes), so a knob is written once, in the config."""
+
 import copy
 import inspect
 from dataclasses import dataclass, field
@@ -31,11 +32,13 @@ from compressor.errors import ConfigError
 # every stage that trains: its fine-tune epochs and learning rate (and optionally the epochs its
 # learning-rate schedule spans: a search's first rung stops early on its full schedule, so its
 # promotion continues the same fit instead of starting over)
-COMMON = {"epochs": rules.integer(0), "lr": rules.number(gt=0),
-          "schedule_epochs": rules.integer(1, optional=True)}
+COMMON = {"epochs": rules.integer(0), "lr": rules.number(gt=0), "schedule_epochs": rules.integer(1, optional=True)}
 # what a fine-tuning stage trains against (compressor/modules/recover.py)
-RECOVER = {"recover": rules.choice(choices.RECOVERY), "recover_temperature": rules.number(gt=0),
-           "recover_weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight")}
+RECOVER = {
+    "recover": rules.choice(choices.RECOVERY),
+    "recover_temperature": rules.number(gt=0),
+    "recover_weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight"),
+}
 
 
 @dataclass
@@ -43,14 +46,15 @@ class Context:
     """What a stage may use: the job's config, data, reference model (the trained baseline, or the
     teacher), where it writes, the input shape, and how its fit runs (a budget probe: fewer
     epochs, no logs, no checkpoints)."""
+
     cfg: Any
     dm: Any
     reference: Any
     run_dir: Path
     shape: list
     checkpoint_dir: Path | None = None
-    epochs: int | None = None        # None: the stage's own `epochs`
-    name: str | None = None          # the fit's name in logs (None: the stage's kind)
+    epochs: int | None = None  # None: the stage's own `epochs`
+    name: str | None = None  # the fit's name in logs (None: the stage's kind)
     log: bool = True
     float_model: Any = field(default=None)  # set by a stage whose output is not float (the exports start from it)
 
@@ -59,9 +63,9 @@ class Stage:
     """One technique applied to a model. Subclasses set `rules` and implement `apply`."""
 
     rules: dict = {}
-    joined = None          # check(values, prefix): its rules that join keys (a rules.py function), or None
-    uses_teacher = False   # True: the job's reference is the teacher and the model starts as the student
-    trains = True          # False: the stage measures, never fits (its `epochs` and `lr` are not required)
+    joined = None  # check(values, prefix): its rules that join keys (a rules.py function), or None
+    uses_teacher = False  # True: the job's reference is the teacher and the model starts as the student
+    trains = True  # False: the stage measures, never fits (its `epochs` and `lr` are not required)
 
     def __init__(self, prefix: str, node: DictConfig):
         self.prefix, self.node = prefix, node
@@ -78,8 +82,10 @@ class Stage:
         rules.apply(node, {**COMMON, **cls.rules}, prefix, required=("epochs", "lr") if cls.trains else ())
         span, epochs = node.get("schedule_epochs"), node.get("epochs")
         if span is not None and isinstance(epochs, int) and epochs > span:
-            raise ConfigError(f"{prefix}schedule_epochs={span} < {prefix}epochs={epochs}: the schedule must span "
-                              f"the fit (null: the fit's own epochs)")
+            raise ConfigError(
+                f"{prefix}schedule_epochs={span} < {prefix}epochs={epochs}: the schedule must span "
+                f"the fit (null: the fit's own epochs)"
+            )
         if cls.joined is not None:
             cls.joined({k: rules.value(node, k) for k in (*COMMON, *cls.rules) if k in node}, prefix)
 
@@ -88,8 +94,11 @@ class Stage:
 
     def knobs(self) -> dict:
         """Its scalar settings, for TensorBoard's hparams (full keys, so a pipeline's stages differ)."""
-        return {f"{self.prefix}{k}": self.node[k] for k in {**COMMON, **self.rules}
-                if k in self.node and isinstance(self.node[k], (bool, int, float, str))}
+        return {
+            f"{self.prefix}{k}": self.node[k]
+            for k in {**COMMON, **self.rules}
+            if k in self.node and isinstance(self.node[k], (bool, int, float, str))
+        }
 
     # -- the model -------------------------------------------------------------------------
     def check(self, model, teacher=None) -> None:
@@ -131,15 +140,22 @@ class Stage:
 def arguments(cls, node: DictConfig) -> dict:
     """The stage config's knobs that `cls` takes as keyword arguments, as plain Python: a knob is
     written once, in the config, and reaches the class that uses it by name."""
-    takes = [p.name for p in inspect.signature(cls).parameters.values()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
     return {k: rules.value(node, k) for k in takes if k in node}
 
 
 def fit_args(stage: Stage, ctx: Context) -> dict:
     """How the stage's fit runs: resumable from its checkpoints, logged, or as a quiet probe."""
-    return dict(checkpoint_dir=ctx.checkpoint_dir, log_to=ctx.log,
-                knob=f"{stage.prefix}lr={stage.node.get('lr')}", trainer_args=stage.trainer_args())
+    return dict(
+        checkpoint_dir=ctx.checkpoint_dir,
+        log_to=ctx.log,
+        knob=f"{stage.prefix}lr={stage.node.get('lr')}",
+        trainer_args=stage.trainer_args(),
+    )
 
 
 class CallbackStage(Stage):
@@ -159,8 +175,9 @@ class CallbackStage(Stage):
         rules.apply(node, RECOVER, prefix)
         if node.get("recover", "none") == "kd":
             cls.may_recover(prefix, node)
-            rules.check_terms(rules.value(node, "recover_weights"), node.recover_temperature,
-                              f"{prefix}recover_weights")
+            rules.check_terms(
+                rules.value(node, "recover_weights"), node.recover_temperature, f"{prefix}recover_weights"
+            )
 
     @classmethod
     def may_recover(cls, prefix: str, node: DictConfig) -> None:
@@ -173,8 +190,11 @@ class CallbackStage(Stage):
 
         cls = get_class(self.callback_class)
         takes, given = inspect.signature(cls).parameters, arguments(cls, self.node)
-        run = {"example_shape": list(shape), "seed": None if cfg is None else cfg.seed,
-               "workdir": None if run_dir is None else str(run_dir)}
+        run = {
+            "example_shape": list(shape),
+            "seed": None if cfg is None else cfg.seed,
+            "workdir": None if run_dir is None else str(run_dir),
+        }
         given.update({k: v for k, v in run.items() if k in takes and v is not None})
         return cls(**{**given, **self.overrides})
 
@@ -197,8 +217,16 @@ class CallbackStage(Stage):
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)  # no draw from the seeded RNG
         optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
         module = recover.module(self.node, model, ctx.dm.num_classes, pair, optim)
-        record = fit(ctx.cfg, module, ctx.dm, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), [callback],
-                     **fit_args(self, ctx))
+        record = fit(
+            ctx.cfg,
+            module,
+            ctx.dm,
+            ctx.run_dir,
+            ctx.name or self.kind,
+            self.epochs(ctx),
+            [callback],
+            **fit_args(self, ctx),
+        )
         record.update(callback.summary(), recover=self.node.get("recover", "none"))
         out = callback.compressed if getattr(callback, "compressed", None) is not None else module.model
         self.after(out, record)
@@ -211,12 +239,16 @@ def stage_class(prefix: str, node) -> type:
 
     target = node.get("_target_") if isinstance(node, DictConfig) else None
     if not isinstance(target, str) or not target:
-        raise ConfigError(f"{prefix}_target_ is not set: a stage config names its class, e.g. "
-                          "compressor.techniques.prune.stage.Prune (a subclass of compressor.techniques.base.Stage)")
+        raise ConfigError(
+            f"{prefix}_target_ is not set: a stage config names its class, e.g. "
+            "compressor.techniques.prune.stage.Prune (a subclass of compressor.techniques.base.Stage)"
+        )
     try:
         cls = get_class(target)
     except Exception as exc:  # hydra raises ImportError or ValueError
-        raise ConfigError(f"{prefix}_target_={target}: cannot be imported ({' '.join(str(exc).split())[:200]})") from None
+        raise ConfigError(
+            f"{prefix}_target_={target}: cannot be imported ({' '.join(str(exc).split())[:200]})"
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, Stage)):
         raise ConfigError(f"{prefix}_target_={target}: not a subclass of compressor.techniques.base.Stage")
     if not isinstance(node.get("kind"), str) or not node.kind:

@@ -1,6 +1,7 @@
 """Which layers a technique acts on, shared by every technique that chooses layers by name
 (prune, cluster, the scans): Conv2d and Linear layers matched by include/exclude globs, the
 classifier whose outputs are the classes, and torch's pruning masks folded into the weights."""
+
 import fnmatch
 
 import torch
@@ -19,14 +20,19 @@ def device_of(model: nn.Module) -> torch.device:
 def select_layers(model: nn.Module, include, exclude, key="technique.include") -> dict:
     """Conv and Linear layers whose names match an include glob and no exclude glob."""
     prunable = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    chosen = {n: m for n, m in prunable.items()
-              if any(fnmatch.fnmatchcase(n, g) for g in include) and not any(fnmatch.fnmatchcase(n, g) for g in exclude)}
+    chosen = {
+        n: m
+        for n, m in prunable.items()
+        if any(fnmatch.fnmatchcase(n, g) for g in include) and not any(fnmatch.fnmatchcase(n, g) for g in exclude)
+    }
     for glob in include:
         if not any(fnmatch.fnmatchcase(n, glob) for n in prunable):
             raise ConfigError(f"{key} glob {glob!r} matches no prunable layer; layers: {', '.join(prunable)}")
     if not chosen:
-        raise ConfigError(f"technique.include={list(include)} minus technique.exclude={list(exclude)} leaves no "
-                          f"layer; layers: {', '.join(prunable)}")
+        raise ConfigError(
+            f"technique.include={list(include)} minus technique.exclude={list(exclude)} leaves no "
+            f"layer; layers: {', '.join(prunable)}"
+        )
     return chosen
 
 

@@ -6,6 +6,7 @@ rank holds alike, never from environment variables: each launcher (Lightning's s
 SLURM's tasks, torchrun) sets those at another moment, and ranks that read WORLD_SIZE disagreed on a
 stage's folder, so one waited on its lock while the other waited in the fit's first collective,
 forever (issue 54)."""
+
 import os
 import shlex
 import sys
@@ -22,10 +23,14 @@ def processes(trainer) -> int:
     if str(trainer.get("strategy", "auto")) in ("single_device", "dp"):
         return 1
     if isinstance(devices, str) and devices.strip() in ("auto", "-1"):
-        devices = torch.cuda.device_count() if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else 1
+        devices = (
+            torch.cuda.device_count() if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else 1
+        )
     elif isinstance(devices, str):
         devices = [d for d in devices.split(",") if d.strip()] if "," in devices else int(devices)
-    per_node = len(devices) if not isinstance(devices, int) else (torch.cuda.device_count() if devices == -1 else devices)
+    per_node = (
+        len(devices) if not isinstance(devices, int) else (torch.cuda.device_count() if devices == -1 else devices)
+    )
     return max(1, per_node) * max(1, int(trainer.get("num_nodes", 1) or 1))
 
 
@@ -70,8 +75,8 @@ def gave_up_waiting(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("timed out", "connection closed by peer", "connection reset by peer"))
-
+        s in text for s in ("timed out", "connection closed by peer", "connection reset by peer")
+    )
 
 
 def children_run_this_job_only() -> None:

@@ -1,6 +1,7 @@
 """One Lightning fit as the job uses it: the run's trainer and logger, validation accuracy per
 epoch, (optionally) the best validation epoch's weights restored at the end, a last checkpoint
 every epoch that a rerun resumes from (compressor/training/resume.py), and divergence as an error."""
+
 import hashlib
 import logging
 import os
@@ -47,8 +48,10 @@ class Finite(L.Callback):
         self.name, self.knob = name, knob
 
     def _stop(self, trainer, what: str):
-        raise Diverged(f"{self.name} diverged in epoch {trainer.current_epoch + 1}: {what}; lower {self.knob} "
-                       f"(or choose another optimizer/scheduler); nothing of this fit was kept")
+        raise Diverged(
+            f"{self.name} diverged in epoch {trainer.current_epoch + 1}: {what}; lower {self.knob} "
+            f"(or choose another optimizer/scheduler); nothing of this fit was kept"
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -77,7 +80,10 @@ class ChannelsLast(L.Callback):
         if stage != "fit" or not isinstance(trainer.accelerator, CPUAccelerator):
             return
         pl_module.to(memory_format=torch.channels_last)
-        nets = [pl_module, *([pl_module.teacher] if isinstance(getattr(pl_module, "teacher", None), torch.nn.Module) else [])]
+        nets = [
+            pl_module,
+            *([pl_module.teacher] if isinstance(getattr(pl_module, "teacher", None), torch.nn.Module) else []),
+        ]
         training = pl_module.training
         try:
             with torch.no_grad():  # in eval mode: batch norm's running statistics stay as they are
@@ -85,9 +91,11 @@ class ChannelsLast(L.Callback):
                 for net in nets:
                     net(self.example)
         except Exception as exc:  # any failure of the probe: the fit itself says what is wrong, if anything
-            log.info("%s trains in the contiguous layout: its forward fails in channels-last (%s)",
-                     type(pl_module.model if hasattr(pl_module, "model") else pl_module).__name__,
-                     str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            log.info(
+                "%s trains in the contiguous layout: its forward fails in channels-last (%s)",
+                type(pl_module.model if hasattr(pl_module, "model") else pl_module).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
             pl_module.to(memory_format=torch.contiguous_format)
         finally:
             pl_module.train(training)
@@ -106,24 +114,55 @@ class Plateau(EarlyStopping):
             trainer.should_stop = True
 
 
-def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), checkpoint_dir=None,
-        keep_best: bool = False, log_to=True, knob: str = "train.lr", trainer_args=None, patience=None) -> dict:
+def fit(
+    cfg,
+    module,
+    dm,
+    run_dir: Path,
+    name: str,
+    epochs: int,
+    callbacks=(),
+    checkpoint_dir=None,
+    keep_best: bool = False,
+    log_to=True,
+    knob: str = "train.lr",
+    trainer_args=None,
+    patience=None,
+) -> dict:
     """Fit `module` for `epochs`. With `checkpoint_dir`, a last checkpoint is saved there every
     epoch and a rerun resumes from it; `keep_best` also keeps the best validation epoch and
     restores it at the end; `patience` stops the fit once that many epochs in a row brought no better
     validation accuracy (`epochs` is then a maximum). `log_to=False` (budget probes) writes no logs. `knob` is what the
     divergence error tells the user to lower; `trainer_args` override the job's Trainer for this fit."""
     history = History()
-    cbs = [history, Finite(name, knob), resume.RngState(), *callbacks, *([Plateau(patience)] if patience else []),
-           *([ChannelsLast(example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2))]
-             if cfg.train.get("channels_last", True) else [])]
+    cbs = [
+        history,
+        Finite(name, knob),
+        resume.RngState(),
+        *callbacks,
+        *([Plateau(patience)] if patience else []),
+        *(
+            [ChannelsLast(example_input(cfg.dataset.in_channels, cfg.dataset.image_size, 2))]
+            if cfg.train.get("channels_last", True)
+            else []
+        ),
+    ]
     best = None
     if checkpoint_dir is not None:  # `last` every epoch (resume); `best` only when it improves
-        cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1,
-                                   enable_version_counter=False))
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+            )
+        )
     if checkpoint_dir is not None and keep_best:
-        best = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val/acc", mode="max",
-                               save_top_k=1, enable_version_counter=False)
+        best = ModelCheckpoint(
+            dirpath=str(checkpoint_dir),
+            filename="best",
+            monitor="val/acc",
+            mode="max",
+            save_top_k=1,
+            enable_version_counter=False,
+        )
         cbs.append(best)
     if not all(getattr(cb, "resumable", True) for cb in callbacks):  # its structure changes between epochs
         if resume.point(checkpoint_dir) is not None:
@@ -135,16 +174,28 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
         if done is None:
             start_from = None
         else:
-            log.info("resuming %s from %s: %d of %d epochs done, %d to go", name, start_from, min(done, epochs), epochs,
-                     max(0, epochs - done))
+            log.info(
+                "resuming %s from %s: %d of %d epochs done, %d to go",
+                name,
+                start_from,
+                min(done, epochs),
+                epochs,
+                max(0, epochs - done),
+            )
     logger = instantiate(cfg.logger, save_dir=str(run_dir), version=name) if cfg.get("logger") and log_to else False
     extra = {} if log_to else {"enable_progress_bar": False, "enable_model_summary": False}
     module.train()  # cached models load in eval mode; the distiller keeps its teacher in eval
     with torch_flags_kept():  # `trainer.deterministic` holds for this fit only
-        trainer = instantiate(cfg.trainer, max_epochs=epochs, callbacks=cbs, logger=logger,
-                              enable_checkpointing=checkpoint_dir is not None, plugins=[resume.AtomicCheckpointIO()],
-                              default_root_dir=str(checkpoint_dir or run_dir),
-                              **{**extra, **ddp.strategy(cfg), **(trainer_args or {})})
+        trainer = instantiate(
+            cfg.trainer,
+            max_epochs=epochs,
+            callbacks=cbs,
+            logger=logger,
+            enable_checkpointing=checkpoint_dir is not None,
+            plugins=[resume.AtomicCheckpointIO()],
+            default_root_dir=str(checkpoint_dir or run_dir),
+            **{**extra, **ddp.strategy(cfg), **(trainer_args or {})},
+        )
         start = time.perf_counter()
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(start_from) if start_from else None, weights_only=True)
@@ -160,16 +211,36 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
             if os.environ.get("SUBMITIT_FOLDER") and not isinstance(exc.__context__, KeyboardInterrupt):
                 # submitit requeued this SLURM job (a time limit or a preemption) and exits it: the next
                 # attempt of the same job resumes from the last finished epoch
-                log.warning("%s: requeued by SLURM after %d of %d epochs; the job resumes from epoch %d", name,
-                            trainer.current_epoch, epochs, trainer.current_epoch)
+                log.warning(
+                    "%s: requeued by SLURM after %d of %d epochs; the job resumes from epoch %d",
+                    name,
+                    trainer.current_epoch,
+                    epochs,
+                    trainer.current_epoch,
+                )
                 raise
             raise Interrupted(name, "SIGINT", trainer.current_epoch, epochs) from None
         except Exception as exc:
             if ddp.distributed(cfg) and ddp.gave_up_waiting(exc):  # a peer never came, or left
-                what = "the other ranks " + ("to start the fit" if trainer.current_epoch == 0 and not trainer.global_step
-                                             else "in a collective") + f" ({' '.join(str(exc).split())[:160]})"
-                raise Stuck(name, trainer.global_rank, trainer.world_size, what, ddp.timeout_s(cfg),
-                            ddp.continue_command(), trainer.current_epoch, epochs) from None
+                what = (
+                    "the other ranks "
+                    + (
+                        "to start the fit"
+                        if trainer.current_epoch == 0 and not trainer.global_step
+                        else "in a collective"
+                    )
+                    + f" ({' '.join(str(exc).split())[:160]})"
+                )
+                raise Stuck(
+                    name,
+                    trainer.global_rank,
+                    trainer.world_size,
+                    what,
+                    ddp.timeout_s(cfg),
+                    ddp.continue_command(),
+                    trainer.current_epoch,
+                    epochs,
+                ) from None
             if slurm_gave_up(exc):  # SLURM's time limit with no requeue left (hydra.launcher.max_num_timeout)
                 raise Interrupted(name, "SLURM's time limit, no requeue left", trainer.current_epoch, epochs) from None
             raise
@@ -182,14 +253,24 @@ def fit(cfg, module, dm, run_dir: Path, name: str, epochs: int, callbacks=(), ch
     if trainer.world_size > 1:  # DDP keeps the ranks' weights equal: each rank says what it ended with
         # (its parameters: buffers such as batch norm's and QAT observers' statistics last saw each
         # rank's own batch; rank 0's are the ones saved)
-        log.info("%s: rank %d of %d ends with weights %s", name, trainer.global_rank, trainer.world_size,
-                 digest(module, parameters_only=True))
+        log.info(
+            "%s: rank %d of %d ends with weights %s",
+            name,
+            trainer.global_rank,
+            trainer.world_size,
+            digest(module, parameters_only=True),
+        )
     # torch's thread count changes float reduction order, so the same seed trains to other weights
     # under another count (SimpleCNN on mnist5k, seed 0: test 0.973 at 1 thread, 0.976 at 2)
-    return {"val/acc_per_epoch": history.val_acc, "val/acc_best": max(history.val_acc, default=None),
-            "train/time_s": seconds, "train/threads": torch.get_num_threads(), "epochs": epochs,
-            **({"epochs_trained": len(history.val_acc), "patience": patience} if patience else {}),
-            **({"resumed_from_epoch": done} if start_from else {})}
+    return {
+        "val/acc_per_epoch": history.val_acc,
+        "val/acc_best": max(history.val_acc, default=None),
+        "train/time_s": seconds,
+        "train/threads": torch.get_num_threads(),
+        "epochs": epochs,
+        **({"epochs_trained": len(history.val_acc), "patience": patience} if patience else {}),
+        **({"resumed_from_epoch": done} if start_from else {}),
+    }
 
 
 def digest(module, parameters_only: bool = False) -> str:
@@ -211,5 +292,11 @@ def digest(module, parameters_only: bool = False) -> str:
 def optim_args(cfg, lr=None, schedule_epochs=None) -> dict:
     """The job's optimizer and schedule (train.*), at a stage's own learning rate and schedule length."""
     t = cfg.train
-    return dict(optimizer=t.optimizer, lr=float(lr or t.lr), weight_decay=t.weight_decay, momentum=t.momentum,
-                scheduler=t.scheduler, schedule_epochs=schedule_epochs)
+    return dict(
+        optimizer=t.optimizer,
+        lr=float(lr or t.lr),
+        weight_decay=t.weight_decay,
+        momentum=t.momentum,
+        scheduler=t.scheduler,
+        schedule_epochs=schedule_epochs,
+    )

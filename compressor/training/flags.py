@@ -1,5 +1,6 @@
 """torch's global flags kept to a block: the one thing a fit and a measurement both need from the
 other side of building a Trainer."""
+
 from contextlib import contextmanager
 
 

@@ -8,6 +8,7 @@ generators, so the result equals an uninterrupted run's on the same machine and 
 Files are written to a temporary name and renamed, so a kill mid-save leaves the previous one.
 SLURM's requeue signal saves an `hpc_ckpt_N.ckpt` in the same folder (Lightning's own handler),
 and submitit requeues a preempted job with the same config, which resumes the same way."""
+
 import logging
 import os
 import random
@@ -44,9 +45,13 @@ class RngState(L.Callback):
     def state_dict(self):
         version, internal, gauss_next = random.getstate()
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {"python": list(internal), "python_version": version, "python_gauss": gauss_next,
-                "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-                "torch": torch.get_rng_state()}
+        return {
+            "python": list(internal),
+            "python_version": version,
+            "python_gauss": gauss_next,
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+        }
 
     def load_state_dict(self, state):
         random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
@@ -84,4 +89,3 @@ def epochs_done(path: Path) -> int | None:
         log.warning("%s cannot be resumed from (%s): removed, the fit starts over", path, type(exc).__name__)
         path.unlink(missing_ok=True)
         return None
-

@@ -5,6 +5,7 @@ each batch as a third element (compressor.modules.Distiller reads them).
 Exact only where the data hold no random augmentation (every loader of compressor.data: tensors or
 a fixed resize), and only for the terms that read logits alone (ce, kl, dkd); the stage falls back
 to the live teacher otherwise (compressor/stages/kd.py)."""
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -29,8 +30,11 @@ def computed(teacher: torch.nn.Module, data: Dataset, batch_size: int) -> torch.
     """The teacher's logits for every image of `data`, in its order."""
     teacher.eval()
     device = next(teacher.parameters()).device
-    return channels_last(teacher, lambda: torch.cat([teacher(x.to(device)).float().cpu()
-                                                     for x, _ in DataLoader(data, batch_size=batch_size)]), device)
+    return channels_last(
+        teacher,
+        lambda: torch.cat([teacher(x.to(device)).float().cpu() for x, _ in DataLoader(data, batch_size=batch_size)]),
+        device,
+    )
 
 
 class TeacherLogits(L.LightningDataModule):

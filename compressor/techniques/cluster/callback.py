@@ -6,6 +6,7 @@ paper. Zeros (a pruned weight) stay zero and out of the clustering, so sharing c
 pruning. At the end the shared values are written back into plain weights: the model is a
 plain float model with at most 2**bits distinct non-zero values per layer, which the artifact
 stores as a codebook and bit-packed indices, entropy-coded (compressor/storage/artifact.py)."""
+
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
@@ -76,7 +77,7 @@ class Clustering(Callback):
         for name, layer in select_layers(pl_module.model, self.include, self.exclude).items():
             if parametrize.is_parametrized(layer, "weight") or not layer.weight.count_nonzero():
                 continue
-            parametrize.register_parametrization(layer, "weight", Shared(layer.weight.detach(), 2 ** self.bits))
+            parametrize.register_parametrization(layer, "weight", Shared(layer.weight.detach(), 2**self.bits))
             # the plain weight is kept, not trained: DDP refuses a parameter that takes no part in the loss
             layer.parametrizations.weight.original.requires_grad_(False)
             self.layers[name] = int(layer.parametrizations.weight[0].codebook.numel())

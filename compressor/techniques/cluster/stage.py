@@ -1,5 +1,6 @@
 """technique=cluster: weight sharing (Deep Compression), per-layer k-means into 2**bits values
 and fine-tuning of the shared values (callback.py: Clustering)."""
+
 from compressor.techniques.base import CallbackStage
 from compressor.techniques.cluster.rules import RULES
 

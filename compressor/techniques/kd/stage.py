@@ -1,5 +1,6 @@
 """technique=kd: the model (the student) trained against the trained teacher on a weighted sum of
 named loss terms (compressor.modules.Distiller). Its rules: rules.py."""
+
 from compressor import rules
 from compressor.techniques.base import Context, Stage, arguments, fit_args
 from compressor.techniques.kd import rules as spec
@@ -20,8 +21,11 @@ class Kd(Stage):
 
     def label(self, cfg) -> str:
         weights, presets = self.weights(), rules.value(self.node, "presets") or {}
-        loss = self.node.loss if weights == presets.get(self.node.loss, {}) else \
-            " + ".join(f"{w:g} {term}" for term, w in weights.items())
+        loss = (
+            self.node.loss
+            if weights == presets.get(self.node.loss, {})
+            else " + ".join(f"{w:g} {term}" for term, w in weights.items())
+        )
         return f"kd {loss} from {cfg.teacher.name}"
 
     def check(self, model, teacher=None) -> None:
@@ -36,8 +40,12 @@ class Kd(Stage):
 
     def report(self, logits, reference_logits, reference_metrics: dict) -> dict:
         """The teacher's test accuracy, and how often the student's top-1 agrees with it."""
-        return {"kd": {"teacher/test_acc": reference_metrics["test/acc"],
-                       "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item()}}
+        return {
+            "kd": {
+                "teacher/test_acc": reference_metrics["test/acc"],
+                "test/agreement": (logits.argmax(1) == reference_logits.argmax(1)).float().mean().item(),
+            }
+        }
 
     def apply(self, model, ctx: Context):
         from compressor.data.base import example_input
@@ -48,15 +56,22 @@ class Kd(Stage):
 
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
         optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
-        module = Distiller(student=model, teacher=ctx.reference, example=pair, num_classes=ctx.dm.num_classes,
-                           **arguments(Distiller, self.node), **optim)
+        module = Distiller(
+            student=model,
+            teacher=ctx.reference,
+            example=pair,
+            num_classes=ctx.dm.num_classes,
+            **arguments(Distiller, self.node),
+            **optim,
+        )
         data, once = ctx.dm, self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)
         # the teacher's logits per training image, once for every epoch; not for a fit that trains
         # nothing (its epochs are all in a shared prefix's checkpoint: a search's reused distillation)
         if once and not finished(ctx.checkpoint_dir, self.epochs(ctx)):
             ctx.dm.setup("fit")
-            data = teacher_logits.TeacherLogits(ctx.dm, teacher_logits.computed(ctx.reference, ctx.dm.train_set,
-                                                                                 ctx.dm.batch_size))
+            data = teacher_logits.TeacherLogits(
+                ctx.dm, teacher_logits.computed(ctx.reference, ctx.dm.train_set, ctx.dm.batch_size)
+            )
         record = fit(ctx.cfg, module, data, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), **fit_args(self, ctx))
         record["weights"], record["teacher_once"] = dict(module.weights), bool(once)
         return module.model, record

@@ -9,6 +9,7 @@ a layer is chosen only where its inputs split into groups of m: a first convolut
 channels keeps all its weights and is listed in the summary as skipped. The mask is set once in
 `setup`, from the stage's input weights (so a resumed fit sets the same mask), and folded into the
 weights at the end: the saved model is a plain float model with n of every m weights zero."""
+
 import torch
 import torch.nn.utils.prune as tprune
 from lightning.pytorch.callbacks import Callback
@@ -56,8 +57,10 @@ class NMSparsity(Callback):
             grouped = layer.weight.dim() == 4 and layer.groups != 1  # depthwise: too few inputs per output
             out[name] = None if grouped else nm_mask(layer.weight, self.n, self.m)
         if all(mask is None for mask in out.values()):
-            raise ConfigError(f"technique.m={self.m}: no chosen layer's inputs split into groups of {self.m} "
-                              f"(layers: {', '.join(out)}); choose a smaller m or other technique.include globs")
+            raise ConfigError(
+                f"technique.m={self.m}: no chosen layer's inputs split into groups of {self.m} "
+                f"(layers: {', '.join(out)}); choose a smaller m or other technique.include globs"
+            )
         return out
 
     def check(self, model: nn.Module) -> None:

@@ -1,5 +1,6 @@
 """technique=nm's schema, torch-free: checked before torch loads (stage.py) and by the callback on
 its own arguments (callback.py)."""
+
 from compressor import rules
 from compressor.errors import ConfigError
 
@@ -11,5 +12,7 @@ def check(values: dict, prefix: str = "technique.") -> None:
     rules.apply(values, RULES, prefix)
     n, m = values.get("n", 2), values.get("m", 4)
     if n >= m:
-        raise ConfigError(f"{prefix}n={n} with {prefix}m={m}: n of every m weights are kept, so n must be "
-                          f"less than m (2:4 is n=2 m=4)")
+        raise ConfigError(
+            f"{prefix}n={n} with {prefix}m={m}: n of every m weights are kept, so n must be "
+            f"less than m (2:4 is n=2 m=4)"
+        )

@@ -1,5 +1,6 @@
 """technique=nm: keep the n largest of every m consecutive input weights (callback.py: NMSparsity),
 then fine-tune with that pattern fixed."""
+
 from compressor.techniques.base import CallbackStage
 from compressor.techniques.nm.rules import RULES, check
 

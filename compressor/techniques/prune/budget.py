@@ -16,6 +16,7 @@ stays >= the floor.
    probe). The search assumes accuracy falls as steps are added; on a small validation set (500
    images: one point is five) that holds only roughly, so a step can pass on validation and lose
    more on test."""
+
 import copy
 import logging
 import math
@@ -48,7 +49,7 @@ def steps(rows: list[dict], start: dict | None = None) -> list[tuple[float, dict
         curve.append((r["amount"], max(curve[-1][1], r["drop"], 0.0), r["saved"]))
     for layer, curve in curves.items():  # each layer starts at its start amount, costed as the grid point below
         i = max(i for i, (a, _, _) in enumerate(curve) if a <= start.get(layer, 0.0) + 1e-9)
-        curves[layer] = [(start.get(layer, 0.0), *curve[i][1:])] + curve[i + 1:]
+        curves[layer] = [(start.get(layer, 0.0), *curve[i][1:])] + curve[i + 1 :]
     at = {layer: 0 for layer in curves}
     out, cost = [], 0.0
     while True:
@@ -76,26 +77,38 @@ def allocation(model: nn.Module, stage, amount: float, example_shape) -> dict:
     width = {n: m.weight.shape[0] for n, m in layers.items()}
     out = copy.deepcopy(model).cpu()
     importance = "l1" if stage.importance == "taylor" else stage.importance  # taylor needs a fit's gradients
-    Pruning(method=stage.method, amount=amount, scope=stage.scope, include=stage.include, exclude=stage.exclude,
-            example_shape=example_shape, importance=importance).apply(out, amount)
+    Pruning(
+        method=stage.method,
+        amount=amount,
+        scope=stage.scope,
+        include=stage.include,
+        exclude=stage.exclude,
+        example_shape=example_shape,
+        importance=importance,
+    ).apply(out, amount)
     make_permanent(out)
     modules = dict(out.named_modules())
     if stage.method == "channel":  # 4 decimals, rounded down: per-layer pruning removes ceil(amount x channels)
         return {n: math.floor((1 - modules[n].weight.shape[0] / width[n]) * 1e4 + 1e-6) / 1e4 for n in layers}
     # exact: per-layer L1 removes round(amount x weights), so a rounded amount could move a big layer's count;
     # a layer the global ranking emptied (ResNet-18's fc at 0.99) keeps one weight: amounts lie in [0, 1)
-    return {n: min(1 - int(torch.count_nonzero(modules[n].weight)) / modules[n].weight.numel(),
-                   1 - 1 / modules[n].weight.numel()) for n in layers}
+    return {
+        n: min(
+            1 - int(torch.count_nonzero(modules[n].weight)) / modules[n].weight.numel(),
+            1 - 1 / modules[n].weight.numel(),
+        )
+        for n in layers
+    }
 
 
 def search(budget, stage, model, floor: float) -> dict:
     """Per-layer amounts for a prune stage: its single amount bisected, then per-layer steps."""
     cfg, node = budget.cfg, stage.node
     layers = list(select_layers(model, node.include, node.exclude))
-    rows = prune_scan(model, budget.selection(), layers, cfg.budget.grid, [node.method],
-                                  budget.shape)
-    probe_ctx = Context(cfg, budget.dm, None, budget.run_dir, budget.shape, epochs=cfg.budget.probe_epochs,
-                        name="probe", log=False)
+    rows = prune_scan(model, budget.selection(), layers, cfg.budget.grid, [node.method], budget.shape)
+    probe_ctx = Context(
+        cfg, budget.dm, None, budget.run_dir, budget.shape, epochs=cfg.budget.probe_epochs, name="probe", log=False
+    )
     epochs = stage.epochs(probe_ctx)
     example = torch.randn(*budget.shape)
     probes, tried = [], []  # tried: (val/acc, recipe) of every probe
@@ -107,10 +120,20 @@ def search(budget, stage, model, floor: float) -> dict:
         candidate.overrides["amounts"] = amounts
         pruned, _ = candidate.apply(copy.deepcopy(model), probe_ctx)
         acc = budget.val_acc(pruned)
-        size = measure.macs(pruned, example) if node.method == "channel" \
+        size = (
+            measure.macs(pruned, example)
+            if node.method == "channel"
             else measure.parameters(pruned)["compress/sparsity"]
-        probes.append({"phase": phase, **about, "val/acc": acc, "within": budget.within(acc, floor),
-                       "compress/macs" if node.method == "channel" else "compress/sparsity": size})
+        )
+        probes.append(
+            {
+                "phase": phase,
+                **about,
+                "val/acc": acc,
+                "within": budget.within(acc, floor),
+                "compress/macs" if node.method == "channel" else "compress/sparsity": size,
+            }
+        )
         tried.append((acc, amounts))
         return probes[-1]["within"]
 
@@ -119,8 +142,11 @@ def search(budget, stage, model, floor: float) -> dict:
     grid, lo, hi = sorted(cfg.budget.grid), -1, len(cfg.budget.grid)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if probe(allocation(model, node, grid[mid], budget.shape), "one amount",
-                                    amount=grid[mid]) else (lo, mid)
+        lo, hi = (
+            (mid, hi)
+            if probe(allocation(model, node, grid[mid], budget.shape), "one amount", amount=grid[mid])
+            else (lo, mid)
+        )
     a, b = (grid[lo] if lo >= 0 else 0.0), (grid[hi] if hi < len(grid) else None)
     for _ in range(REFINE if b is not None else 0):
         mid = round((a + b) / 2, 4)
@@ -131,13 +157,28 @@ def search(budget, stage, model, floor: float) -> dict:
     lo, hi = -1, len(options)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if probe(options[mid][1], "per layer", step=mid + 1, of=len(options),
-                                    scan_drop_pts=options[mid][0]) else (lo, mid)
+        lo, hi = (
+            (mid, hi)
+            if probe(options[mid][1], "per layer", step=mid + 1, of=len(options), scan_drop_pts=options[mid][0])
+            else (lo, mid)
+        )
     chosen = options[lo][1] if lo >= 0 else start
     over = chosen is None
     if over:
         chosen = max(tried, key=lambda t: t[0])[1] if tried else {layer: 0.0 for layer in layers}
-        log.warning("budget: no per-layer pruning keeps validation accuracy >= %.4f (budget %g pts); keeping "
-                    "the best attempt, over budget", floor, budget.max_drop)
-    return {"amounts": chosen, "from_amount": a, "per_layer_steps": lo + 1, "steps": len(options),
-            "over_budget": over, "probe_epochs": epochs, "probes": probes, "sensitivity": rows}
+        log.warning(
+            "budget: no per-layer pruning keeps validation accuracy >= %.4f (budget %g pts); keeping "
+            "the best attempt, over budget",
+            floor,
+            budget.max_drop,
+        )
+    return {
+        "amounts": chosen,
+        "from_amount": a,
+        "per_layer_steps": lo + 1,
+        "steps": len(options),
+        "over_budget": over,
+        "probe_epochs": epochs,
+        "probes": probes,
+        "sensitivity": rows,
+    }

@@ -7,6 +7,7 @@ no mask buffers or hooks are left in the saved model.
 `amounts={layer: amount}` prunes each named layer by its own amount instead of one `amount` for
 all (one shot): a recipe set by hand, or found by the accuracy budget (budget.py here) and
 replayed from results.json."""
+
 import itertools
 import logging
 from collections.abc import Mapping
@@ -24,8 +25,6 @@ from compressor.techniques.prune import rules as spec
 log = logging.getLogger(__name__)
 
 
-
-
 def cubic(epoch: int, amount: float, ramp_epochs: int) -> float:
     """Zhu & Gupta (2017): s_t = s_f * (1 - (1 - t/n)^3), from 0 at epoch 0 to `amount` at `ramp_epochs`.
     A pure function of the epoch, so a resumed run prunes exactly like an uninterrupted one."""
@@ -33,10 +32,6 @@ def cubic(epoch: int, amount: float, ramp_epochs: int) -> float:
         return amount
     progress = min(max(epoch, 0) / ramp_epochs, 1.0)
     return amount * (1 - (1 - progress) ** 3)
-
-
-
-
 
 
 def lamp_counts(weights: dict, amount: float) -> dict:
@@ -53,38 +48,69 @@ def lamp_counts(weights: dict, amount: float) -> dict:
         scores.append(squares / tail.clamp_min(torch.finfo(torch.float32).tiny))
         owner.append(torch.full_like(squares, i, dtype=torch.long))
     owner = torch.cat(owner)
-    order = torch.argsort(torch.cat(scores), stable=True)[:round(amount * len(owner))]
+    order = torch.argsort(torch.cat(scores), stable=True)[: round(amount * len(owner))]
     counts = torch.bincount(owner[order], minlength=len(weights))
     return dict(zip(weights, counts.tolist()))
 
 
-
-
 class Pruning(L.Callback):
-    def __init__(self, amount: float = 0.5, method: str = "l1_unstructured", scope: str = "global",
-                 schedule: str = "oneshot", ramp_epochs: int | None = None, include=("*",), exclude=(),
-                 example_shape=None, seed: int = 0, amounts: dict | None = None, importance: str = "l1",
-                 steps: int = 1, regularize_epochs: int = 0, reg: float = 5e-4, taylor_batches: int = 8):
-        spec.check(dict(amount=amount, method=method, scope=scope, schedule=schedule, ramp_epochs=ramp_epochs,
-                        include=list(include), exclude=list(exclude), amounts=amounts, importance=importance, steps=steps,
-                        regularize_epochs=regularize_epochs, reg=reg, taylor_batches=taylor_batches))
+    def __init__(
+        self,
+        amount: float = 0.5,
+        method: str = "l1_unstructured",
+        scope: str = "global",
+        schedule: str = "oneshot",
+        ramp_epochs: int | None = None,
+        include=("*",),
+        exclude=(),
+        example_shape=None,
+        seed: int = 0,
+        amounts: dict | None = None,
+        importance: str = "l1",
+        steps: int = 1,
+        regularize_epochs: int = 0,
+        reg: float = 5e-4,
+        taylor_batches: int = 8,
+    ):
+        spec.check(
+            dict(
+                amount=amount,
+                method=method,
+                scope=scope,
+                schedule=schedule,
+                ramp_epochs=ramp_epochs,
+                include=list(include),
+                exclude=list(exclude),
+                amounts=amounts,
+                importance=importance,
+                steps=steps,
+                regularize_epochs=regularize_epochs,
+                reg=reg,
+                taylor_batches=taylor_batches,
+            )
+        )
         self.importance, self.steps, self.regularize_epochs = importance, steps, regularize_epochs
         self.reg, self.taylor_batches = float(reg), taylor_batches
-        self._regularizer = None   # a Torch-Pruning GroupNormPruner while regularize_epochs run
-        self._batches = None       # training batches for taylor importance, set in setup
+        self._regularizer = None  # a Torch-Pruning GroupNormPruner while regularize_epochs run
+        self._batches = None  # training batches for taylor importance, set in setup
         self.amount, self.method, self.scope, self.schedule = float(amount), method, scope, schedule
         self.ramp_epochs, self.seed = ramp_epochs, seed
         self.include, self.exclude = list(include), list(exclude)
         self.example_shape = example_shape
-        self.current = 0.0       # sparsity (or channel fraction) applied so far
+        self.current = 0.0  # sparsity (or channel fraction) applied so far
         self.amounts = None
         if amounts is not None:
             self.set_amounts(amounts)
 
     def set_amounts(self, amounts: dict) -> None:
         """Per-layer amounts (layer name -> fraction in [0, 1)); names are checked against the model in `check`."""
-        spec.check({"amounts": dict(amounts) if isinstance(amounts, Mapping) else amounts, "schedule": self.schedule,
-                    "method": self.method})
+        spec.check(
+            {
+                "amounts": dict(amounts) if isinstance(amounts, Mapping) else amounts,
+                "schedule": self.schedule,
+                "method": self.method,
+            }
+        )
         if not amounts:
             raise ConfigError(f"technique.amounts={amounts!r}: must be a mapping {{layer name: amount}}")
         self.amounts = {str(k): float(v) for k, v in amounts.items()}
@@ -97,7 +123,9 @@ class Pruning(L.Callback):
             prunable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
             unknown = sorted(set(self.amounts) - set(prunable))
             if unknown:
-                raise ConfigError(f"technique.amounts names {unknown}, not prunable layers; layers: {', '.join(prunable)}")
+                raise ConfigError(
+                    f"technique.amounts names {unknown}, not prunable layers; layers: {', '.join(prunable)}"
+                )
 
     def target(self, epoch: int, max_epochs: int) -> float:
         if self.amounts is not None:
@@ -180,8 +208,14 @@ class Pruning(L.Callback):
         example = torch.randn(*self.example_shape, device=device)
         step_ratio = 1 - (1 - amount) / (1 - self.current)  # remove this share of what is left
         with torch.enable_grad():
-            pruner = tp.pruner.MetaPruner(model, example, importance=self._criterion(), pruning_ratio=step_ratio,
-                                          global_pruning=self.scope == "global", ignored_layers=self._ignored(model))
+            pruner = tp.pruner.MetaPruner(
+                model,
+                example,
+                importance=self._criterion(),
+                pruning_ratio=step_ratio,
+                global_pruning=self.scope == "global",
+                ignored_layers=self._ignored(model),
+            )
             pruner.step()
         model.zero_grad(set_to_none=True)
         self.current = amount
@@ -206,10 +240,14 @@ class Pruning(L.Callback):
         if self.importance == "taylor":
             self._gradients(model, device)
         with torch.enable_grad():  # the dependency graph is traced through autograd
-            pruner = tp.pruner.MetaPruner(model, torch.randn(*self.example_shape, device=device),
-                                          importance=self._criterion(), pruning_ratio=0.0,
-                                          pruning_ratio_dict=chosen,
-                                          ignored_layers=list({id(m): m for m in others + classifier(model)}.values()))
+            pruner = tp.pruner.MetaPruner(
+                model,
+                torch.randn(*self.example_shape, device=device),
+                importance=self._criterion(),
+                pruning_ratio=0.0,
+                pruning_ratio_dict=chosen,
+                ignored_layers=list({id(m): m for m in others + classifier(model)}.values()),
+            )
             pruner.step()
         model.zero_grad(set_to_none=True)
 
@@ -236,8 +274,14 @@ class Pruning(L.Callback):
         if stage != "fit":
             return
         self.check(pl_module.model)
-        spec.check(dict(method=self.method, steps=self.steps, regularize_epochs=self.regularize_epochs,
-                        epochs=trainer.max_epochs or 0))
+        spec.check(
+            dict(
+                method=self.method,
+                steps=self.steps,
+                regularize_epochs=self.regularize_epochs,
+                epochs=trainer.max_epochs or 0,
+            )
+        )
         dm = trainer.datamodule
         if dm is not None:
             self._batches = lambda: itertools.islice(dm.train_dataloader(), self.taylor_batches)
@@ -246,9 +290,12 @@ class Pruning(L.Callback):
 
             with torch.enable_grad():
                 self._regularizer = tp.pruner.GroupNormPruner(
-                    pl_module.model, torch.randn(*self.example_shape, device=device_of(pl_module.model)),
-                    importance=tp.importance.GroupMagnitudeImportance(p=2), reg=self.reg,
-                    ignored_layers=self._ignored(pl_module.model))
+                    pl_module.model,
+                    torch.randn(*self.example_shape, device=device_of(pl_module.model)),
+                    importance=tp.importance.GroupMagnitudeImportance(p=2),
+                    reg=self.reg,
+                    ignored_layers=self._ignored(pl_module.model),
+                )
         first = self.target(0, trainer.max_epochs or 0)
         if first > 0:
             self.apply(pl_module.model, first, device_of(pl_module.model))
@@ -266,7 +313,9 @@ class Pruning(L.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         if self.method != "channel":
-            if self.amounts is None and self.current < self.amount:  # a fit shorter than the ramp still ends at the target
+            if (
+                self.amounts is None and self.current < self.amount
+            ):  # a fit shorter than the ramp still ends at the target
                 self.apply(pl_module.model, self.amount)
             make_permanent(pl_module.model)
 

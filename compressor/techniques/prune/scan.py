@@ -2,6 +2,7 @@
 prunable layer and every amount of a grid, the validation accuracy when only that layer is pruned
 (L1 within the layer, or its channels where the layer allows it). The budget (budget.py) orders
 its per-layer steps by it; technique=sensitivity writes it out."""
+
 import copy
 import itertools
 import logging
@@ -33,8 +34,11 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
     base_macs, base_nonzero = measure.macs(model, example), measure.parameters(model)["compress/nonzero_params"]
     rows = []
     for method in methods:
-        names = list(channel_layers(model, {n: dict(model.named_modules())[n] for n in layers})) \
-            if method == "channel" else layers
+        names = (
+            list(channel_layers(model, {n: dict(model.named_modules())[n] for n in layers}))
+            if method == "channel"
+            else layers
+        )
         skipped = set()
         for name, amount in itertools.product(names, grid):
             if name in skipped:
@@ -44,14 +48,25 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
                 macs = measure.macs(m, example)
             except Exception as exc:  # a layer whose pruned model no longer runs (a ViT's qkv reshape)
                 skipped.add(name)
-                log.warning("sensitivity (%s): skipping %s, its pruned model does not run (%s)", method, name,
-                            brief(exc))
+                log.warning(
+                    "sensitivity (%s): skipping %s, its pruned model does not run (%s)", method, name, brief(exc)
+                )
                 continue
             if method == "channel" and macs == base_macs:
                 continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
             acc = measure.accuracy_of(m, loader)
-            rows.append({"kind": "prune", "method": method, "layer": name, "amount": float(amount), "val/acc": acc,
-                         "drop": 100 * (base - acc), "compress/macs": macs,
-                         "saved": base_macs - macs if method == "channel" else
-                         base_nonzero - measure.parameters(m)["compress/nonzero_params"]})
+            rows.append(
+                {
+                    "kind": "prune",
+                    "method": method,
+                    "layer": name,
+                    "amount": float(amount),
+                    "val/acc": acc,
+                    "drop": 100 * (base - acc),
+                    "compress/macs": macs,
+                    "saved": base_macs - macs
+                    if method == "channel"
+                    else base_nonzero - measure.parameters(m)["compress/nonzero_params"],
+                }
+            )
     return rows

@@ -1,5 +1,6 @@
 """technique=prune: magnitude, random or channel pruning, then fine-tuning (callback.py: Pruning).
 Its rules: rules.py; its accuracy-budget search: budget.py."""
+
 from compressor.techniques.base import CallbackStage
 from compressor.techniques.prune import rules as spec
 
@@ -12,7 +13,9 @@ class Prune(CallbackStage):
     def label(self, cfg) -> str:
         node = self.node
         if self.searchable() and cfg.budget.max_drop is not None or node.get("amounts"):
-            within = f" within {cfg.budget.max_drop:g} pts" if self.searchable() and cfg.budget.max_drop is not None else ""
+            within = (
+                f" within {cfg.budget.max_drop:g} pts" if self.searchable() and cfg.budget.max_drop is not None else ""
+            )
             return f"prune {node.method} per-layer{within}"
         return f"prune {node.method} {node.scope} {node.schedule} {node.amount:g}"
 

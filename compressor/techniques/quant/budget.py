@@ -5,6 +5,7 @@ through Quant.search):
   goes back to float, one at a time, re-measured after each (OpenVINO's AccuracyAware idea).
 - static on openvino (`openvino`): the same idea, done by NNCF's quantize_with_accuracy_control
   with max_drop in the same points (absolute), measured on the same validation loader."""
+
 import logging
 
 from compressor import measure
@@ -28,20 +29,35 @@ def search(budget, stage, model, floor: float) -> dict:
         # most harmful first: float helps most when all else is int8; ties: costs most when int8 alone
         for rank, name in enumerate(sorted(layers, key=lambda n: (-gain[n], -alone[n])), 1):
             kept = tried[-1]["keep_float"] + [name]
-            tried.append({"keep_float": kept, "val/acc": measure.accuracy_of(
-                int8(model, budget.shape, calibration, kept, api=api), val)})
-            why[name] = (f"int8 everywhere scored {full:.4f} on validation, under the floor {floor:.4f}; harm rank "
-                         f"{rank}: float alone gains {100 * gain[name]:.2f} pts, int8 alone costs {alone[name]:.2f}")
+            tried.append(
+                {
+                    "keep_float": kept,
+                    "val/acc": measure.accuracy_of(int8(model, budget.shape, calibration, kept, api=api), val),
+                }
+            )
+            why[name] = (
+                f"int8 everywhere scored {full:.4f} on validation, under the floor {floor:.4f}; harm rank "
+                f"{rank}: float alone gains {100 * gain[name]:.2f} pts, int8 alone costs {alone[name]:.2f}"
+            )
             if budget.within(tried[-1]["val/acc"], floor):
                 break
     within = [s for s in tried if budget.within(s["val/acc"], floor)]
     best = within[0] if within else max(tried, key=lambda s: s["val/acc"])
     if not within:
-        log.warning("budget: static int8 stays under validation accuracy %.4f (budget %g pts) even with layers "
-                    "kept float; keeping the best attempt, over budget", floor, budget.max_drop)
+        log.warning(
+            "budget: static int8 stays under validation accuracy %.4f (budget %g pts) even with layers "
+            "kept float; keeping the best attempt, over budget",
+            floor,
+            budget.max_drop,
+        )
     kept = list(best["keep_float"])
-    return {"keep_float": kept, "why": {n: why[n] for n in kept}, "over_budget": not within,
-            "steps": tried, "sensitivity": rows}
+    return {
+        "keep_float": kept,
+        "why": {n: why[n] for n in kept},
+        "over_budget": not within,
+        "steps": tried,
+        "sensitivity": rows,
+    }
 
 
 def openvino(budget, model, floor: float) -> dict:

@@ -11,6 +11,7 @@ qat       FX or pt2e QAT, then int8 convert                   -                 
 fp16/bf16 cast of weights and inputs                         -                                   -
 The converted model is left in `self.compressed`. The onnxruntime and openvino backends write
 model.onnx/model.int8.onnx or model.xml/model.int8.xml (+ .bin) into the run directory."""
+
 import copy
 import logging
 
@@ -26,10 +27,26 @@ log = logging.getLogger(__name__)
 
 
 class Quantization(L.Callback):
-    def __init__(self, mode: str = "static", backend: str = "torch", api: str = "fx", calibration_batches: int = 32,
-                 example_shape=None, workdir: str = ".", keep_float=(), accuracy_control=None):
-        spec.check(dict(mode=mode, backend=backend, api=api, calibration_batches=calibration_batches,
-                        keep_float=list(keep_float)))
+    def __init__(
+        self,
+        mode: str = "static",
+        backend: str = "torch",
+        api: str = "fx",
+        calibration_batches: int = 32,
+        example_shape=None,
+        workdir: str = ".",
+        keep_float=(),
+        accuracy_control=None,
+    ):
+        spec.check(
+            dict(
+                mode=mode,
+                backend=backend,
+                api=api,
+                calibration_batches=calibration_batches,
+                keep_float=list(keep_float),
+            )
+        )
         if backend == "openvino":
             from compressor.runtimes.openvino import require
 
@@ -46,7 +63,9 @@ class Quantization(L.Callback):
         layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         unknown = sorted(set(self.keep_float) - set(layers))
         if unknown:
-            raise ConfigError(f"technique.keep_float names {unknown}, not Conv2d/Linear layers; layers: {', '.join(layers)}")
+            raise ConfigError(
+                f"technique.keep_float names {unknown}, not Conv2d/Linear layers; layers: {', '.join(layers)}"
+            )
 
     def _example(self):
         return torch.randn(*self.example_shape)
@@ -115,5 +134,11 @@ class Quantization(L.Callback):
         return ovx.OpenVinoModel(ovx.save(quantized, f"{self.workdir}/model.int8.xml"))
 
     def summary(self) -> dict:
-        return {"mode": self.mode, "backend": self.backend, "api": self.api, "calibration_batches": self.calibration_batches,
-                "float_layers": self.float_layers, "keep_float": self.keep_float}
+        return {
+            "mode": self.mode,
+            "backend": self.backend,
+            "api": self.api,
+            "calibration_batches": self.calibration_batches,
+            "float_layers": self.float_layers,
+            "keep_float": self.keep_float,
+        }

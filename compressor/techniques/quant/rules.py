@@ -1,5 +1,6 @@
 """technique=quant's schema, torch-free: `RULES` and `check` are the one place its rules live. The
 job runs them before torch loads (stage.py), the callback on its own arguments (callback.py)."""
+
 from compressor import rules
 from compressor.errors import ConfigError
 
@@ -7,8 +8,13 @@ MODES = ("dynamic", "static", "qat", "fp16", "bf16")
 BACKENDS = ("torch", "onnxruntime", "openvino")
 APIS = ("fx", "pt2e")  # static/QAT int8 on backend=torch: torch.ao FX (deprecated) or torchao pt2e
 
-RULES = {"mode": rules.choice(MODES), "backend": rules.choice(BACKENDS), "api": rules.choice(APIS),
-         "calibration_batches": rules.integer(1), "keep_float": rules.strings()}
+RULES = {
+    "mode": rules.choice(MODES),
+    "backend": rules.choice(BACKENDS),
+    "api": rules.choice(APIS),
+    "calibration_batches": rules.integer(1),
+    "keep_float": rules.strings(),
+}
 
 GRAPH_INT8 = (("torch", "static"), ("torch", "qat"))  # (backend, mode) built by an int8 API (fx or pt2e)
 
@@ -26,8 +32,12 @@ def check(values: dict, prefix: str = "technique.") -> None:
     if backend == "openvino" and mode != "static":
         raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=openvino: choose static (NNCF PTQ)")
     if values.get("api", "fx") != "fx" and (backend, mode) not in GRAPH_INT8:
-        raise ConfigError(f"{prefix}api={values['api']} with mode={mode} backend={backend}: the int8 API is chosen "
-                          "for mode=static or qat with backend=torch")
+        raise ConfigError(
+            f"{prefix}api={values['api']} with mode={mode} backend={backend}: the int8 API is chosen "
+            "for mode=static or qat with backend=torch"
+        )
     if values.get("keep_float") and (backend, mode) not in GRAPH_INT8:
-        raise ConfigError(f"{prefix}keep_float with mode={mode} backend={backend}: layers can be kept float "
-                          "for mode=static or qat with backend=torch")
+        raise ConfigError(
+            f"{prefix}keep_float with mode={mode} backend={backend}: layers can be kept float "
+            "for mode=static or qat with backend=torch"
+        )

@@ -2,6 +2,7 @@
 accuracy when only that layer is int8, and when every layer but that one is int8 (static,
 per-channel, calibrated like the quant stage). The budget (budget.py) returns layers to float by
 it; technique=sensitivity writes it out."""
+
 import copy
 import logging
 
@@ -31,11 +32,18 @@ def quant_scan(model, loader, calibration, layers: list[str], example_shape, api
     try:
         full = measure.accuracy_of(int8(model, example_shape, calibration, api=api), loader)
     except Exception as exc:  # FX cannot trace every architecture
-        log.warning("sensitivity (int8): skipping the quantization scan, the model does not quantize (%s)",
-                    brief(exc))
+        log.warning("sensitivity (int8): skipping the quantization scan, the model does not quantize (%s)", brief(exc))
         return []
-    rows = [{"kind": "quant", "method": "int8_all", "layer": "*", "amount": None, "val/acc": full,
-             "drop": 100 * (base - full)}]
+    rows = [
+        {
+            "kind": "quant",
+            "method": "int8_all",
+            "layer": "*",
+            "amount": None,
+            "val/acc": full,
+            "drop": 100 * (base - full),
+        }
+    ]
     for name in layers:
         try:
             only = measure.accuracy_of(int8(model, example_shape, calibration, only=name, api=api), loader)
@@ -43,10 +51,24 @@ def quant_scan(model, loader, calibration, layers: list[str], example_shape, api
         except Exception as exc:
             log.warning("sensitivity (int8): skipping %s (%s)", name, brief(exc))
             continue
-        rows += [{"kind": "quant", "method": "int8_only", "layer": name, "amount": None, "val/acc": only,
-                  "drop": 100 * (base - only)},
-                 {"kind": "quant", "method": "int8_all_but", "layer": name, "amount": None, "val/acc": but,
-                  "drop": 100 * (base - but)}]
+        rows += [
+            {
+                "kind": "quant",
+                "method": "int8_only",
+                "layer": name,
+                "amount": None,
+                "val/acc": only,
+                "drop": 100 * (base - only),
+            },
+            {
+                "kind": "quant",
+                "method": "int8_all_but",
+                "layer": name,
+                "amount": None,
+                "val/acc": but,
+                "drop": 100 * (base - but),
+            },
+        ]
     return rows
 
 

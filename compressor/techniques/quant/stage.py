@@ -1,5 +1,6 @@
 """technique=quant: int8 (dynamic, static, QAT) or fp16/bf16 on torch, ONNX Runtime or OpenVINO
 (callback.py: Quantization). Its rules: rules.py."""
+
 import copy
 
 from compressor.errors import ConfigError
@@ -15,15 +16,19 @@ class Quant(CallbackStage):
     @classmethod
     def may_recover(cls, prefix, node):
         if not spec.fine_tunes(node.mode):
-            raise ConfigError(f"{prefix}recover=kd with {prefix}mode={node.mode}: only stages that fine-tune "
-                              "recover; choose mode=qat, or recover=none")
+            raise ConfigError(
+                f"{prefix}recover=kd with {prefix}mode={node.mode}: only stages that fine-tune "
+                "recover; choose mode=qat, or recover=none"
+            )
 
     def fine_tunes(self) -> bool:
         return spec.fine_tunes(self.node.mode)
 
     def label(self, cfg) -> str:
         searched = self.searchable() and cfg.budget.max_drop is not None
-        tail = f" within {cfg.budget.max_drop:g} pts" if searched else " keep float" if self.node.get("keep_float") else ""
+        tail = (
+            f" within {cfg.budget.max_drop:g} pts" if searched else " keep float" if self.node.get("keep_float") else ""
+        )
         return f"quant {self.node.mode} {self.node.backend}{tail}"
 
     def precision(self) -> str:

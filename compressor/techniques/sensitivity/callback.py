@@ -5,6 +5,7 @@ Drops are in accuracy points against the unmodified model on the same data (posi
 It runs as a zero-epoch fit and writes sensitivity.csv, two PNG plots, TensorBoard figures and
 scalars, and the rows in results.json; the budget reads the same scans to choose per-layer
 amounts and the layers that stay float."""
+
 import copy
 import csv
 import logging
@@ -27,20 +28,6 @@ from compressor.training.flags import torch_flags_kept
 log = logging.getLogger(__name__)
 GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]  # = conf budget.grid, for callers outside Hydra
 FIELDS = ["kind", "method", "layer", "amount", "val/acc", "drop", "compress/macs", "saved"]
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # -- outputs ----------------------------------------------------------------------------------
@@ -68,8 +55,14 @@ def figures(rows: list[dict], title: str) -> dict:
             mine = [r for r in rows if r["method"] == method]
             for i, layer in enumerate(dict.fromkeys(r["layer"] for r in mine)):
                 pts = [(r["amount"], r["drop"]) for r in mine if r["layer"] == layer]
-                ax.plot(*zip(*pts), marker="o", markersize=3, label=layer, color=f"C{i % 10}",
-                        linestyle="-" if i < 10 else "--")
+                ax.plot(
+                    *zip(*pts),
+                    marker="o",
+                    markersize=3,
+                    label=layer,
+                    color=f"C{i % 10}",
+                    linestyle="-" if i < 10 else "--",
+                )
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_xlabel("amount pruned in this layer alone")
             ax.set_ylabel("validation accuracy drop (points)")
@@ -120,10 +113,22 @@ def write(rows: list[dict], folder: Path, title: str, logger=None) -> list[str]:
 class Sensitivity(L.Callback):
     """The scans as a zero-epoch stage: the model is measured, never changed."""
 
-    def __init__(self, grid=GRID, methods=SCAN_METHODS, quant: bool = True, include=("*",), exclude=(),
-                 calibration_batches: int = 32, example_shape=None, workdir: str = "."):
-        rules.apply({"grid": list(grid), "methods": list(methods), "quant": quant,
-                     "calibration_batches": calibration_batches}, spec.RULES, "technique.")
+    def __init__(
+        self,
+        grid=GRID,
+        methods=SCAN_METHODS,
+        quant: bool = True,
+        include=("*",),
+        exclude=(),
+        calibration_batches: int = 32,
+        example_shape=None,
+        workdir: str = ".",
+    ):
+        rules.apply(
+            {"grid": list(grid), "methods": list(methods), "quant": quant, "calibration_batches": calibration_batches},
+            spec.RULES,
+            "technique.",
+        )
         self.grid, self.methods, self.quant = sorted(float(a) for a in grid), list(methods), quant
         self.include, self.exclude = list(include), list(exclude)
         self.calibration_batches, self.example_shape, self.workdir = calibration_batches, example_shape, workdir
@@ -145,16 +150,32 @@ class Sensitivity(L.Callback):
         if trainer.global_rank == 0:
             title = f"{type(model).__name__}, {len(loader.dataset)} validation images"
             self.files = write(self.rows, Path(self.workdir), title, trainer.logger)
-        means = {(r["method"], r["layer"]): statistics.mean(q["drop"] for q in self.rows if q["kind"] == "prune" and
-                                                            (q["method"], q["layer"]) == (r["method"], r["layer"]))
-                 for r in self.rows if r["kind"] == "prune"}
+        means = {
+            (r["method"], r["layer"]): statistics.mean(
+                q["drop"]
+                for q in self.rows
+                if q["kind"] == "prune" and (q["method"], q["layer"]) == (r["method"], r["layer"])
+            )
+            for r in self.rows
+            if r["kind"] == "prune"
+        }
         for method in self.methods:
             mine = {layer: d for (m, layer), d in means.items() if m == method}
             if mine:
                 worst = max(mine, key=mine.get)
-                log.info("sensitivity (%s): most sensitive %s (mean drop %.2f pts over the grid), least %s (%.2f)",
-                         method, worst, mine[worst], min(mine, key=mine.get), min(mine.values()))
+                log.info(
+                    "sensitivity (%s): most sensitive %s (mean drop %.2f pts over the grid), least %s (%.2f)",
+                    method,
+                    worst,
+                    mine[worst],
+                    min(mine, key=mine.get),
+                    min(mine.values()),
+                )
 
     def summary(self) -> dict:
-        return {"grid": self.grid, "methods": self.methods, "rows": self.rows,
-                "files": [Path(f).name for f in self.files]}
+        return {
+            "grid": self.grid,
+            "methods": self.methods,
+            "rows": self.rows,
+            "files": [Path(f).name for f in self.files],
+        }

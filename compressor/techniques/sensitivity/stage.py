@@ -1,5 +1,6 @@
 """technique=sensitivity: per-layer scans of the trained model, no fine-tuning (callback.py runs
 them as a zero-epoch fit)."""
+
 from compressor.techniques.base import CallbackStage
 from compressor.techniques.sensitivity.rules import RULES
 
