@@ -2,6 +2,7 @@
 testing in the search's decision, one line when the data cannot certify, the shipped file on the
 reported frontier, and the answers image by image that make every figure recomputable."""
 
+import json
 import math
 
 import pytest
@@ -266,5 +267,12 @@ def test_a_digits_search_ships_the_same_file_whatever_its_timer_returns(tmp_path
         if run == "first":
             assert calls, "the first search measured its figures"
             calls.clear()
+            # the test figure recomputes from the answers the search kept, image by image
+            kept = json.loads((tmp_path / run / run / "correct.json").read_text())
+            c = out["chosen"]
+            bits = certify.unpack(
+                kept["files"][c["path"] + " static" * c["static_shape"]]["test"], kept["images"]["test"]
+            )
+            assert bits.float().mean().item() == pytest.approx(c["test/acc"], abs=1e-6)
     assert shipped[0] and shipped[0] == shipped[1]
     assert not calls, "the second search timed no file for its decisions"

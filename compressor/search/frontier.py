@@ -40,7 +40,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from compressor import certify
+from compressor import certify, results
 from compressor.config import CONF, compose
 from compressor.errors import brief
 from compressor.search import latency, launch, space, ties
@@ -205,6 +205,14 @@ def main(cfg) -> dict:
     rows = [{"recipe": r["label"], "rung": r["rung"], **c} for r in finals for c in r["candidates"]]
     result = decide(rows, gain, max_drop, reference, s, cfg.latency.threads, confidence=cfg.budget.get("confidence"))
     clock.end("deciding (timing the close files)")
+    answers = result.pop("test_answers")  # the frontier's files on the test set, image by image
+    results.write(
+        out / "correct.json",
+        {
+            "images": {"test": len(next(iter(answers.values())))} if answers else {},
+            "files": {k: {"test": certify.pack(v)} for k, v in answers.items()},
+        },
+    )
     result.update(minutes=clock.minutes, epochs=epochs_spent(trials.done.values()), outclassed=outclassed)
     result["verdict"] += " " + spent(result)
     write(out, result, rows, gain, s, writer)
@@ -384,7 +392,9 @@ def decide(
         within, sequence = certified(front, max_drop, confidence, test)
     chosen, timing = ties.settle(within, gain, threads, timer)
     b = reference["baseline"]
-    tester([*front, *([chosen] if chosen else [])], b["test/acc"])  # the only files the test set is read for
+    tested_now = tester(
+        [*front, *([chosen] if chosen else [])], b["test/acc"]
+    )  # the only files the test set is read for
     per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
     if chosen:
         held = chosen["test_drop"] <= max_drop
@@ -455,4 +465,5 @@ def decide(
         "frontier": front,
         "timing": timing,
         "certification": sequence,
+        "test_answers": tested_now or {},  # correct.json's, not search.json's
     }

@@ -26,10 +26,15 @@ COLUMNS = [
     "speedup_b1",
     "latency/b64_ms",
     "speedup_b64",
+    "stages",
     "frontier",
     "chosen",
     "within_budget",
-]
+    "certified",
+    "label",
+    "path",
+]  # certified: None where the file was not tested (compressor/certify.py); label and path: its answers in
+# its trial's correct.json
 
 
 def write(out: Path, result: dict, rows: list[dict], gain: str, s, writer) -> None:

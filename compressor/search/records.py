@@ -94,12 +94,13 @@ def certification(row: dict, confidence: float) -> dict:
     return certify.paired(base[held_out], mine[held_out], confidence)
 
 
-def tested(rows: list[dict], baseline_test: float) -> None:
+def tested(rows: list[dict], baseline_test: float) -> dict:
     """Fill in the test accuracy of the rows a trial measured on validation only (export.test=false):
-    each such file run once on the test set here, the data built from its trial's resolved config."""
+    each such file run once on the test set here, the data built from its trial's resolved config.
+    Returns their answers image by image, {"<path>[ static]": bits} (the search's correct.json)."""
     todo = [r for r in rows if r.get("test_drop") is None]
     if not todo:
-        return
+        return {}
     from omegaconf import OmegaConf
 
     from compressor import measure
@@ -107,9 +108,11 @@ def tested(rows: list[dict], baseline_test: float) -> None:
     from compressor.runtimes.deploy import load
 
     dm = user.build(OmegaConf.load(Path(todo[0]["path"]).parent / "config.yaml").dataset)
-    seen = {}
+    seen, answers = {}, {}
     for r in todo:
         key = (r["path"], r.get("static_shape", False))
         if key not in seen:
-            seen[key] = measure.accuracy_of(load(r), dm.test_dataloader())
+            right = measure.correct(*measure.predict(load(r), dm.test_dataloader()))
+            seen[key], answers[r["path"] + " static" * key[1]] = right.float().mean().item(), right
         r["test/acc"], r["test_drop"] = seen[key], 100 * (baseline_test - seen[key])
+    return answers
