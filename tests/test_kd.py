@@ -37,6 +37,7 @@ def test_teacher_is_frozen_and_terms_are_logged():
         teacher,
         torch.randn(2, 1, 8, 8),
         {"ce": 0.5, "kl": 0.3, "cosine": 0.1, "feature_mse": 0.1},
+        temperature=4.0,
         num_classes=10,
     )
     kd.train()

@@ -21,7 +21,7 @@ class Distiller(Classifier):
         teacher: nn.Module,
         example: torch.Tensor,
         weights: dict,
-        temperature: float = 4.0,
+        temperature: float,  # no default here: the config's (technique.temperature, recover_temperature) is the one
         dkd_alpha: float = 1.0,
         dkd_beta: float = 8.0,
         student_hidden: str = "flatten",
