@@ -186,3 +186,54 @@ def test_cubic_schedule_at_interior_epochs(epoch, expected):
     total = sum(m.weight.numel() for m in weights(model).values())
     zeros = sum(int((m.weight == 0).sum()) for m in weights(model).values())
     assert zeros / total == pytest.approx(expected, abs=1 / total + 1e-9)
+
+
+CRITERION = '''
+import torch_pruning as tp
+
+USED = []
+
+
+def last_first():
+    """A criterion of a user's own: the highest-numbered channels of each layer go first."""
+    class LastFirst(tp.importance.Importance):
+        def __call__(self, group):
+            USED.append(len(group))
+            _, idxs = group[0]
+            return -torch.arange(len(idxs), dtype=torch.float32)
+
+    import torch
+    return LastFirst()
+'''
+
+
+def test_a_pruning_criterion_of_your_own_is_one_function_named_by_its_import_path(tmp_path, monkeypatch):
+    """Issue 56: a criterion added as one function in a module of the user's own (nothing in the
+    package touched) is used by technique=prune: it scores the groups, and channels go."""
+    import importlib
+
+    (tmp_path / "my_criteria.py").write_text(CRITERION)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = run_job(
+        tmp_path,
+        [
+            "technique=prune",
+            "technique.method=channel",
+            "technique.amount=0.5",
+            "technique.importance=my_criteria.last_first",
+        ],
+    )
+    mine = importlib.import_module("my_criteria")
+    assert mine.USED, "the criterion was called"
+    model = artifact.load(r["run"]["run_dir"] + "/model.safetensors")
+    baseline = artifact.load(r["baseline"]["cache_entry"] + "/model.safetensors")
+    assert measure.parameters(model)["compress/params"] < measure.parameters(baseline)["compress/params"]
+    assert r["stages"][0]["importance"] == "my_criteria.last_first"
+
+
+def test_a_criterion_that_cannot_be_imported_is_one_line():
+    from compressor.techniques.prune import importance
+
+    with pytest.raises(ConfigError, match=r"technique.importance=nowhere.thing: cannot import it .*choose one of l1"):
+        importance.named("nowhere.thing")
+    assert not importance.valid("nope") and importance.valid("pkg.fn") and importance.valid("taylor")

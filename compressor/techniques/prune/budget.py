@@ -28,6 +28,7 @@ from torch import nn
 from compressor import measure
 from compressor.techniques.base import Context, copy_of
 from compressor.techniques.layers import channel_layers, make_permanent, select_layers
+from compressor.techniques.prune import importance
 from compressor.techniques.prune.callback import Pruning
 from compressor.techniques.prune.scan import prune_scan
 
@@ -76,7 +77,7 @@ def allocation(model: nn.Module, stage, amount: float, example_shape) -> dict:
         layers = channel_layers(model, layers)
     width = {n: m.weight.shape[0] for n, m in layers.items()}
     out = copy.deepcopy(model).cpu()
-    importance = "l1" if stage.importance == "taylor" else stage.importance  # taylor needs a fit's gradients
+    criterion = "l1" if importance.needs_gradients(stage.importance) else stage.importance  # gradients need a fit
     Pruning(
         method=stage.method,
         amount=amount,
@@ -84,7 +85,7 @@ def allocation(model: nn.Module, stage, amount: float, example_shape) -> dict:
         include=stage.include,
         exclude=stage.exclude,
         example_shape=example_shape,
-        importance=importance,
+        importance=criterion,
     ).apply(out, amount)
     make_permanent(out)
     modules = dict(out.named_modules())

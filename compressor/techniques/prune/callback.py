@@ -20,6 +20,7 @@ from torch import nn
 
 from compressor.errors import ConfigError
 from compressor.techniques.layers import classifier, device_of, make_permanent, select_layers
+from compressor.techniques.prune import importance
 from compressor.techniques.prune import rules as spec
 
 log = logging.getLogger(__name__)
@@ -169,21 +170,16 @@ class Pruning(L.Callback):
 
     # -- structural ----------------------------------------------------------------
     def _criterion(self):
-        """Torch-Pruning's importance: per-layer L1 of each filter, DepGraph's group L2 norm over
-        every coupled layer, or first-order Taylor (|weight x gradient|, summed over the group)."""
-        import torch_pruning as tp
-
-        if self.importance == "group_norm":
-            return tp.importance.GroupMagnitudeImportance(p=2)
-        if self.importance == "taylor":
-            return tp.importance.GroupTaylorImportance()
-        return tp.importance.MagnitudeImportance(p=1)
+        """Torch-Pruning's importance for `technique.importance` (importance.py: a name, or your own)."""
+        return importance.named(self.importance)()
 
     def _gradients(self, model: nn.Module, device) -> None:
         """Taylor importance reads gradients: the loss gradient over `taylor_batches` training batches,
         in eval mode so batch-norm statistics are not moved."""
         if self._batches is None:
-            raise ConfigError("technique.importance=taylor needs training batches: it runs inside a fit")
+            raise ConfigError(
+                f"technique.importance={self.importance} reads gradients: it needs a fit's training batches"
+            )
         was_training = model.training
         model.eval().zero_grad()
         with torch.enable_grad():
@@ -203,7 +199,7 @@ class Pruning(L.Callback):
 
         if amount <= self.current:
             return
-        if self.importance == "taylor":
+        if importance.needs_gradients(self.importance):
             self._gradients(model, device)
         example = torch.randn(*self.example_shape, device=device)
         step_ratio = 1 - (1 - amount) / (1 - self.current)  # remove this share of what is left
@@ -237,7 +233,7 @@ class Pruning(L.Callback):
         chosen = {m: a - 1e-9 for m, a in chosen.items()}
 
         others = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in chosen]
-        if self.importance == "taylor":
+        if importance.needs_gradients(self.importance):
             self._gradients(model, device)
         with torch.enable_grad():  # the dependency graph is traced through autograd
             pruner = tp.pruner.MetaPruner(

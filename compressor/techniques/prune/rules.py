@@ -4,11 +4,11 @@ job runs them before torch loads (stage.py: Prune.validate), and the callback ru
 
 from compressor import rules
 from compressor.errors import ConfigError
+from compressor.techniques.prune import importance
 
 METHODS = ("l1_unstructured", "random_unstructured", "channel")
 SCOPES = ("global", "layer", "lamp")  # lamp: layer-adaptive magnitude scores (Lee et al. 2021), unstructured L1
 SCHEDULES = ("oneshot", "cubic")
-IMPORTANCES = ("l1", "group_norm", "taylor")  # channel pruning: Torch-Pruning importance criteria
 SEARCHED = ("l1_unstructured", "channel")  # what a budget or a scan varies: random has no ranking
 
 RULES = {
@@ -20,7 +20,7 @@ RULES = {
     "include": rules.strings(),
     "exclude": rules.strings(),
     "amounts": rules.amounts(),
-    "importance": rules.choice(IMPORTANCES),
+    "importance": (importance.valid, importance.ALLOWED),  # channel pruning's criteria: importance.py
     "steps": rules.integer(1),
     "regularize_epochs": rules.integer(0),
     "reg": rules.number(ge=0),
