@@ -17,9 +17,17 @@ def device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+WEIGHTED = (nn.Conv2d, nn.Linear)  # the layers techniques act on: their weights are pruned, shared, int8
+
+
+def weighted(model: nn.Module) -> dict:
+    """Every Conv2d and Linear layer, by name, in order."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, WEIGHTED)}
+
+
 def select_layers(model: nn.Module, include, exclude, key="technique.include") -> dict:
     """Conv and Linear layers whose names match an include glob and no exclude glob."""
-    prunable = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    prunable = weighted(model)
     chosen = {
         n: m
         for n, m in prunable.items()

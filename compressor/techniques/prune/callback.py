@@ -19,7 +19,7 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 from compressor.errors import ConfigError
-from compressor.techniques.layers import classifier, device_of, make_permanent, select_layers
+from compressor.techniques.layers import classifier, device_of, make_permanent, select_layers, weighted
 from compressor.techniques.prune import importance
 from compressor.techniques.prune import rules as spec
 
@@ -121,7 +121,7 @@ class Pruning(L.Callback):
         """Fail before any training when a glob or a per-layer name matches nothing."""
         select_layers(model, self.include, self.exclude)
         if self.amounts is not None:
-            prunable = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+            prunable = list(weighted(model))
             unknown = sorted(set(self.amounts) - set(prunable))
             if unknown:
                 raise ConfigError(
@@ -189,7 +189,7 @@ class Pruning(L.Callback):
 
     def _ignored(self, model: nn.Module) -> list:
         layers = select_layers(model, self.include, self.exclude)
-        ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in layers.values()]
+        ignored = [m for m in weighted(model).values() if m not in layers.values()]
         return list({id(m): m for m in ignored + classifier(model)}.values())
 
     def _channels(self, model: nn.Module, amount: float, device) -> None:
@@ -232,7 +232,7 @@ class Pruning(L.Callback):
         # where n * (1 - 0.3) can read 6.9999: ceil(a * n) channels go
         chosen = {m: a - 1e-9 for m, a in chosen.items()}
 
-        others = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in chosen]
+        others = [m for m in weighted(model).values() if m not in chosen]
         if importance.needs_gradients(self.importance):
             self._gradients(model, device)
         with torch.enable_grad():  # the dependency graph is traced through autograd

@@ -21,6 +21,7 @@ from torch import nn
 
 from compressor.errors import ConfigError
 from compressor.quant.ops import Cast, calibration_inputs, torchao_dynamic
+from compressor.techniques.layers import weighted
 from compressor.techniques.quant import rules as spec
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Quantization(L.Callback):
         self.float_layers: list[str] = []
 
     def check(self, model: nn.Module) -> None:
-        layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        layers = list(weighted(model))
         unknown = sorted(set(self.keep_float) - set(layers))
         if unknown:
             raise ConfigError(

@@ -11,6 +11,7 @@ from torch import nn
 
 from compressor import measure
 from compressor.errors import brief
+from compressor.techniques.layers import weighted
 
 log = logging.getLogger(__name__)
 
@@ -73,4 +74,4 @@ def quant_scan(model, loader, calibration, layers: list[str], example_shape, api
 
 
 def quant_layers(model: nn.Module, layers) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in layers]
+    return [n for n in weighted(model) if n in layers]
