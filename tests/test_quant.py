@@ -181,3 +181,10 @@ def test_static_int8_picks_its_engine_per_net_and_the_file_rebuilds_it(tmp_path,
     assert model.compressor_recipe["engine"] == engine
     assert int8_tensors(model) and any("quantized::conv2d" in k for k in kernels(model, torch.randn(4, 1, 8, 8)))
     assert accuracy_on_test_set(model, digits) == pytest.approx(r["test/acc"], abs=1e-9)
+
+
+def test_every_mode_the_rules_allow_has_its_function():
+    """technique.mode is a map of functions (callback.MODES), the allowed names in rules.MODES: one list."""
+    from compressor.techniques.quant import callback, rules
+
+    assert set(callback.MODES) == set(rules.MODES)

@@ -100,18 +100,19 @@ class Quantization(L.Callback):
                 return
             runtime = self._onnxruntime if self.backend == "onnxruntime" else self._openvino
             self.compressed = runtime(model, trainer)
-        elif self.mode in ("static", "qat"):
-            from compressor.quant import engine
-
-            int8 = engine(self.api)
-            self.compressed = int8.mark(int8.convert(model), self.mode, self.example_shape, self.keep_float)
-            self.float_layers = int8.float_layers(self.compressed)
-        elif self.mode == "dynamic":
-            self.compressed = self._torchao_dynamic(model)
-        else:
-            self.compressed = Cast(copy.deepcopy(model), torch.float16 if self.mode == "fp16" else torch.bfloat16)
+        else:  # torch: the mode's own function (MODES)
+            self.compressed = MODES[self.mode](self, model)
         if self.float_layers and not self.keep_float:
             log.warning("quantization (%s): these layers stay float: %s", self.mode, ", ".join(self.float_layers))
+
+    def _int8(self, model: nn.Module) -> nn.Module:
+        """static and qat: the observed (static) or fake-quantized (qat) model converted to int8."""
+        from compressor.quant import engine
+
+        int8 = engine(self.api)
+        out = int8.mark(int8.convert(model), self.mode, self.example_shape, self.keep_float)
+        self.float_layers = int8.float_layers(out)
+        return out
 
     def _torchao_dynamic(self, model: nn.Module) -> nn.Module:
         self.float_layers = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -143,3 +144,13 @@ class Quantization(L.Callback):
             "float_layers": self.float_layers,
             "keep_float": self.keep_float,
         }
+
+
+# technique.mode on the torch backend -> what the fit's end makes of the model (rules.py lists the modes)
+MODES = {
+    "static": Quantization._int8,
+    "qat": Quantization._int8,
+    "dynamic": Quantization._torchao_dynamic,
+    "fp16": lambda self, model: Cast(copy.deepcopy(model), torch.float16),
+    "bf16": lambda self, model: Cast(copy.deepcopy(model), torch.bfloat16),
+}
