@@ -228,7 +228,7 @@ class CallbackStage(Stage):
             **fit_args(self, ctx),
         )
         record.update(callback.summary(), recover=self.node.get("recover", "none"))
-        out = callback.compressed if getattr(callback, "compressed", None) is not None else module.model
+        out = callback.compressed if callback.compressed is not None else module.model  # TechniqueCallback
         self.after(out, record)
         return out, record
 

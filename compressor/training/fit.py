@@ -164,6 +164,7 @@ def fit(
             enable_version_counter=False,
         )
         cbs.append(best)
+    # any Lightning callback may come here; a technique's declares `resumable` (techniques/callback.py)
     if not all(getattr(cb, "resumable", True) for cb in callbacks):  # its structure changes between epochs
         if resume.point(checkpoint_dir) is not None:
             log.info("%s changes the model's structure during the fit, so it cannot resume: starting it over", name)

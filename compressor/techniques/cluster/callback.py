@@ -8,11 +8,11 @@ plain float model with at most 2**bits distinct non-zero values per layer, which
 stores as a codebook and bit-packed indices, entropy-coded (compressor/storage/artifact.py)."""
 
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.nn.utils import parametrize
 
 from compressor import rules
+from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.cluster import rules as spec
 from compressor.techniques.layers import select_layers
 
@@ -58,7 +58,7 @@ class Shared(nn.Module):
         return self.codebook[self.index] * self.mask
 
 
-class Clustering(Callback):
+class Clustering(TechniqueCallback):
     """One stage: share the weights of the chosen Conv2d and Linear layers (setup), fine-tune the
     shared values (the stage's epochs), write them back into plain weights (fit end)."""
 

@@ -12,10 +12,10 @@ weights at the end: the saved model is a plain float model with n of every m wei
 
 import torch
 import torch.nn.utils.prune as tprune
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from compressor.errors import ConfigError
+from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import make_permanent, select_layers
 from compressor.techniques.nm import rules as spec
 
@@ -38,7 +38,7 @@ def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor | None:
     return keep.reshape(weight.shape)
 
 
-class NMSparsity(Callback):
+class NMSparsity(TechniqueCallback):
     """One stage: an n:m mask on each chosen Conv2d and Linear layer whose inputs split into groups
     of m (setup), fine-tuning with the masked weights held at zero, the mask folded in (fit end)."""
 

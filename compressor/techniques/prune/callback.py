@@ -12,13 +12,13 @@ import itertools
 import logging
 from collections.abc import Mapping
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 import torch.nn.utils.prune as tprune
 from torch import nn
 
 from compressor.errors import ConfigError
+from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import classifier, device_of, make_permanent, select_layers, weighted
 from compressor.techniques.prune import importance
 from compressor.techniques.prune import rules as spec
@@ -54,7 +54,7 @@ def lamp_counts(weights: dict, amount: float) -> dict:
     return dict(zip(weights, counts.tolist()))
 
 
-class Pruning(L.Callback):
+class Pruning(TechniqueCallback):
     def __init__(
         self,
         amount: float = 0.5,

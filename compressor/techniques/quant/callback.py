@@ -15,19 +15,19 @@ model.onnx/model.int8.onnx or model.xml/model.int8.xml (+ .bin) into the run dir
 import copy
 import logging
 
-import lightning as L
 import torch
 from torch import nn
 
 from compressor.errors import ConfigError
 from compressor.quant.ops import Cast, calibration_inputs, torchao_dynamic
+from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import weighted
 from compressor.techniques.quant import rules as spec
 
 log = logging.getLogger(__name__)
 
 
-class Quantization(L.Callback):
+class Quantization(TechniqueCallback):
     def __init__(
         self,
         mode: str = "static",

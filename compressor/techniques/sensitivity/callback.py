@@ -12,12 +12,12 @@ import logging
 import statistics
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
 
 from compressor import rules
 from compressor.quant.ops import calibration_inputs
+from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import select_layers
 from compressor.techniques.prune.rules import SEARCHED as SCAN_METHODS
 from compressor.techniques.prune.scan import prune_scan
@@ -110,7 +110,7 @@ def write(rows: list[dict], folder: Path, title: str, logger=None) -> list[str]:
     return files
 
 
-class Sensitivity(L.Callback):
+class Sensitivity(TechniqueCallback):
     """The scans as a zero-epoch stage: the model is measured, never changed."""
 
     def __init__(
