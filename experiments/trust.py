@@ -93,11 +93,9 @@ def resampled(rows, base, files, n_val: int, gain: str, max_drop: float, confide
         ]
         front = pareto(scored, gain)
         sequence = sorted((r for r in front if r["val_drop"] <= max_drop), key=lambda r: (r["val_drop"], -r["val/acc"]))
-        passed = []
-        for r in sequence:
-            if certify.paired(base[cert], files[r["i"]][cert], confidence)["bound"] > max_drop:
-                break
-            passed.append(r)
+        passed, _ = certify.in_sequence(
+            sequence, lambda r, level: certify.paired(base[cert], files[r["i"]][cert], level), max_drop, confidence
+        )
         picks["certified"] = max(passed, key=lambda r: (r[gain], r["val/acc"]))["i"] if passed else None
         on_fresh = drop(fresh)
         for rule, i in picks.items():

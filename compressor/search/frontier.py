@@ -334,37 +334,30 @@ def tell(study, trial, values) -> None:
 
 def certified(front: list[dict], max_drop: float, confidence: float, test=certification) -> tuple[list[dict], dict]:
     """The frontier's files within the budget on the selection half, tested in a fixed order (most
-    accurate first, as Pareto Testing orders them) on the certification half until the first whose
-    bound exceeds max_drop (compressor/certify.py); the files certified, and what the sequence found."""
+    accurate first, as Pareto Testing orders them) on the certification half, by the fallback
+    procedure (compressor/certify.py): the files certified together at `confidence`, and a report."""
     sequence = sorted((r for r in front if r["val_drop"] <= max_drop), key=lambda r: (r["val_drop"], -r["val/acc"]))
-    passed, failed = certify.in_sequence(
-        sequence,
-        lambda r: (
-            test(r, confidence)
-            if r.get("certifiable", True)
-            else {
-                "images": 0,
-                "worse": 0,
-                "better": 0,
-                "drop": float("nan"),
-                "bound": float("inf"),
-                "confidence": confidence,
-            }
-        ),
-        max_drop,
-    )
+
+    def tested(r, level):
+        if r.get("certifiable", True):
+            return test(r, level)
+        return {"images": 0, "worse": 0, "better": 0, "drop": float("nan"), "bound": float("inf"), "confidence": level}
+
+    passed, failed = certify.in_sequence(sequence, tested, max_drop, confidence)
+    first = failed[0] if failed and not passed else None  # what the line says when nothing is certified
     report = {
         "confidence": confidence,
-        "tested": len(passed) + (failed is not None),
+        "tested": len(sequence),
         "certified": len(passed),
-        "failed": None
-        if failed is None
+        "failed": [{"recipe": r["recipe"], "file": r["file"], "runtime": r["runtime"], **r["certify"]} for r in failed],
+        "first": None
+        if first is None
         else {
-            "recipe": failed["recipe"],
-            "file": failed["file"],
-            "runtime": failed["runtime"],
-            **failed["certify"],
-            "images_needed": certify.images_needed(failed["certify"], max_drop),
+            "recipe": first["recipe"],
+            "file": first["file"],
+            "runtime": first["runtime"],
+            **first["certify"],
+            "images_needed": certify.images_needed(first["certify"], max_drop),
         },
     }
     return passed, report
@@ -405,7 +398,8 @@ def decide(
         )
         budget = (
             (
-                f"budget {max_drop:g} pts certified: {certify.phrase(chosen['certify'])}; "
+                f"budget {max_drop:g} pts certified at {100 * confidence:g}% confidence, {sequence['certified']} of "
+                f"{sequence['tested']} frontier files together: {certify.phrase(chosen['certify'])}; "
                 f"{'held' if held else 'NOT held'} on test"
             )
             if sequence
@@ -434,8 +428,8 @@ def decide(
                 else f"{ties.ROUNDS} interleaved rounds"
             )
             verdict += f". Tie within timing noise ({spread}, {rounds}): the smaller file"
-    elif sequence and sequence["failed"]:
-        f = sequence["failed"]
+    elif sequence and sequence["first"]:
+        f = sequence["first"]
         need = (
             f"about {f['images_needed']:,} certification images would certify it at this rate of images lost and gained"
             if f["images_needed"]
@@ -443,8 +437,9 @@ def decide(
         )
         verdict = (
             f"search: nothing certified within budget.max_drop={max_drop:g} at "
-            f"{100 * confidence:g}% confidence: the most accurate file within it on the selection split, "
-            f"{f['file']} on {f['runtime']} ({f['recipe']}), has {certify.phrase(f)}; {need}; nothing shipped"
+            f"{100 * confidence:g}% confidence: none of the {sequence['tested']} frontier files within it on the "
+            f"selection split passed; the most accurate, {f['file']} on {f['runtime']} ({f['recipe']}), has "
+            f"{certify.phrase(f)}; {need}; nothing shipped"
         )
     else:
         closest = min(rows, key=lambda r: r["val_drop"], default=None)
