@@ -415,9 +415,9 @@ def decide(
             spread = ", ".join(
                 f"{Path(t['file']).parent.name}/{Path(t['file']).name}{' static' * t['static_shape']} "
                 + (
-                    f"{min(t['rounds_speedup']):.2f}-{max(t['rounds_speedup']):.2f}x"
+                    "{:.2f}-{:.2f}x".format(*ties.spread(t["rounds_speedup"]))
                     if "rounds_speedup" in t
-                    else f"{min(t['rounds_ms']):.4f}-{max(t['rounds_ms']):.4f} ms"
+                    else "{:.4f}-{:.4f} ms".format(*ties.spread(t["rounds_ms"]))
                 )
                 for t in timing["timed"]
                 if t["tied"]
