@@ -12,16 +12,16 @@ normal approximation: the share of discordant images is at most pi_u (Clopper-Pe
 share of them the candidate loses at most q_u (Clopper-Pearson given the discordant count, delta/2),
 so the drop pi (2q - 1) is at most pi_u * max(0, 2 q_u - 1) with probability at least 1 - delta.
 Concordant images cost it nothing, which a bound on the raw differences (Hoeffding, Bentkus) would
-pay for: on 2,500 images with 4% discordant, about 0.5 points where Hoeffding needs over 2.
+pay for (docs/budget.md gives its coverage and power, measured).
 
 **Many candidates.** Testing each of many files at level delta and shipping the best that passes
 would not hold at delta. Candidates are therefore tested in a fixed order, the one Pareto Testing
 uses (Laufer-Goldshtein et al., ICLR 2023): the selection half's frontier from its most accurate file
-to its fastest. Plain fixed-sequence testing stops at the first failure, and on the converged
-SimpleCNN the most accurate file on the selection half (its luckiest) lost 0.92 points on the
-certification half and blocked every other: nothing shipped. So the sequence uses the fallback
-procedure (Wiens 2003): each file gets an equal share of delta, plus the level of the file before it
-when that one passed; a failure spends only its own share. Every file passed is within the budget,
+to its fastest. Plain fixed-sequence testing stops at the first failure, and the most accurate file
+on the selection half is also its luckiest: one that fails blocks every other (docs/search.md,
+measured). So the sequence uses the fallback procedure (Wiens 2003): each file gets an equal share
+of delta, plus the level of the file before it when that one passed; a failure spends only its own
+share. Every file passed is within the budget,
 all of them together, with probability at least 1 - delta (the family-wise error is controlled).
 
 **Every figure can be recomputed**: each run keeps its files' answers, a bit per image, in

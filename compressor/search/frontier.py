@@ -316,9 +316,8 @@ def won(finals: list[dict], gain: str, max_drop: float) -> dict | None:
 
 def reaches(record: dict, held: dict, gain: str) -> bool:
     """Whether `record`'s fastest file reaches ties.CLOSE of `held`'s gain. Both are the latency
-    table's figures (compressor/search/latency.py), measured once per machine under one protocol: a
-    trial's own timing, a load spike apart, once put one int8 file at 2.4-5.0x its baseline across
-    searches; size is exact."""
+    table's figures (compressor/search/latency.py), measured once per machine under one protocol,
+    not each trial's own timing, which moved with the load; size is exact."""
     fastest = max(record["candidates"], key=lambda c: c[gain])
     return fastest[gain] >= ties.CLOSE * held[gain]
 

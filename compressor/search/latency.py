@@ -1,8 +1,7 @@
 """The latency figure the search decides on: the same on every run on the same machine (issue 55).
 
 A trial times its files beside the baseline in its own process, under whatever load the machine has
-then: one int8 file timed 2.4-5.0x its baseline across searches, and which file shipped followed
-the load. So what the search samples, promotes and ranks is read from a table instead: each file's
+then, and which file shipped followed the load (docs/search.md). So what the search samples, promotes and ranks is read from a table instead: each file's
 speed-up over the baseline's file at the objective's batch size, measured once per machine under a
 fixed protocol and kept in the cache (`paths.cache_dir/latency/<machine>/`, one JSON entry per file,
 written whole), the way latency lookup tables serve once-for-all and ProxylessNAS.

@@ -1,5 +1,5 @@
 """Ties go to the simpler file (issue 43). Two files whose speed-ups differ by less than the timing
-noise are a coin toss (two copies of one ~0.04 ms network timed 0.86-1.06x apart side by side). The
+noise are a coin toss (two copies of one network time apart side by side: docs/search.md). The
 fastest by median wins unless another's spread over its rounds (the middle half: `spread`) overlaps
 its own: that is a tie within timing noise, and it goes to the smaller file, then to the one with fewer stages.
 
@@ -29,9 +29,8 @@ def timed(contenders: list[dict], batch: int, threads: int = 1) -> dict:
 
 
 def spread(rounds: list[float]) -> tuple[float, float]:
-    """A file's timing noise over its rounds: their interquartile range. (Their whole range made
-    ties of files a fifth apart by median once a loaded machine's table held 15 rounds: ONNX int8 at
-    2.79-3.54x against torch int8 at 2.01-2.79x, converged SimpleCNN, b1.)"""
+    """A file's timing noise over its rounds: their interquartile range. Their whole range, on a loaded
+    machine's 15 rounds, tied files far apart by median (docs/search.md)."""
     if len(rounds) < 4:
         return min(rounds), max(rounds)
     q1, _, q3 = statistics.quantiles(rounds, n=4)
