@@ -28,6 +28,8 @@ all of them together, with probability at least 1 - delta (the family-wise error
 correct.json (`pack`/`unpack`)."""
 
 import base64
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -72,13 +74,10 @@ def answers(baseline: dict, files: dict) -> dict:
 def read(run_dir, label: str) -> tuple[dict, dict] | None:
     """(the baseline's, the file's) bits per split from a run's correct.json; None where the run has
     none (a run from before issue 55) or the file is not in it."""
-    import json
-    from pathlib import Path
-
     path = Path(run_dir) / "correct.json"
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())
+    data = _read(str(path), path.stat().st_mtime_ns)
     if label not in data["files"]:
         return None
     n = data["images"]
@@ -87,6 +86,14 @@ def read(run_dir, label: str) -> tuple[dict, dict] | None:
         return {s: unpack(v, n[s]) for s, v in split.items() if v is not None and s in n}
 
     return bits(data["baseline"]), bits(data["files"][label])
+
+
+@lru_cache(maxsize=32)
+def _read(name: str, mtime_ns: int) -> dict:
+    """A correct.json, parsed once per version (a trial's candidates all read the same file)."""
+    import json
+
+    return json.loads(Path(name).read_text())
 
 
 def upper(k: int, n: int, delta: float) -> float:

@@ -61,8 +61,16 @@ def _cpuinfo() -> list[str]:
 def content(path) -> str:
     """sha256 of what a file computes with: its bytes (an OpenVINO .xml with its .bin); for a
     safetensors artifact its tensors and manifest without the training history, which differs
-    between two fits to the same weights (their seconds)."""
-    path, h = Path(path), hashlib.sha256()
+    between two fits to the same weights (their seconds). Read once per file version: every
+    candidate's key holds the baseline's too."""
+    path = Path(path)
+    stat = path.stat()
+    return _content(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=256)
+def _content(name: str, mtime_ns: int, size: int) -> str:
+    path, h = Path(name), hashlib.sha256()
     if path.suffix == ".safetensors":
         data = path.read_bytes()
         n = struct.unpack("<Q", data[:8])[0]
