@@ -304,3 +304,38 @@ def test_a_digits_search_ships_the_same_file_whatever_its_timer_returns(tmp_path
             assert bits.float().mean().item() == pytest.approx(c["test/acc"], abs=1e-6)
     assert shipped[0] and shipped[0] == shipped[1]
     assert not calls, "the second search timed no file for its decisions"
+
+
+def test_without_a_confidence_the_search_decides_on_every_validation_image(tmp_path):
+    """budget.confidence=null: a candidate's figures stay those of all the validation images."""
+    from compressor.search.records import candidates
+
+    right = torch.tensor([True] * 90 + [False] * 10)
+    (tmp_path / "correct.json").write_text(
+        json.dumps(
+            certify.answers(
+                {"val": right},
+                {"model": {"val": right[torch.randperm(100, generator=torch.Generator().manual_seed(0))]}},
+            )
+        )
+    )
+    r = {
+        "baseline": {
+            "val/acc": 0.9,
+            "test/acc": 0.9,
+            "compress/size_mb": 1.0,
+            "latency/b1_ms": 1.0,
+            "latency/b64_ms": 1.0,
+        },
+        "run": {"run_dir": str(tmp_path)},
+        "compress/size_mb": 0.5,
+        "val/acc": 0.9,
+        "test/acc": 0.9,
+        "latency/b1_ms": 0.5,
+        "latency/b64_ms": 0.5,
+        "stages": [{}],
+    }
+    (every,) = candidates(r, "any", halves=False)
+    (half,) = candidates(r, "any")
+    assert every["val/acc"] == 0.9 and "certifiable" not in every
+    assert half["certifiable"] and half["val_images"] == 50

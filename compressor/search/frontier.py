@@ -118,7 +118,9 @@ class Trials:
                     run_dir=value["run"]["run_dir"],
                     reused=reused,
                     stages=trained(value, reused),
-                    candidates=candidates(value, self.cfg.search.runtime),
+                    candidates=candidates(
+                        value, self.cfg.search.runtime, self.cfg.budget.get("confidence") is not None
+                    ),
                     baseline=value["baseline"],
                 )
                 if self.reference is not None:  # decisions read the latency table, not the trial's own timing

@@ -25,8 +25,9 @@ def trained(r: dict, whole_job_reused: bool) -> list[dict]:
     return out
 
 
-def candidates(r: dict, runtime: str) -> list[dict]:
-    """Every shippable file of one job, with its gains over the baseline timed in the same process."""
+def candidates(r: dict, runtime: str, halves: bool = True) -> list[dict]:
+    """Every shippable file of one job, with its gains over the baseline timed in the same process;
+    with `halves`, its validation figures on the selection half (`selected`)."""
     b = r["baseline"]
     if r["run"].get("at_chance"):  # a broken model is never a result
         return []
@@ -69,7 +70,8 @@ def candidates(r: dict, runtime: str) -> list[dict]:
                 "test_drop": None if c["test/acc"] is None else 100 * (b["test/acc"] - c["test/acc"]),
             }
         )
-        selected(out[-1], r["run"]["run_dir"])
+        if halves:  # budget.confidence: decide on the selection half (else on every validation image)
+            selected(out[-1], r["run"]["run_dir"])
     return out
 
 
