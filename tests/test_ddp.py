@@ -142,3 +142,30 @@ def test_a_lock_held_elsewhere_bounds_a_ddp_rank_s_wait(tmp_path, wait_s):
         assert wait_s <= time.monotonic() - start < wait_s + 5
     with cache.locked(path, wait_s):  # free again: taken at once
         pass
+
+
+@pytest.mark.parametrize(
+    "trainer, expected",
+    [
+        ({"devices": 2}, 2),
+        ({"devices": "2"}, 2),
+        ({"devices": "0,1"}, 2),
+        ({"devices": [0, 1], "num_nodes": 2}, 4),
+        ({"devices": 2, "strategy": "single_device"}, 1),
+        ({"devices": 1}, 1),
+        ({"devices": "auto", "accelerator": "cpu"}, 1),
+    ],
+)
+def test_every_rank_reads_ddp_from_the_trainer_config_alone(trainer, expected, monkeypatch):
+    """What decides a stage's folder: the config every rank holds, whatever the environment says
+    (the ranks once disagreed on WORLD_SIZE and deadlocked)."""
+    from omegaconf import OmegaConf
+
+    from compressor.training import ddp
+
+    for world in ("1", "2", None):
+        if world is None:
+            monkeypatch.delenv("WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("WORLD_SIZE", world)
+        assert ddp.processes(OmegaConf.create(trainer)) == expected

@@ -19,19 +19,23 @@ ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 def processes(trainer) -> int:
     """How many processes fit together under this trainer config: devices per node x num_nodes."""
-    devices, accelerator = trainer.get("devices", 1), str(trainer.get("accelerator", "cpu"))
     if str(trainer.get("strategy", "auto")) in ("single_device", "dp"):
         return 1
-    if isinstance(devices, str) and devices.strip() in ("auto", "-1"):
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, str):  # "auto", "2", "0,1"
+        devices = devices.strip()
         devices = (
-            torch.cuda.device_count() if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else 1
+            -1
+            if devices == "auto"
+            else [d for d in devices.split(",") if d.strip()]
+            if "," in devices
+            else int(devices)
         )
-    elif isinstance(devices, str):
-        devices = [d for d in devices.split(",") if d.strip()] if "," in devices else int(devices)
-    per_node = (
-        len(devices) if not isinstance(devices, int) else (torch.cuda.device_count() if devices == -1 else devices)
-    )
-    return max(1, per_node) * max(1, int(trainer.get("num_nodes", 1) or 1))
+    if devices == -1:  # every device there is: the GPUs where CUDA is, else one CPU process (Lightning's)
+        gpus = str(trainer.get("accelerator", "cpu")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        devices = torch.cuda.device_count() if gpus else 1
+    per_node = devices if isinstance(devices, int) else len(devices)  # a list of device indices
+    return max(1, per_node) * max(1, int(trainer.get("num_nodes") or 1))
 
 
 def distributed(cfg) -> bool:
