@@ -254,3 +254,28 @@ def test_a_latency_objective_samples_no_weight_sharing():
     assert space.precisions(s) == ["fp32", "int8"]  # its files run float kernels: it cannot win on latency
     assert space.precisions(OmegaConf.merge(s, {"precisions": ["cluster"]})) == ["fp32"]
     assert space.precisions(OmegaConf.merge(s, {"objective": "size"})) == ["fp32", "int8", "cluster"]
+
+
+def test_a_point_that_is_not_a_valid_job_is_refused_before_any_trial_runs(tmp_path, monkeypatch):
+    """Each choice of each dimension is composed and checked when the space is built (issue 56): a
+    bad one is one line naming the point, not a failed trial found later."""
+    from compressor.config import compose
+    from compressor.errors import ConfigError
+    from compressor.search import frontier, space
+
+    cfg = compose([*SEARCH], tmp_path / "outputs", "search")
+    trials = frontier.Trials(cfg, "simple_cnn", ["dataset=digits"], tmp_path, None, {"kd": 1, "prune": 1, "cluster": 1})
+    dims = {"student": ["none"], "prune": ["none", "channel 0.5"], "precision": ["fp32", "int8"]}
+    frontier.refuse_invalid(trials, dims, {"kd": 1, "prune": 1, "cluster": 1})  # all valid: nothing raised
+    real = space.overrides
+
+    def broken(point, *args, **kwargs):  # a prune choice whose amount no job takes
+        out = real(point, *args, **kwargs)
+        return [o.replace("technique.prune.amount=0.5", "technique.prune.amount=1.5") for o in out]
+
+    monkeypatch.setattr(space, "overrides", broken)
+    with pytest.raises(ConfigError) as err:
+        frontier.refuse_invalid(trials, dims, {"kd": 1, "prune": 1, "cluster": 1})
+    message = str(err.value)
+    assert message.startswith("search: the point prune channel 0.5 (prune=channel 0.5) is not a valid job:")
+    assert "technique.prune.amount" in message and "\n" not in message

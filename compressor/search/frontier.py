@@ -141,6 +141,29 @@ class Trials:
         return [self.done[(rung, tuple(sorted(p.items())))] for p in points]
 
 
+def refuse_invalid(trials: Trials, dims: dict, epochs: dict) -> None:
+    """Each choice of each dimension, as the job it makes, composed and checked (validate.values,
+    before torch) now: a point that is not a valid config is one line before any trial runs, not a
+    failed trial later."""
+    from compressor import validate
+    from compressor.errors import ConfigError
+
+    for key, values in dims.items():
+        for value in values:
+            point = {"student": "none", "prune": "none", "precision": "fp32", key: value}
+            args = [*trials.base, *space.overrides(point, trials.model, trials.cfg.search.runtime, epochs, trials.full)]
+            try:
+                validate.values(compose(args, trials.cfg.paths.root, "refuse_invalid"))
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"search: the point {space.label(point)} ({key}={value}) is not a valid job: {exc}"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - Hydra's composition errors, one line each
+                raise ConfigError(
+                    f"search: the point {space.label(point)} ({key}={value}) does not compose: {brief(exc, 300)}"
+                ) from None
+
+
 def baseline_file(reference: dict) -> dict:
     """The baseline trial's own torch file: what the latency table measures every file against."""
     own = Path(reference["run_dir"]) / "model.safetensors"
@@ -183,6 +206,7 @@ def main(cfg) -> dict:
     full = space.full_epochs(s, CONF)
     short = space.rung_epochs(s, full)
     trials = Trials(cfg, model, base, out, launcher, full)
+    refuse_invalid(trials, dims, short)
     clock = Phases()
     reference = trials.run({"student": "none", "prune": "none", "precision": "fp32"}, full, "baseline")
     if "error" in reference:

@@ -71,11 +71,10 @@ def students(search, model: str, conf: Path) -> list[str]:
 
 
 def precisions(search) -> list[str]:
-    """The number formats sampled. A latency objective leaves out 4-bit sharing (cluster): its 16 values
-    per layer are float weights in every exported file, run by the same float kernels as the point
-    without it (over the earlier searches' trials, OpenVINO fp32 files with sharing were 2.17x / 1.45x
-    faster than the torch baseline at b1 / b64, without it 2.07x / 1.46x), in exported files no
-    smaller, at lower accuracy: it can never win on latency, and its fine-tune is a first rung's dearest trial."""
+    """The number formats sampled. A latency objective leaves out 4-bit sharing (cluster): its shared
+    values are float weights in every exported file, run by the same float kernels as the point
+    without it, in files no smaller, at lower accuracy, so it cannot win on latency, and its
+    fine-tune is a first rung's dearest trial (docs/search.md gives the measurements)."""
     if search.objective == "size":
         return list(search.precisions)
     return [p for p in search.precisions if p != "cluster"] or ["fp32"]
