@@ -339,3 +339,20 @@ def test_without_a_confidence_the_search_decides_on_every_validation_image(tmp_p
     (half,) = candidates(r, "any")
     assert every["val/acc"] == 0.9 and "certifiable" not in every
     assert half["certifiable"] and half["val_images"] == 50
+
+
+def test_an_openvino_file_s_key_ignores_the_names_it_numbers_per_process(tmp_path):
+    from compressor.search import latency
+
+    xml = (
+        '<net name="Model{}" version="11">\n<layer id="1" name="Multiply_{}" type="Const" version="opset1"/>\n</net>\n'
+    )
+    for i, n in ((1, 429), (2, 369)):
+        (tmp_path / f"m{i}.xml").write_text(xml.format(n, n * 1000))
+        (tmp_path / f"m{i}.bin").write_bytes(b"weights")
+    assert latency.content(tmp_path / "m1.xml") == latency.content(tmp_path / "m2.xml")
+    (tmp_path / "m2.bin").write_bytes(b"other weights")
+    assert latency.content(tmp_path / "m1.xml") != latency.content(tmp_path / "m2.xml")
+    (tmp_path / "m3.xml").write_text(xml.format(429, 429000).replace('type="Const"', 'type="Convolution"'))
+    (tmp_path / "m3.bin").write_bytes(b"weights")
+    assert latency.content(tmp_path / "m3.xml") != latency.content(tmp_path / "m1.xml")

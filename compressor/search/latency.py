@@ -6,8 +6,9 @@ speed-up over the baseline's file at the objective's batch size, measured once p
 fixed protocol and kept in the cache (`paths.cache_dir/latency/<machine>/`, one JSON entry per file,
 written whole), the way latency lookup tables serve once-for-all and ProxylessNAS.
 
-- **The key** is the file's content (an exported file's bytes, OpenVINO's .bin included; a
-  safetensors artifact's tensors and architecture, not its training history), its runtime and input
+- **The key** is the file's content (an exported file's bytes, OpenVINO's .bin included and its
+  .xml without the names it numbers per process; a safetensors artifact's tensors and architecture,
+  not its training history), its runtime and input
   shape, the baseline's content, the batch, the thread count, and the machine: its CPU model and core
   count and the versions of torch, ONNX Runtime and OpenVINO. The same file from another trial, or
   another search, is one entry.
@@ -24,6 +25,7 @@ by side at the end, to check the table and to report (`timing` in search.json)."
 import hashlib
 import json
 import os
+import re
 import statistics
 import struct
 from functools import lru_cache
@@ -83,9 +85,12 @@ def _content(name: str, mtime_ns: int, size: int) -> str:
         )
         h.update(data[8 + n :])
         return h.hexdigest()
-    h.update(path.read_bytes())
-    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
-        h.update(path.with_suffix(".bin").read_bytes())
+    data = path.read_bytes()
+    if path.suffix == ".xml":  # OpenVINO names its graph and layers from a per-process counter: not what it computes
+        data = re.sub(rb'\sname="[^"]*"', b"", data)
+        if path.with_suffix(".bin").is_file():
+            data += path.with_suffix(".bin").read_bytes()
+    h.update(data)
     return h.hexdigest()
 
 
