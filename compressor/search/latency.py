@@ -66,12 +66,15 @@ def content(path) -> str:
     between two fits to the same weights (their seconds). Read once per file version: every
     candidate's key holds the baseline's too."""
     path = Path(path)
-    stat = path.stat()
-    return _content(str(path), stat.st_mtime_ns, stat.st_size)
+    files = [
+        path,
+        *([path.with_suffix(".bin")] if path.suffix == ".xml" and path.with_suffix(".bin").is_file() else []),
+    ]
+    return _content(str(path), tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files))
 
 
 @lru_cache(maxsize=256)
-def _content(name: str, mtime_ns: int, size: int) -> str:
+def _content(name: str, versions: tuple) -> str:
     path, h = Path(name), hashlib.sha256()
     if path.suffix == ".safetensors":
         data = path.read_bytes()
