@@ -402,17 +402,16 @@ def decide(
 ) -> dict:
     """The frontier, the chosen file, and the one-line verdict (test accuracy read here, once). The
     chosen file is on the frontier, the one frontier.csv reports: with `confidence`, the frontier's
-    files certified within the budget (`certified`), else those within it on the selection half; close
-    ones are timed again (compressor/search/ties.py)."""
+    files certified within the budget (`certified`), else those within it on validation; ties among
+    the close ones are settled by compressor/search/ties.py."""
     front = pareto(rows, gain)
     within, sequence = [r for r in front if r["val_drop"] <= max_drop], None
     if confidence is not None:
         within, sequence = certified(front, max_drop, confidence, test)
     chosen, timing = ties.settle(within, gain, threads, timer)
     b = reference["baseline"]
-    tested_now = tester(
-        [*front, *([chosen] if chosen else [])], b["test/acc"]
-    )  # the only files the test set is read for
+    # the only files the test set is read for
+    tested_now = tester([*front, *([chosen] if chosen else [])], b["test/acc"])
     per = {"speedup_b1": "faster at batch 1", "speedup_b64": "faster at batch 64", "smaller": "smaller on disk"}
     if chosen:
         held = chosen["test_drop"] <= max_drop
