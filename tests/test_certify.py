@@ -11,6 +11,7 @@ from omegaconf import OmegaConf, open_dict
 
 from compressor import certify
 from compressor.search.frontier import decide, pareto
+from tests.test_search import SEARCH, apart
 
 S = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
 REFERENCE = {
@@ -97,17 +98,13 @@ def held_out(results: dict):
     return test
 
 
-def untimed(contenders, batch, threads):
-    return {i: [1.0 / c["speedup_b1"]] * 5 for i, c in enumerate(contenders)}
-
-
 def test_a_file_within_the_budget_on_its_point_estimate_but_not_on_the_bound_is_not_shipped():
     """fast: 0.8 points on the selection half and 0.9 on the certification half, within a budget of 1
     on both point estimates, but 2,000 images bound its drop only at 1.8. safe is certified and ships."""
     rows = [row("safe", 0.1, 1.5), row("fast", 0.8, 3.0)]
     test = held_out({"safe": (5, 3, 2000), "fast": (24, 6, 2000)})
     out = decide(
-        rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95, test=test
+        rows, "speedup_b1", 1.0, REFERENCE, S, timer=apart, tester=lambda rs, b: None, confidence=0.95, test=test
     )
     assert out["chosen"]["recipe"] == "safe"
     (failed,) = out["certification"]["failed"]
@@ -121,7 +118,7 @@ def test_a_file_within_the_budget_on_its_point_estimate_but_not_on_the_bound_is_
         "budget 1 pts certified at 95% confidence, 1 of 2 frontier files together: -0.10 pts on the certification "
         "split (2,000 images), a drop of at most 0.7" in out["verdict"]
     )
-    point = decide(rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None)
+    point = decide(rows, "speedup_b1", 1.0, REFERENCE, S, timer=apart, tester=lambda rs, b: None)
     assert point["chosen"]["recipe"] == "fast"  # today's rule, the point estimate, would have shipped it
 
 
@@ -132,7 +129,7 @@ def test_a_file_that_fails_spends_only_its_own_share_of_the_confidence():
     rows = [row("a", 0.0, 1.2), row("b", 0.3, 1.6), row("c", 0.6, 2.0)]
     test = held_out({"a": (10, 10, 2000), "b": (60, 20, 2000), "c": (4, 6, 2000)})
     out = decide(
-        rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95, test=test
+        rows, "speedup_b1", 1.0, REFERENCE, S, timer=apart, tester=lambda rs, b: None, confidence=0.95, test=test
     )
     assert out["chosen"]["recipe"] == "c" and out["certification"]["certified"] == 2
     levels = [1 - r["certify"]["confidence"] for r in rows]
@@ -160,7 +157,7 @@ def test_too_few_images_to_certify_anything_is_one_line_with_the_images_needed()
     rows = [row("a", 0.0, 1.2), row("b", 0.3, 1.6)]
     test = held_out({"a": (0, 0, 90), "b": (1, 0, 90)})
     out = decide(
-        rows, "speedup_b1", 1.0, REFERENCE, S, timer=untimed, tester=lambda rs, b: None, confidence=0.95, test=test
+        rows, "speedup_b1", 1.0, REFERENCE, S, timer=apart, tester=lambda rs, b: None, confidence=0.95, test=test
     )
     assert out["chosen"] is None and "\n" not in out["verdict"]
     assert out["verdict"].startswith(
@@ -262,19 +259,8 @@ def test_a_digits_search_ships_the_same_file_whatever_its_timer_returns(tmp_path
         return {i: [random.uniform(0.01, 1.0) for _ in range(count)] for i in range(len(files))}
 
     monkeypatch.setattr(latency, "timed", random_timer)
-    search = [
-        "search=default",
-        "budget.max_drop=5",
-        "dataset=digits",
-        "train.epochs=2",
-        "latency.reps=2",
-        "latency.rounds=1",
-        "trainer.enable_progress_bar=false",
-        "search.runtime=onnxruntime",
-        "search.promote=1",
-        "search.max_trials=2",
-        "export=all",
-    ]
+    # test_search's digits search (90 images to certify on: a 5-point budget), two first-rung trials
+    search = [*(a for a in SEARCH if not a.startswith("budget.max_drop=")), "budget.max_drop=5", "search.max_trials=2"]
     shipped = []
     for run in ("first", "second"):
         random.seed(run)  # another sequence of random timings each time
