@@ -31,7 +31,8 @@ from compressor.data import user
 from compressor.report.table import markdown
 from compressor.runtimes.deploy import example, load
 from compressor.search import latency, space
-from compressor.search.frontier import GAIN, pareto
+from compressor.search.decide import pareto
+from compressor.search.frontier import GAIN
 
 
 def finals(folder: Path) -> tuple[list[dict], dict]:

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from compressor import certify
-from compressor.search.frontier import decide, pareto
+from compressor.search.decide import decide, pareto
 from tests.test_search import SEARCH, apart
 
 S = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from compressor import certify
 from compressor.search import launch
-from compressor.search.frontier import decide, pareto, second_rung
+from compressor.search.decide import decide, pareto
+from compressor.search.frontier import second_rung
 from tests.conftest import make_cfg
 
 SEARCH = [
