@@ -45,10 +45,11 @@ def unset_added(node: dict, where: str) -> dict:
     return {k: v for k, v in node.items() if not (k in before and v == before[k])}
 
 
-# where a data set's files are and how they are read, not what they hold: out of every key whose data
-# are fingerprinted by content, so the same job in two clones (or on nodes that check the project out
-# in other folders) is one job (issue 55)
-WHERE = ("num_workers", "data_dir", "extract_dir", "download")
+# where a data set's files are, not what they hold: out of every key whose data are fingerprinted by
+# content, so the same job in two clones (or on nodes that check the project out in other folders) is
+# one job (issue 55). num_workers (how they are read) was always out of the cache's key; it stays in
+# a job's, where it always was: taking it out would change every job's key
+WHERE = ("data_dir", "extract_dir", "download")
 
 
 def spec_of(cfg: DictConfig, leave_out=(), data: dict | None = None) -> dict:
@@ -122,7 +123,7 @@ def trained(cfg, net_cfg: DictConfig, dm, data: dict, run_dir: Path, key: str):
             else None
         )
         return model, {"checkpoint": str(net_cfg.checkpoint)}, path
-    dataset = unset_added({k: v for k, v in plain(cfg.dataset).items() if k not in WHERE}, "dataset")
+    dataset = unset_added({k: v for k, v in plain(cfg.dataset).items() if k not in ("num_workers", *WHERE)}, "dataset")
     limits = {
         k: plain(cfg.trainer[k])
         for k in ("limit_train_batches", "accumulate_grad_batches", "precision", "gradient_clip_val")

@@ -243,3 +243,18 @@ def test_the_same_job_in_two_clones_has_one_key(tmp_path):
     assert one == two
     other = write_fashion_gz(tmp_path / "other" / "gz", n_train=132)
     assert keys(tmp_path / "other", other)[0] != one[0]
+
+
+def test_a_job_without_data_folders_keeps_its_key(tmp_path):
+    """Issue 55's content keys take out only where the files are: a digits job's key is the one it had
+    before (its config holds no folder), so earlier job indexes are still found."""
+    from compressor import baseline
+    from compressor.data import user
+    from compressor.data.fingerprint import of as fingerprint_data
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(tmp_path, ["technique=prune"])
+    data = fingerprint_data(user.build(cfg.dataset), cfg.dataset)
+    keyed = baseline.spec_of(cfg, data=data)
+    assert keyed == baseline.spec_of(cfg)  # the whole dataset config, as before: nothing taken out
+    assert "num_workers" in keyed["dataset"] and "confidence" not in keyed["budget"]  # at its default: unkeyed
