@@ -12,6 +12,7 @@ from omegaconf import OmegaConf, open_dict
 from compressor import certify
 from compressor.search.decide import decide, pareto
 from tests.test_search import SEARCH, apart
+from tests.test_search import row as search_row
 
 S = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
 REFERENCE = {
@@ -65,20 +66,8 @@ def test_answers_pack_to_bits_and_back():
 
 
 def row(name, val_drop, gain, size=1.0, stages=1):
-    return {
-        "recipe": name,
-        "runtime": "onnxruntime",
-        "precision": "fp32",
-        "file": f"{name}.onnx",
-        "val/acc": 0.9 - val_drop / 100,
-        "val_drop": val_drop,
-        "test_drop": val_drop,
-        "speedup_b1": gain,
-        "smaller": 1.0 / size,
-        "size_mb": size,
-        "stages": stages,
-        "path": f"/t/{name}/{name}.onnx",
-    }
+    """test_search's frontier row, with its own size and stages (the frontier counts both)."""
+    return {**search_row(val_drop, gain, name), "size_mb": size, "smaller": 1.0 / size, "stages": stages}
 
 
 def held_out(results: dict):
