@@ -20,7 +20,7 @@ fashion-mnist:
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,timm,openvino]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,timm,openvino,executorch]'
 	touch $(STAMP)
 
 # one sweep folder for both commands: the report then compares the KD student with the same student

@@ -14,6 +14,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from compressor import runtimes
 from compressor.errors import ConfigError, Stuck, brief
 from compressor.modules import Classifier
 from compressor.results import at_chance
@@ -28,14 +29,14 @@ def plain(node):
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-# keys added since jobs were first cached, and the value that trains what was trained before them: at
+# keys added since jobs were first cached, and the value that trains (or exports) what was before them: at
 # it, they stay out of every key, so the baselines and results keyed before them are still found (the
 # data fingerprint holds the subset; channels_last is a memory layout: it changes float rounding, as
 # the thread count does, not the recipe)
 ADDED = {
     "dataset": {"train_size": None},
     "train": {"patience": None, "channels_last": True},
-    "export": {"test": True},
+    "export": {"test": True, "runtimes": [], **{runtimes.keys()[name]: False for name in runtimes.LATER}},
     "budget": {"confidence": 0.95},
 }
 

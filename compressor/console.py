@@ -21,7 +21,6 @@ WARNINGS = (
     ),
     (r"Please use quant_min and quant_max to specify the range for observers", "torch.ao's own default qconfig"),
     (r".*does not have many workers", "in-memory data sets need no loader workers"),
-    (r"`torch\.jit\.trace(_method)?` is deprecated", "openvino.convert_model traces with TorchScript itself"),
     (
         r"The `srun` command is available on your system but is not used",
         "a local run on a machine that has SLURM installed; under SLURM, submitit starts the job with srun",
@@ -31,17 +30,11 @@ WARNINGS = (
         "a stage's shared folder holds the fit it continues (compressor/prefixes.py)",
     ),
 )
-# loggers whose INFO lines are boilerplate: device banners, a product tip, "Seed set to", font cache,
-# the ONNX exporter's graph passes, ONNX Runtime's shape inference and NNCF's statistics steps
+# loggers whose INFO lines are boilerplate: device banners, a product tip, "Seed set to", font cache
 LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
     "lightning.fabric.utilities.seed",
     "matplotlib.font_manager",
-    "onnxruntime",
-    "nncf",
-    "onnx_ir",
-    "onnxscript",
-    "torch.onnx",
 )
 # torch's C++-side pytree notice about an Enum that torchao registers at import; "No CUDA runtime is
 # found" when NNCF imports torch's extension builder on a CPU machine
@@ -49,9 +42,11 @@ ERROR_ONLY = ("torch.utils._pytree", "torch.utils.cpp_extension")
 
 
 def quiet() -> None:
-    for pattern, _why in WARNINGS:
+    from compressor import runtimes  # the runtimes' own boilerplate (compressor/runtimes/__init__.py)
+
+    for pattern, _why in (*WARNINGS, *runtimes.WARNINGS):
         warnings.filterwarnings("ignore", message=pattern)
-    for name in LOGGERS:
+    for name in (*LOGGERS, *runtimes.LOGGERS):
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ERROR_ONLY:
         logging.getLogger(name).setLevel(logging.ERROR)

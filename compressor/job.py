@@ -30,7 +30,7 @@ from compressor.data.base import example_input
 from compressor.data.fingerprint import of as fingerprint_data
 from compressor.errors import ConfigError
 from compressor.runtimes import deploy as runtimes
-from compressor.runtimes import onnx as export
+from compressor.runtimes.base import RuntimeModel
 from compressor.storage import artifact
 from compressor.techniques.base import Context, build
 from compressor.training import ddp
@@ -293,7 +293,7 @@ def save(cfg, plan, out: dict, done: Path, partial: Path, answers: dict) -> None
 
 
 def save_model(model, run_dir: Path, cfg, records, float_model=None) -> Path:
-    if isinstance(model, export.RuntimeModel):  # an onnxruntime/openvino backend's file is the artifact
+    if isinstance(model, RuntimeModel):  # a runtime backend's file is the artifact
         return model.path
     history = [{k: v for k, v in r.items() if k != "rows"} for r in records]  # scan rows: results.json only
     return artifact.save(model, run_dir / artifact.FILENAME, plain(cfg.model.net), history, float_model)

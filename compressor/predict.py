@@ -1,9 +1,10 @@
 """python -m compressor.predict RUN_DIR IMAGE_FOLDER: class and probabilities for every image.
 
 Works for every artifact a run leaves: fp32, pruned, quantized (model.safetensors, or the
-model.pt of earlier releases), ONNX (`--runtime onnxruntime`, or `--onnx fp32|int8`) and
-OpenVINO IR (`--runtime openvino`): the int8 file where the run has one, `--precision fp32` the
-float one, `--static-shape` compiled for the input's fixed shape (a search's `static` file). Nothing in the run folder can run code: the model loads without pickle, its
+model.pt of earlier releases) and every runtime's file (`--runtime NAME`: ONNX Runtime, OpenVINO,
+ExecuTorch or a runtime of your own by module path; compressor/runtimes): the int8 file where the run
+has one, `--precision fp32` the float one, `--static-shape` compiled for the input's fixed shape (a
+search's `static` file). Nothing in the run folder can run code: the model loads without pickle, its
 architecture may only name model factories (`--allow-target PREFIX` adds one), and the image
 transform is built from the numbers in config.yaml, never from a `_target_` there.
 An unreadable image is reported by name and the rest are still predicted."""
@@ -31,27 +32,24 @@ def load_model(
     precision: str | None = None,
     static: bool = False,
 ):
-    from compressor.runtimes import onnx as export
+    from compressor import runtimes
     from compressor.storage import artifact, checkpoint
 
-    if runtime == "onnxruntime":
-        onnx = precision or ("int8" if (run_dir / "model.int8.onnx").is_file() else "fp32")
-    if runtime == "openvino":
-        from compressor.runtimes.openvino import OpenVinoModel, require
-
-        precision = precision or ("int8" if (run_dir / "model.int8.xml").is_file() else "fp32")
-        path = run_dir / ("model.int8.xml" if precision == "int8" else "model.xml")
+    if onnx:  # --onnx fp32|int8: the older spelling of --runtime <the onnx switch's runtime> --precision
+        runtime, precision = runtimes.by_key("onnx"), onnx
+    if runtime != "torch":
+        rt = runtimes.get(runtime)
+        rt.require()
+        if static and not rt.STATIC:
+            raise ConfigError(f"--static-shape with --runtime {runtime}: its files are not compiled for a fixed shape")
+        precision = precision or ("int8" if (run_dir / rt.FILES["int8"]).is_file() else "fp32")
+        path = run_dir / rt.FILES[precision]
         if not path.is_file():
             raise ConfigError(
-                f"{path}: no such OpenVINO IR (run with export=openvino or export=all, or technique.backend=openvino)"
+                f"{path}: no such {runtime} file (run with export=all, export.runtimes=[{runtime}] or "
+                f"technique.backend={runtime})"
             )
-        require()
-        return OpenVinoModel(path, static=static)
-    if onnx:
-        path = run_dir / ("model.int8.onnx" if onnx == "int8" else "model.onnx")
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such ONNX file (run with export=onnx, or technique.backend=onnxruntime)")
-        return export.OnnxModel(path)
+        return rt.load(path, static=static)
     for name in (artifact.FILENAME, "model.pt"):  # model.pt: a run of an earlier release
         if (run_dir / name).is_file():
             return checkpoint.load(
@@ -82,10 +80,6 @@ def predict_folder(
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such image folder")
     transform = transform_of(config)
-    if static and runtime != "openvino":
-        raise ConfigError(
-            f"--static-shape with --runtime {runtime}: only OpenVINO files are compiled for a fixed shape"
-        )
     model = load_model(run_dir, onnx, trust, targets, runtime, precision, static)
     results = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS):
@@ -108,7 +102,7 @@ def predict_folder(
 
 
 def main(argv=None) -> int:
-    from compressor import console
+    from compressor import console, runtimes
 
     parser = argparse.ArgumentParser(
         prog="python -m compressor.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,19 +112,19 @@ def main(argv=None) -> int:
     parser.add_argument("--onnx", choices=["fp32", "int8"], help="use the run's ONNX export instead of the model")
     parser.add_argument(
         "--runtime",
-        choices=["torch", "onnxruntime", "openvino"],
         default="torch",
-        help="run the run's file for this runtime (results.json's deploy block names the fastest)",
+        help="torch, a runtime's name (%s) or a module path of your own: run the run's file for it "
+        "(results.json's deploy block names the fastest)" % ", ".join(runtimes.names()),
     )
     parser.add_argument(
         "--precision",
         choices=["fp32", "int8"],
-        help="with --runtime onnxruntime|openvino: which export (default: int8 where there is one)",
+        help="with a --runtime other than torch: which export (default: int8 where there is one)",
     )
     parser.add_argument(
         "--static-shape",
         action="store_true",
-        help="with --runtime openvino: compile for the input's fixed shape (a `static` deploy file)",
+        help="compile for the input's fixed shape (a `static` deploy file; runtimes that have one)",
     )
     parser.add_argument(
         "--trust-checkpoint",

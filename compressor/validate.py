@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from compressor import choices
+from compressor import choices, runtimes
 from compressor.data.rules import DATASET, dataset  # noqa: F401 - the dataset's rules, checked with the rest
 from compressor.errors import ConfigError
 from compressor.rules import apply, boolean, choice, fractions, integer, number, strings, text
@@ -41,8 +41,8 @@ TOP = {
     "budget.confidence": number(gt=0, lt=1, optional=True),
     "budget.grid": fractions(),
     "budget.probe_epochs": integer(0, optional=True),
-    "export.onnx": boolean(),
-    "export.openvino": boolean(),
+    **{f"export.{key}": boolean() for key in runtimes.keys().values()},
+    "export.runtimes": strings(),  # runtimes of your own, by module path (compressor/runtimes/__init__.py)
     "export.test": boolean(),
     "trust.checkpoint": boolean(),
     "trust.targets": strings(),
@@ -120,6 +120,11 @@ def values(cfg: DictConfig) -> None:
         if not isinstance(cfg[net].get("net"), DictConfig) or "_target_" not in cfg[net].net:
             raise ConfigError(f"{net}.net: must be a config with a _target_ that builds the nn.Module")
     stage_protocol.validate(cfg.technique)  # each stage's own rules (compressor/techniques)
+    for name in cfg.export.get("runtimes") or []:  # a runtime of your own: a module that keeps the contract
+        try:
+            runtimes.get(name)
+        except ConfigError as exc:
+            raise ConfigError(f"export.runtimes: {exc}") from None
     if cfg.get("search") is not None:  # search=default (compressor/search/frontier.py)
         search_space.check(cfg)
     for key in ("max_epochs", "callbacks", "logger"):

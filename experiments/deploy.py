@@ -20,11 +20,8 @@ def deployment(bench, models) -> list[dict]:
     one call. Then channel pruning (AMOUNTS), or KD into the seeds' student (KD_STUDENT), + static
     int8 (a pipeline, export=all), each on its fastest file per batch size, re-timed beside the
     NNCF + OpenVINO int8 file of the unpruned model."""
-    from compressor.runtimes.onnx import OnnxModel
-    from compressor.runtimes.openvino import OpenVinoModel
-    from compressor.storage import artifact
+    from compressor.runtimes.deploy import load
 
-    loaders = {"torch": artifact.load, "onnxruntime": OnnxModel, "openvino": OpenVinoModel}  # a deploy file's runtime
     rows = []
     for model in models:
         r = bench.job(
@@ -81,8 +78,8 @@ def deployment(bench, models) -> list[dict]:
             run = Path(p["run"]["run_dir"])
             best = {b: p["deploy"][b] for b in ("b1", "b64")}
             timed = {
-                "nncf": OpenVinoModel(e["openvino"]["int8"]["path"]),
-                **{b: loaders[best[b]["runtime"]](run / best[b]["file"]) for b in best},
+                "nncf": load({"runtime": "openvino", "path": e["openvino"]["int8"]["path"]}),
+                **{b: load({**best[b], "path": str(run / best[b]["file"])}) for b in best},
             }
             speeds = measure.latencies(timed, example(run), threads=1, reps=20, rounds=3)  # side by side
             for b in ("b1", "b64"):  # the accuracy of the file shipped, not of the run's torch model

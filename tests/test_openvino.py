@@ -53,7 +53,13 @@ def test_export_openvino_of_a_channel_pruned_model(tmp_path):
     assert "int8" not in r["export"]["openvino"]  # a float run ships float files
     assert all(isinstance(c["test/acc"], float) for c in r["deploy"]["candidates"])  # each shipped file's own accuracy
     labels = {c["label"] for c in r["deploy"]["candidates"]}
-    assert labels == {"torch (the run's model)", "onnxruntime fp32", "openvino fp32", "openvino fp32 static"}
+    assert labels == {
+        "torch (the run's model)",
+        "onnxruntime fp32",
+        "openvino fp32",
+        "openvino fp32 static",
+        "executorch fp32",
+    }
     static = [c for c in r["deploy"]["candidates"] if c["static_shape"]]
     assert [c["label"] for c in static] == ["openvino fp32 static"] and static[0]["file"] == "model.xml"
     assert r["export"]["openvino"]["fp32 static"]["agreement_ok"]  # checked as a file of its own

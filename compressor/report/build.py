@@ -40,7 +40,7 @@ COLUMNS = [
 TEXT = (
     "deploy/b1",
     "deploy/b64",
-)  # which file on which runtime: with export=onnx|openvino|all (compressor/runtimes/deploy.py)
+)  # which file on which runtime: with an export (compressor/runtimes/deploy.py)
 
 
 def load_runs(root: Path) -> list[dict]:

@@ -1,17 +1,18 @@
 """Which file to ship, on which runtime, per batch size: the run's model exported to every runtime
 `export` names, each export checked against PyTorch and all of them timed side by side.
 
-export=onnx      model.onnx (+ model.int8.onnx, ONNX Runtime static int8)          onnxruntime
-export=openvino  model.xml/.bin (+ model.int8.xml/.bin, NNCF int8 PTQ)             openvino
-export=all       both
-The fp32 exports are of the run's float model; the int8 ones exist where the run quantized, and
+export=onnx        model.onnx (+ model.int8.onnx, ONNX Runtime static int8)          onnxruntime
+export=openvino    model.xml/.bin (+ model.int8.xml/.bin, NNCF int8 PTQ)             openvino
+export=executorch  model.pte (+ model.int8.pte, XNNPACKQuantizer int8)               executorch
+export=all         all three; export.runtimes=[my_pkg.my_runtime] adds a runtime of your own
+Each runtime is a module of this package (compressor/runtimes/__init__.py). The fp32 exports are of the run's float model; the int8 ones exist where the run quantized, and
 quantize that same float model (before the run's quant stage) with the runtime's own PTQ. The
 candidates to ship are the run's model as it is (torch, or its backend's file) and every export,
 float and int8, that agrees with PyTorch's top-1 on >= 95% of test images (fp32: 99.5%; with
 `export.test=false`, as a search's trials run, on validation images, and no file reads the test set): a
 quantized run's fp32 ONNX file can be the fastest (it is the model before quantization, and its
-own accuracy is reported). An OpenVINO file is also compiled with its input shape fixed per batch
-size (`<precision> static`: the same file, as a user who knows the batch deploys it), and that
+own accuracy is reported). A runtime with a fixed-shape compile (OpenVINO) also compiles each file
+with its input shape fixed per batch size (`<precision> static`: the same file, as a user who knows the batch deploys it), and that
 compiled model is checked, scored and timed as a candidate of its own. The baseline is timed in
 the same group, so each candidate's speed-up is a ratio measured side by side, and a candidate
 slower than the baseline at a batch size says so.
@@ -21,11 +22,8 @@ and test accuracy, the baseline's latency, and the fastest at batch 1 and at bat
 import logging
 from pathlib import Path
 
-from torch import nn
-
-from compressor import measure
+from compressor import measure, runtimes
 from compressor.quant.ops import calibration_inputs
-from compressor.runtimes import onnx as export
 
 log = logging.getLogger(__name__)
 # agreement with PyTorch's top-1 an export must reach to be shipped: a check that the export is not
@@ -34,46 +32,25 @@ log = logging.getLogger(__name__)
 NEEDED = {"fp32": 0.995, "int8": 0.95}
 
 
-def _onnx(reference, example, run_dir: Path, calibration, threads, written: bool) -> dict:
-    """written: this run's quant backend wrote the files already (technique.backend=onnxruntime)."""
-    paths = {"fp32": run_dir / "model.onnx"}
+def _files(runtime, reference, example, run_dir: Path, calibration, threads, written: bool) -> dict:
+    """A runtime's files of the float model, fp32 and (with calibration batches) int8, ready to run;
+    with a fixed-shape compile of each where the runtime has one. written: this run's quant backend
+    wrote them already (technique.backend=<runtime>)."""
+    paths = {"fp32": run_dir / runtime.FILES["fp32"]}
     if not written:
-        export.to_onnx(reference, example, paths["fp32"])
+        runtime.export(reference, example, paths["fp32"])
     if calibration is not None:
-        paths["int8"] = run_dir / "model.int8.onnx"
+        paths["int8"] = run_dir / runtime.FILES["int8"]
         if not written:
-            export.quantize_onnx(paths["fp32"], paths["int8"], "static", calibration)
-    return {name: export.OnnxModel(path, threads=threads) for name, path in paths.items()}
-
-
-def _openvino(reference, example, run_dir: Path, calibration, threads, written: bool) -> dict:
-    from compressor.runtimes import openvino as ovx
-
-    paths = {"fp32": run_dir / "model.xml"}
-    if not written:
-        ov_model = ovx.convert(reference, example)
-        ovx.save(ov_model, paths["fp32"])
-    if calibration is not None:
-        paths["int8"] = run_dir / "model.int8.xml"
-        if not written:
-            ovx.save(ovx.int8(ov_model, calibration), paths["int8"])
-    return {
-        **{name: ovx.OpenVinoModel(path, threads=threads) for name, path in paths.items()},
-        **{f"{name} static": ovx.OpenVinoModel(path, threads=threads, static=True) for name, path in paths.items()},
-    }
-
-
-EXPORTERS = {"onnxruntime": ("onnx", _onnx), "openvino": ("openvino", _openvino)}
-
-
-def own_runtime(model) -> str:
-    if isinstance(model, nn.Module):
-        return "torch"
-    return "onnxruntime" if isinstance(model, export.OnnxModel) else "openvino"
+            runtime.int8(reference, example, calibration, paths["fp32"], paths["int8"])
+    out = {name: runtime.load(path, threads) for name, path in paths.items()}
+    if runtime.STATIC:
+        out.update({f"{name} static": runtime.load(path, threads, static=True) for name, path in paths.items()})
+    return out
 
 
 def wanted(cfg, model) -> bool:
-    return bool(cfg.export.onnx or cfg.export.openvino) or own_runtime(model) != "torch"
+    return bool(runtimes.selected(cfg.export)) or runtimes.of(model) != "torch"
 
 
 def measured(
@@ -103,17 +80,22 @@ def measured(
     ref_logits, _ = measure.predict(reference, checked)
     # `precision`: the run's number format (int8: the int8 exports are made too, calibrated like its stage)
     calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) if precision == "int8" else None
-    own = f"{own_runtime(model)} (the run's model)"
-    files = {own: (own_runtime(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
+    own = f"{runtimes.of(model)} (the run's model)"
+    files = {own: (runtimes.of(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
     accuracies = {own: (val_accuracy, accuracy)}  # each shipped file's own: an int8 export is not the run's model
     precisions = {own: precision}
     shippable, out = [own], {}
-    for name, (key, exporter) in EXPORTERS.items():
-        if not cfg.export.get(key) and name != own_runtime(model):  # a backend run always checks its own files
-            continue
-        try:
-            sessions = exporter(
-                reference, example, run_dir, calibration, cfg.latency.threads, name == own_runtime(model)
+    names = runtimes.selected(cfg.export)
+    for name in names + ([runtimes.of(model)] if runtimes.of(model) not in ("torch", *names) else []):
+        try:  # a backend run always checks its own files
+            sessions = _files(
+                runtimes.get(name),
+                reference,
+                example,
+                run_dir,
+                calibration,
+                cfg.latency.threads,
+                name == runtimes.of(model),
             )
         except Exception as exc:  # one runtime failing to take a model must not lose the run
             first = str(exc).splitlines()[0] if str(exc) else ""
@@ -218,12 +200,6 @@ def load(candidate: dict):
     """A candidate file (an entry of results.json's deploy.candidates, with its path) ready to run."""
     from compressor.storage import artifact
 
-    if candidate["runtime"] == "openvino":
-        from compressor.runtimes.openvino import OpenVinoModel
-
-        return OpenVinoModel(candidate["path"], static=candidate.get("static_shape", False))
-    return (
-        export.OnnxModel(candidate["path"])
-        if candidate["runtime"] == "onnxruntime"
-        else artifact.load(candidate["path"])
-    )
+    if candidate["runtime"] == "torch":
+        return artifact.load(candidate["path"])
+    return runtimes.get(candidate["runtime"]).load(candidate["path"], static=candidate.get("static_shape", False))

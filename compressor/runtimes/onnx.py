@@ -1,18 +1,29 @@
-"""ONNX export (torch.onnx, dynamo exporter), ONNX Runtime int8 quantization and sessions.
-What a run exports, and how each file is checked and timed: compressor.runtimes."""
+"""ONNX Runtime: ONNX export (torch.onnx, dynamo exporter), its own int8 (onnxruntime.quantization,
+static QDQ or dynamic) and sessions. A runtime module (compressor/runtimes/base.py)."""
 
-import logging
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
+from compressor.runtimes.base import RuntimeModel, installed
 
-log = logging.getLogger(__name__)
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+STATIC = False
+MODES = ("dynamic", "static")
+WITHIN = None
 
 
-def to_onnx(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
+def require() -> None:
+    pass  # a core dependency
+
+
+def version() -> str:
+    return installed("onnxruntime")
+
+
+def export(model, example, path) -> Path:
     """Export with a dynamic batch axis; weights inside the file so its size is the model's size."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
@@ -32,26 +43,15 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path) -> Path:
     return path
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over a list of input batches."""
-
-    def __init__(self, batches):
-        self.batches = iter([{"input": b.numpy().astype(np.float32)} for b in batches])
-
-    def get_next(self):
-        return next(self.batches, None)
-
-    def rewind(self):  # onnxruntime may call it; the reader is used once
-        pass
-
-
-def quantize_onnx(src, dst, mode: str, calibration=None) -> Path:
-    """int8 with onnxruntime.quantization: static (QDQ, per-channel weights, calibration reader)
-    or dynamic. The graph is pre-processed (shape inference, fusion) first."""
+def int8(model, example, calibration, fp32, path, mode: str = "static", within=None) -> Path:
+    """onnxruntime.quantization of the fp32 file: static (QDQ, per-channel weights, calibrated on
+    `calibration`, a list of input batches) or dynamic. The graph is pre-processed (shape inference,
+    fusion) first."""
+    import numpy as np
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(fp32), Path(path)
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre))
     try:
@@ -59,7 +59,7 @@ def quantize_onnx(src, dst, mode: str, calibration=None) -> Path:
             quantize_static(
                 str(pre),
                 str(dst),
-                _Reader(calibration),
+                _Reader([b.numpy().astype(np.float32) for b in calibration]),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
@@ -72,28 +72,17 @@ def quantize_onnx(src, dst, mode: str, calibration=None) -> Path:
     return dst
 
 
-class RuntimeModel:
-    """A deployed file that behaves like a model: float tensor in, logits tensor out. The runtime's
-    session opens on first use (`open`), with `threads` intra-op threads; it is not pickled."""
+class _Reader:
+    """onnxruntime's CalibrationDataReader over a list of input arrays, read once."""
 
-    def __init__(self, path, threads: int = 1):
-        self.path = Path(path)
-        self.threads = threads
-        self._session = None
+    def __init__(self, batches):
+        self.batches = iter([{"input": b} for b in batches])
 
-    def session(self):
-        if self._session is None:
-            self._session = self.open()
-        return self._session
+    def get_next(self):
+        return next(self.batches, None)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.run(x.detach().cpu().numpy().astype(np.float32))))
-
-    def eval(self):
-        return self
-
-    def __getstate__(self):
-        return {"path": self.path, "threads": self.threads, "_session": None}
+    def rewind(self):  # onnxruntime may call it; the reader is used once
+        pass
 
 
 class OnnxModel(RuntimeModel):
@@ -106,5 +95,9 @@ class OnnxModel(RuntimeModel):
         opts.intra_op_num_threads, opts.inter_op_num_threads = self.threads, 1
         return ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
-    def run(self, x: np.ndarray):
+    def run(self, x):
         return self.session().run(None, {"input": x})[0]
+
+
+def load(path, threads: int = 1, static: bool = False) -> OnnxModel:
+    return OnnxModel(path, threads)

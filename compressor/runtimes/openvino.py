@@ -10,11 +10,12 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
+from compressor.runtimes.base import RuntimeModel, installed, one_line
 
-from compressor.errors import ConfigError
-from compressor.runtimes.onnx import RuntimeModel
+FILES = {"fp32": "model.xml", "int8": "model.int8.xml"}
+STATIC = True
+MODES = ("static",)
+WITHIN = "nncf.quantize_with_accuracy_control"
 
 
 def require():
@@ -23,12 +24,13 @@ def require():
         import nncf
         import openvino
     except ImportError as exc:
-        raise ConfigError(
-            f"OpenVINO needs the optional extra that provides {exc.name!r}: "
-            "pip install 'compressor[openvino]' (make install installs it)"
-        ) from None
+        raise one_line(exc, "openvino") from None
     nncf.set_log_level(logging.ERROR)
     return openvino, nncf
+
+
+def version() -> str:
+    return installed("openvino")
 
 
 def files(xml) -> list[Path]:
@@ -48,7 +50,7 @@ def save(ov_model, xml) -> Path:
     return xml
 
 
-def convert(model: torch.nn.Module, example: torch.Tensor):
+def convert(model, example):
     """An in-memory ov.Model of a float torch model, batch axis dynamic."""
     ov, _ = require()
     ov_model = ov.convert_model(model.cpu().eval(), example_input=example[:1].cpu())
@@ -57,20 +59,27 @@ def convert(model: torch.nn.Module, example: torch.Tensor):
     return ov_model
 
 
-def _dataset(batches):
-    _, nncf = require()
-    return nncf.Dataset([b.cpu().numpy().astype(np.float32) for b in batches])
+def export(model, example, path) -> Path:
+    return save(convert(model, example), path)
 
 
-def int8(ov_model, calibration, validation=None, max_drop: float | None = None):
-    """NNCF post-training int8 of an ov.Model on `calibration` input batches (all of them).
+def int8(model, example, calibration, fp32, path, mode: str = "static", within=None) -> Path:
+    """NNCF post-training int8 of the fp32 IR on `calibration` input batches (all of them).
 
-    With `validation` (a loader of (x, y)) and `max_drop` (accuracy points), NNCF's accuracy
+    With `within` = (validation loader of (x, y), max_drop in accuracy points), NNCF's accuracy
     control quantizes, then returns the layers that cost most to float until the validation
     drop is within `max_drop`: the same budget as budget.max_drop."""
+    ov, _ = require()
+    ov_model = ov.Core().read_model(str(fp32))
+    return save(_int8(ov_model, calibration, *(within or ())), path)
+
+
+def _int8(ov_model, calibration, validation=None, max_drop: float | None = None):
+    import numpy as np
+
     _, nncf = require()
     calibration = list(calibration)
-    data = _dataset(calibration)
+    data = nncf.Dataset([b.cpu().numpy().astype(np.float32) for b in calibration])
     if max_drop is None:
         return nncf.quantize(ov_model, data, subset_size=len(calibration))
     pairs = [(x.cpu().numpy().astype(np.float32), y.numpy()) for x, y in validation]
@@ -103,8 +112,7 @@ class OpenVinoModel(RuntimeModel):
     user who knows the batch size deploys it; the default keeps the IR's dynamic batch axis."""
 
     def __init__(self, path, threads: int = 1, static: bool = False):
-        super().__init__(path, threads)
-        self.static = static
+        super().__init__(path, threads, static)
         self._compiled = {}  # input shape -> compiled model (static)
 
     def open(self):
@@ -126,11 +134,16 @@ class OpenVinoModel(RuntimeModel):
         model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
         return core.compile_model(model, "CPU", config)
 
-    def run(self, x: np.ndarray):
+    def run(self, x):
         key = tuple(x.shape) if self.static else None
         if key not in self._compiled:
             self._compiled[key] = self.compile(key)
         return self._compiled[key](x)[0]
 
     def __getstate__(self):
-        return {**super().__getstate__(), "static": self.static, "_compiled": {}}
+        return {**super().__getstate__(), "_compiled": {}}
+
+
+def load(path, threads: int = 1, static: bool = False) -> OpenVinoModel:
+    require()
+    return OpenVinoModel(path, threads, static)

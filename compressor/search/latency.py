@@ -10,7 +10,7 @@ written whole), the way latency lookup tables serve once-for-all and ProxylessNA
   .xml without the names it numbers per process; a safetensors artifact's tensors and architecture,
   not its training history), its runtime and input
   shape, the baseline's content, the batch, the thread count, and the machine: its CPU model and core
-  count and the versions of torch, ONNX Runtime and OpenVINO. The same file from another trial, or
+  count, torch's version and the candidate runtime's. The same file from another trial, or
   another search, is one entry.
 - **The protocol**: the file and the baseline alternate in interleaved rounds (measure.rounds: warm-up,
   then `reps` calls each per round, threads pinned); the figure is the median over rounds of the
@@ -39,17 +39,12 @@ BATCH = {"speedup_b1": 1, "speedup_b64": 64}
 
 @lru_cache(maxsize=1)
 def machine() -> str:
-    """This machine as far as latency goes: CPU model, cores, and the runtimes' versions."""
+    """This machine as far as latency goes: CPU model, cores and torch's version (each entry's key
+    holds its own runtime's version)."""
     import torch
 
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "unknown")
-    versions = [f"torch {torch.__version__}"]
-    for name in ("onnxruntime", "openvino"):
-        try:
-            versions.append(f"{name} {__import__(name).__version__}")
-        except ImportError:
-            versions.append(f"{name} none")
-    text = json.dumps([cpu, os.cpu_count(), *versions])
+    text = json.dumps([cpu, os.cpu_count(), f"torch {torch.__version__}"])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -98,9 +93,13 @@ def _content(name: str, versions: tuple) -> str:
 
 
 def key(candidate: dict, reference: dict, batch: int, threads: int) -> str:
+    from compressor import runtimes
+
+    name = candidate["runtime"]
     parts = [
         content(candidate["path"]),
-        candidate["runtime"],
+        name,
+        name if name == "torch" else runtimes.get(name).version(),
         bool(candidate.get("static_shape")),
         content(reference["path"]),
         reference["runtime"],

@@ -8,13 +8,11 @@ int8 model is not pruned)."""
 
 from pathlib import Path
 
-from compressor import rules
+from compressor import rules, runtimes
 from compressor.errors import ConfigError
 
 OBJECTIVES = ("latency_b1", "latency_b64", "size")
-RUNTIMES = ("any", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8", "fp16", "cluster")
-EXPORT = {"any": "all", "torch": "none", "onnxruntime": "onnx", "openvino": "openvino"}
 FINE_TUNED = ("kd", "prune", "cluster")  # the stages whose epochs a first rung shortens
 
 # a dimension may be empty (search.channel=[] tries no channel pruning), unlike budget.grid
@@ -30,7 +28,10 @@ EPOCHS = (
 )
 RULES = {
     "objective": rules.choice(OBJECTIVES),
-    "runtime": rules.choice(RUNTIMES),
+    "runtime": (
+        lambda v: isinstance(v, str) and bool(v),
+        f"any, torch, a runtime ({', '.join(runtimes.names())}) or a runtime module of your own",
+    ),
     "max_trials": rules.integer(1),
     "time_budget_min": rules.number(gt=0, optional=True),
     "parallel": rules.integer(1),
@@ -49,6 +50,11 @@ RULES = {
 def check(cfg) -> None:
     """The search's keys; it needs the accuracy you can afford."""
     rules.apply(cfg.search, RULES, "search.")
+    if cfg.search.runtime not in ("any", "torch"):
+        try:
+            runtimes.get(cfg.search.runtime)
+        except ConfigError as exc:
+            raise ConfigError(f"search.runtime={cfg.search.runtime!r}: {exc}") from None
     if cfg.budget.max_drop is None:
         raise ConfigError(
             "search=default needs budget.max_drop: the validation-accuracy points you can afford, "
@@ -116,12 +122,22 @@ def rung_epochs(search, full: dict) -> dict:
     return {kind: max(1, round(search.rung_fraction * n)) for kind, n in full.items()}
 
 
+def export(runtime: str) -> list[str]:
+    """The export overrides that write the files of `runtime` (any: every built-in runtime's)."""
+    if runtime == "any":
+        return ["export=all"]
+    if runtime == "torch":
+        return ["export=none"]
+    key = runtimes.keys().get(runtime)
+    return ["export=none", f"export.{key}=true" if key else f"export.runtimes=[{runtime}]"]
+
+
 def overrides(point: dict, model: str, runtime: str, epochs: dict, full: dict | None = None) -> list[str]:
     """One job's overrides; `epochs` gives each fine-tuning stage's epochs (short ones: a first rung),
     `full` the epochs its learning-rate schedule spans: a first rung stops early on the full schedule,
     so its promotion continues the same fit (compressor/prefixes.py)."""
     order = stages(point)
-    out = [f"export={EXPORT[runtime]}", "export.test=false", f"teacher={model}"]  # test: the frontier's files only
+    out = [*export(runtime), "export.test=false", f"teacher={model}"]  # test: the frontier's files only
     if not order:
         return [*out, "technique=baseline", f"model={model}"]
     out += [

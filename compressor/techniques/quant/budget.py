@@ -3,8 +3,9 @@ through Quant.search):
 - static int8 on torch (`search`): int8 everywhere; while validation accuracy is under the floor,
   the layer whose return to float helps most (ranked by the int8-all-but-this-layer scan, scan.py)
   goes back to float, one at a time, re-measured after each (OpenVINO's AccuracyAware idea).
-- static on openvino (`openvino`): the same idea, done by NNCF's quantize_with_accuracy_control
-  with max_drop in the same points (absolute), measured on the same validation loader."""
+- static on a runtime with an accuracy control of its own (`runtime`; OpenVINO's is NNCF's
+  quantize_with_accuracy_control): the same idea, done by that runtime, with max_drop in the same
+  points (absolute), measured on the same validation loader."""
 
 import logging
 
@@ -60,9 +61,9 @@ def search(budget, stage, model, floor: float) -> dict:
     }
 
 
-def openvino(budget, model, floor: float) -> dict:
-    """NNCF's accuracy control does the same search inside nncf.quantize_with_accuracy_control:
-    int8 everywhere, then the layers that cost most back to float until the validation drop
-    from this stage's input is within what the stage may use."""
+def runtime(budget, model, floor: float, within: str) -> dict:
+    """A runtime's own accuracy control (its WITHIN: NNCF's quantize_with_accuracy_control for
+    OpenVINO) does the same search inside its int8: int8 everywhere, then the layers that cost most
+    back to float until the validation drop from this stage's input is within what the stage may use."""
     allowed = 100 * (budget.val_acc(model) - floor)
-    return {"accuracy_control": "nncf.quantize_with_accuracy_control", "max_drop_pts": max(0.0, allowed)}
+    return {"accuracy_control": within, "max_drop_pts": max(0.0, allowed)}

@@ -4,13 +4,14 @@
 calibrates static PTQ on `calibration_batches` training batches, `on_fit_end` converts. PTQ
 modes run with 0 fine-tune epochs; QAT fine-tunes with fake quantization in the loop.
 
-mode      backend=torch                                   backend=onnxruntime                 backend=openvino
-dynamic   torchao Int8DynamicActivationInt8Weight (Linear)  onnxruntime quantize_dynamic        -
-static    int8, per-channel, fused: api=fx torch.ao FX (compressor/quant/fx.py), api=pt2e torchao (compressor/quant/pt2e.py)  onnxruntime quantize_static (QDQ)   NNCF PTQ of an IR
-qat       FX or pt2e QAT, then int8 convert                   -                                   -
-fp16/bf16 cast of weights and inputs                         -                                   -
-The converted model is left in `self.compressed`. The onnxruntime and openvino backends write
-model.onnx/model.int8.onnx or model.xml/model.int8.xml (+ .bin) into the run directory."""
+backend=torch, by mode:
+dynamic   torchao Int8DynamicActivationInt8Weight (Linear)
+static    int8, per-channel, fused: api=fx torch.ao FX (compressor/quant/fx.py), api=pt2e torchao (compressor/quant/pt2e.py)
+qat       FX or pt2e QAT, then int8 convert
+fp16/bf16 cast of weights and inputs
+The converted model is left in `self.compressed`. backend=<a runtime> (compressor/runtimes: its MODES
+say which modes it runs) writes that runtime's fp32 file and its own int8 of it into the run
+directory, and `self.compressed` is the int8 file, ready to run."""
 
 import copy
 import logging
@@ -48,14 +49,16 @@ class Quantization(TechniqueCallback):
                 keep_float=list(keep_float),
             )
         )
-        if backend == "openvino":
-            from compressor.runtimes.openvino import require
+        if backend != "torch":
+            from compressor import runtimes
 
-            require()  # a missing extra is one line before any training
+            self.runtime = runtimes.get(backend)
+            self.runtime.require()  # a missing extra is one line before any training
         self.mode, self.backend, self.api, self.calibration_batches = mode, backend, api, calibration_batches
         self.example_shape, self.workdir = example_shape, workdir
         self.keep_float = list(keep_float)  # layers left float on purpose (by hand, or by the accuracy budget)
-        # backend=openvino under an accuracy budget: (validation loader, max_drop points), chosen by the budget
+        # a runtime backend with an accuracy control of its own (its WITHIN), under an accuracy budget:
+        # (validation loader, max_drop points), chosen by the budget
         self.accuracy_control = accuracy_control
         self.compressed = None
         self.float_layers: list[str] = []
@@ -95,11 +98,10 @@ class Quantization(TechniqueCallback):
 
     def on_fit_end(self, trainer, pl_module):
         model = pl_module.model.cpu().eval()
-        if self.backend in ("onnxruntime", "openvino"):
+        if self.backend != "torch":
             if trainer.global_rank != 0:  # DDP: one rank writes the files into the shared run dir
                 return
-            runtime = self._onnxruntime if self.backend == "onnxruntime" else self._openvino
-            self.compressed = runtime(model, trainer)
+            self.compressed = self._runtime(model, trainer)
         else:  # torch: the mode's own function (MODES)
             self.compressed = MODES[self.mode](self, model)
         if self.float_layers and not self.keep_float:
@@ -118,22 +120,15 @@ class Quantization(TechniqueCallback):
         self.float_layers = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
         return torchao_dynamic(copy.deepcopy(model))
 
-    def _onnxruntime(self, model: nn.Module, trainer):
-        from compressor.runtimes import onnx as export
-
-        calib = list(self._calibration(trainer)) if self.mode == "static" else None
-        path = export.to_onnx(model, self._example(), f"{self.workdir}/model.onnx")
-        qpath = export.quantize_onnx(path, f"{self.workdir}/model.int8.onnx", self.mode, calib)
-        return export.OnnxModel(qpath)
-
-    def _openvino(self, model: nn.Module, trainer):
-        from compressor.runtimes import openvino as ovx
-
-        ov_model = ovx.convert(model, self._example())
-        ovx.save(ov_model, f"{self.workdir}/model.xml")
-        control = self.accuracy_control or ()
-        quantized = ovx.int8(ov_model, self._calibration(trainer), *control)
-        return ovx.OpenVinoModel(ovx.save(quantized, f"{self.workdir}/model.int8.xml"))
+    def _runtime(self, model: nn.Module, trainer):
+        """The backend runtime's own files: its fp32 export, then its int8 of it (compressor/runtimes)."""
+        rt, example = self.runtime, self._example()
+        calibration = list(self._calibration(trainer)) if self.mode == "static" else None
+        fp32 = rt.export(model, example, f"{self.workdir}/{rt.FILES['fp32']}")
+        path = rt.int8(
+            model, example, calibration, fp32, f"{self.workdir}/{rt.FILES['int8']}", self.mode, self.accuracy_control
+        )
+        return rt.load(path)
 
     def summary(self) -> dict:
         return {

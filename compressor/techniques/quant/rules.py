@@ -1,16 +1,18 @@
 """technique=quant's schema, torch-free: `RULES` and `check` are the one place its rules live. The
 job runs them before torch loads (stage.py), the callback on its own arguments (callback.py)."""
 
-from compressor import rules
+from compressor import rules, runtimes
 from compressor.errors import ConfigError
 
 MODES = ("dynamic", "static", "qat", "fp16", "bf16")
-BACKENDS = ("torch", "onnxruntime", "openvino")
 APIS = ("fx", "pt2e")  # static/QAT int8 on backend=torch: torch.ao FX (deprecated) or torchao pt2e
 
 RULES = {
     "mode": rules.choice(MODES),
-    "backend": rules.choice(BACKENDS),
+    "backend": (
+        lambda v: isinstance(v, str) and bool(v),
+        f"torch, a runtime ({', '.join(runtimes.names())}) or a runtime module of your own",
+    ),
     "api": rules.choice(APIS),
     "calibration_batches": rules.integer(1),
     "keep_float": rules.strings(),
@@ -27,10 +29,16 @@ def fine_tunes(mode: str) -> bool:
 def check(values: dict, prefix: str = "technique.") -> None:
     rules.apply(values, RULES, prefix)
     mode, backend = values.get("mode", "static"), values.get("backend", "torch")
-    if backend == "onnxruntime" and mode not in ("dynamic", "static"):
-        raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=onnxruntime: choose dynamic or static")
-    if backend == "openvino" and mode != "static":
-        raise ConfigError(f"{prefix}mode={mode!r} with {prefix}backend=openvino: choose static (NNCF PTQ)")
+    if backend != "torch":
+        try:
+            allowed = runtimes.get(backend).MODES  # a runtime module imports nothing heavy
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}backend={backend!r}: {exc}") from None
+        if mode not in allowed:
+            raise ConfigError(
+                f"{prefix}mode={mode!r} with {prefix}backend={backend}: choose "
+                + (" or ".join(allowed) if allowed else f"another backend ({backend} quantizes nothing itself)")
+            )
     if values.get("api", "fx") != "fx" and (backend, mode) not in GRAPH_INT8:
         raise ConfigError(
             f"{prefix}api={values['api']} with mode={mode} backend={backend}: the int8 API is chosen "

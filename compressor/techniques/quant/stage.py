@@ -1,5 +1,5 @@
-"""technique=quant: int8 (dynamic, static, QAT) or fp16/bf16 on torch, ONNX Runtime or OpenVINO
-(callback.py: Quantization). Its rules: rules.py."""
+"""technique=quant: int8 (dynamic, static, QAT) or fp16/bf16 on torch, or a runtime's own int8
+(technique.backend; compressor/runtimes) (callback.py: Quantization). Its rules: rules.py."""
 
 import copy
 
@@ -45,13 +45,21 @@ class Quant(CallbackStage):
     # -- the budget: layers returned to float ----------------------------------------------------
     def searchable(self) -> bool:
         node = self.node
-        return node.mode == "static" and node.backend in ("torch", "openvino") and not node.get("keep_float")
+        return (
+            node.mode == "static" and not node.get("keep_float") and (node.backend == "torch" or bool(self._within()))
+        )
+
+    def _within(self) -> str | None:
+        """How the backend runtime meets an accuracy budget by itself (its WITHIN), or None."""
+        from compressor import runtimes
+
+        return runtimes.get(self.node.backend).WITHIN
 
     def search(self, budget, model, floor: float) -> dict:
         from compressor.techniques.quant import budget as strategies
 
-        if self.node.backend == "openvino":
-            record = strategies.openvino(budget, model, floor)
+        if self.node.backend != "torch":
+            record = strategies.runtime(budget, model, floor, self._within())
             self.overrides["accuracy_control"] = (budget.selection(), record["max_drop_pts"])
         else:
             record = strategies.search(budget, self, model, floor)

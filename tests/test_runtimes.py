@@ -1,0 +1,120 @@
+"""The runtime registry (compressor/runtimes): a runtime of your own, added as one module outside
+the package (tests/toy_runtime.py) and touching no shared file, is exported, checked, timed beside
+the others, searched and served by compressor.predict; ExecuTorch, the fourth built-in, added the
+same way, writes int8 .pte files that XNNPACK runs, is timed in the report and can be shipped."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_job
+from test_search import SEARCH
+
+from compressor.errors import ConfigError
+
+TOY = "tests.toy_runtime"
+
+
+def predict(run_dir, *args):
+    import io
+    from contextlib import redirect_stdout
+
+    from compressor.predict import main
+
+    images = Path(run_dir) / "images"
+    images.mkdir(exist_ok=True)
+    from PIL import Image
+
+    Image.new("L", (8, 8), 128).save(images / "a.png")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main([str(run_dir), str(images), *args])
+    return code, json.loads(out.getvalue()) if code == 0 else None
+
+
+def test_a_runtime_of_your_own_is_exported_timed_and_served(tmp_path):
+    r = run_job(
+        tmp_path, ["technique=quant", "export=none", f"export.runtimes=[{TOY}]", "technique.calibration_batches=2"]
+    )
+    files = r["export"][TOY]
+    assert set(files) == {"fp32", "int8"} and files["int8"]["path"].endswith("model.int8.toy")
+    assert files["fp32"]["agreement_ok"] and files["int8"]["agreement"] >= 0.95
+    toy = {c["label"]: c for c in r["deploy"]["candidates"] if c["runtime"] == TOY}
+    assert set(toy) == {f"{TOY} fp32", f"{TOY} int8"}  # candidates to ship, each timed beside the baseline
+    assert all(c["latency/b1_ms"] > 0 and c["latency/b64_ms"] > 0 for c in toy.values())
+    code, out = predict(tmp_path / "outputs" / "run", "--runtime", TOY)
+    assert code == 0 and 0 <= out[0]["predicted_class"] < 10
+
+
+def test_a_search_on_a_runtime_of_your_own_ships_its_file(tmp_path):
+    import compressor
+    from compressor.config import compose
+
+    search = [a for a in SEARCH if not a.startswith(("search.runtime=", "budget.max_drop="))]
+    out = compressor.run(
+        compose([*search, f"search.runtime={TOY}", "budget.max_drop=5", "search.max_trials=2"], tmp_path / "o", "s")
+    )
+    chosen = out["chosen"]
+    assert chosen is not None and chosen["runtime"] == TOY and chosen["file"].endswith(".toy"), out["verdict"]
+
+
+def test_a_runtime_that_is_not_a_module_or_breaks_the_contract_is_one_line(cli, tmp_path, monkeypatch):
+    from compressor import runtimes
+
+    proc = cli("technique=quant", "export=none", "export.runtimes=[no_such.runtime]", "dataset=digits")
+    assert proc.returncode != 0 and "no_such.runtime" in proc.stderr
+    assert "onnxruntime, openvino, executorch" in proc.stderr.strip().splitlines()[-1]
+    module = type(sys)("half_a_runtime")
+    module.FILES = {"fp32": "x", "int8": "y"}
+    monkeypatch.setitem(sys.modules, "half_a_runtime", module)
+    with pytest.raises(ConfigError, match="does not declare STATIC, MODES"):
+        runtimes.get("half_a_runtime")
+
+
+def test_executorch_quant_writes_an_int8_pte_that_xnnpack_runs_and_the_report_times_it(tmp_path):
+    r = run_job(tmp_path, ["technique=quant", "export=all", "technique.calibration_batches=2"])
+    pte = r["export"]["executorch"]
+    assert pte["int8"]["path"].endswith("model.int8.pte") and pte["fp32"]["path"].endswith("model.pte")
+    assert pte["fp32"]["agreement"] >= 0.995 and pte["int8"]["agreement"] >= 0.95
+    assert pte["int8"]["size_mb"] < 0.35 * pte["fp32"]["size_mb"]  # int8 weights in the program
+    labels = {c["label"] for c in r["deploy"]["candidates"]}  # timed side by side with every other runtime
+    assert {"executorch int8", "onnxruntime int8", "openvino int8 static"} <= labels
+    program = Path(pte["int8"]["path"]).read_bytes()
+    assert b"XnnpackBackend" in program  # lowered to XNNPACK, not the portable kernels
+    code, out = predict(tmp_path / "outputs" / "run", "--runtime", "executorch")
+    assert code == 0 and len(out[0]["probabilities"]) == 10
+    assert predict(tmp_path / "outputs" / "run", "--runtime", "executorch", "--static-shape")[0] == 2
+
+
+def test_executorch_as_the_quant_backend_and_a_search_can_ship_its_file(tmp_path):
+    import compressor
+    from compressor.config import compose
+
+    r = run_job(tmp_path, ["technique=quant", "technique.backend=executorch", "technique.calibration_batches=2"])
+    assert (
+        r["deploy"]["candidates"][0]["runtime"] == "executorch"
+        and r["deploy"]["candidates"][0]["file"] == "model.int8.pte"
+    )
+    search = [a for a in SEARCH if not a.startswith(("search.runtime=", "budget.max_drop="))]
+    out = compressor.run(
+        compose([*search, "search.runtime=executorch", "budget.max_drop=5", "search.max_trials=2"], tmp_path / "o", "s")
+    )
+    assert out["chosen"] is not None and out["chosen"]["file"].endswith(".pte"), out["verdict"]
+
+
+def test_no_module_outside_the_runtimes_package_names_a_runtime():
+    """Adding a runtime touches compressor/runtimes/ and conf/export/ only: nothing else in the package
+    names one, as a string or an import (compressor/runtimes/__init__.py is the registry)."""
+    from compressor import runtimes
+
+    package = Path(__file__).resolve().parents[1] / "compressor"
+    words = [*runtimes.names(), *(f"runtimes.{p.rsplit('.', 1)[1]}" for p, _ in runtimes.BUILT_IN.values())]
+    named = [
+        f"{path.relative_to(package)}: {word}"
+        for path in package.rglob("*.py")
+        if "runtimes" not in path.relative_to(package).parts
+        for word in words
+        if word in path.read_text()
+    ]
+    assert not named, named
