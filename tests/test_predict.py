@@ -8,7 +8,8 @@ from tests.conftest import run_job
 
 
 def test_predict_folder_with_a_corrupt_image(tmp_path):
-    run_job(tmp_path, ["technique=quant", "export=all", "technique.calibration_batches=2"])
+    # ExecuTorch's files are served in tests/test_runtimes.py; here the two older runtimes, seconds fewer
+    run_job(tmp_path, ["technique=quant", "export=all", "export.executorch=false", "technique.calibration_batches=2"])
     run = tmp_path / "outputs" / "run"
     from omegaconf import OmegaConf
 

@@ -87,6 +87,7 @@ def test_executorch_quant_writes_an_int8_pte_that_xnnpack_runs_and_the_report_ti
     assert predict(tmp_path / "outputs" / "run", "--runtime", "executorch", "--static-shape")[0] == 2
 
 
+@pytest.mark.slow  # 65 s on a loaded 2-core machine (make test-all)
 def test_executorch_as_the_quant_backend_and_a_search_can_ship_its_file(tmp_path):
     import compressor
     from compressor.config import compose
