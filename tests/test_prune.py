@@ -11,7 +11,8 @@ from compressor.models.cnn import SimpleCNN
 from compressor.models.torchvision_nets import resnet18
 from compressor.storage import artifact
 from compressor.techniques.layers import make_permanent
-from compressor.techniques.prune.callback import Pruning, cubic, lamp_counts
+from compressor.techniques.prune.callback import Pruning
+from compressor.techniques.prune.schedule import cubic, lamp_counts
 from tests.conftest import run_job
 
 

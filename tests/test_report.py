@@ -4,7 +4,8 @@ import csv
 import json
 
 from compressor.report.__main__ import main as report_main
-from compressor.report.build import build, pareto
+from compressor.report.build import build
+from compressor.report.plots import pareto
 
 
 def result(technique, label, seed, acc, size, b1, b64, base_acc=0.98, base_size=2.0):

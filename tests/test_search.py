@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from compressor import certify
 from compressor.search import launch
 from compressor.search.decide import decide, pareto
-from compressor.search.frontier import second_rung
+from compressor.search.rungs import second_rung
 from tests.conftest import make_cfg
 
 SEARCH = [

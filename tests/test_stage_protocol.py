@@ -247,3 +247,13 @@ def test_a_pipeline_without_kd_keeps_the_model_and_with_kd_trains_the_student(tm
     assert distilled["run"]["model"] == "small_cnn" and distilled["run"]["teacher"] == "simple_cnn"
     named = run_job(tmp_path, [*short, "technique.order=[prune]", "model=small_cnn"], "named")
     assert named["run"]["model"] == "small_cnn" and named["baseline"]["model"] == "small_cnn"
+
+
+def test_no_module_is_over_300_lines():
+    """Small modules that read top to bottom (issue 56): a module that grows past 300 lines is split
+    along what it does, as job.py (saving.py), frontier.py (rungs.py) and report/build.py (plots.py) were."""
+    package = Path(__file__).resolve().parents[1] / "compressor"
+    long = {
+        str(p.relative_to(package)): n for p in package.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300
+    }
+    assert not long, long

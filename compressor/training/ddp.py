@@ -7,6 +7,7 @@ SLURM's tasks, torchrun) sets those at another moment, and ranks that read WORLD
 stage's folder, so one waited on its lock while the other waited in the fit's first collective,
 forever (issue 54)."""
 
+import hashlib
 import os
 import shlex
 import sys
@@ -116,3 +117,19 @@ def teardown(env_before: dict) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def digest(module, parameters_only: bool = False) -> str:
+    """sha256 of a module's parameters and buffers (or parameters only), in order (12 hex digits). A
+    quantized model's state also holds int8 tensors (their integers count) and schemes (their names)."""
+    h = hashlib.sha256()
+    state = dict(module.named_parameters()) if parameters_only else module.state_dict()
+    for key, value in state.items():
+        h.update(key.encode())
+        if not isinstance(value, torch.Tensor):
+            h.update(repr(value).encode())
+            continue
+        tensor = value.detach().cpu()
+        tensor = tensor.int_repr() if tensor.is_quantized else tensor
+        h.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]

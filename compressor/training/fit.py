@@ -2,7 +2,6 @@
 epoch, (optionally) the best validation epoch's weights restored at the end, a last checkpoint
 every epoch that a rerun resumes from (compressor/training/resume.py), and divergence as an error."""
 
-import hashlib
 import logging
 import os
 import shutil
@@ -259,7 +258,7 @@ def fit(
             name,
             trainer.global_rank,
             trainer.world_size,
-            digest(module, parameters_only=True),
+            ddp.digest(module, parameters_only=True),
         )
     # torch's thread count changes float reduction order, so the same seed trains to other weights
     # under another count (SimpleCNN on mnist5k, seed 0: test 0.973 at 1 thread, 0.976 at 2)
@@ -272,22 +271,6 @@ def fit(
         **({"epochs_trained": len(history.val_acc), "patience": patience} if patience else {}),
         **({"resumed_from_epoch": done} if start_from else {}),
     }
-
-
-def digest(module, parameters_only: bool = False) -> str:
-    """sha256 of a module's parameters and buffers (or parameters only), in order (12 hex digits). A
-    quantized model's state also holds int8 tensors (their integers count) and schemes (their names)."""
-    h = hashlib.sha256()
-    state = dict(module.named_parameters()) if parameters_only else module.state_dict()
-    for key, value in state.items():
-        h.update(key.encode())
-        if not isinstance(value, torch.Tensor):
-            h.update(repr(value).encode())
-            continue
-        tensor = value.detach().cpu()
-        tensor = tensor.int_repr() if tensor.is_quantized else tensor
-        h.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:12]
 
 
 def optim_args(cfg, lr=None, schedule_epochs=None) -> dict:
