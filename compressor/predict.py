@@ -33,7 +33,7 @@ def load_model(
     static: bool = False,
 ):
     from compressor import runtimes
-    from compressor.storage import artifact, checkpoint
+    from compressor.storage import artifact
 
     if onnx:  # --onnx fp32|int8: the older spelling of --runtime <the onnx switch's runtime> --precision
         runtime, precision = runtimes.by_key("onnx"), onnx
@@ -49,12 +49,10 @@ def load_model(
                 f"{path}: no such {runtime} file (run with export=all, export.runtimes=[{runtime}] or "
                 f"technique.backend={runtime})"
             )
-        return rt.load(path, static=static)
+        return runtimes.load(runtime, path, static=static)
     for name in (artifact.FILENAME, "model.pt"):  # model.pt: a run of an earlier release
         if (run_dir / name).is_file():
-            return checkpoint.load(
-                run_dir / name, "run_dir", trust=trust, targets=targets, hint="--allow-target PREFIX"
-            )
+            return runtimes.load("torch", run_dir / name, trust=trust, targets=targets)
     raise ConfigError(f"{run_dir}: no {artifact.FILENAME} in this run directory")
 
 

@@ -198,8 +198,4 @@ def example(run_dir: Path):
 
 def load(candidate: dict):
     """A candidate file (an entry of results.json's deploy.candidates, with its path) ready to run."""
-    from compressor.storage import artifact
-
-    if candidate["runtime"] == "torch":
-        return artifact.load(candidate["path"])
-    return runtimes.get(candidate["runtime"]).load(candidate["path"], static=candidate.get("static_shape", False))
+    return runtimes.load(candidate["runtime"], candidate["path"], static=candidate.get("static_shape", False))
