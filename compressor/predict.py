@@ -33,6 +33,7 @@ def load_model(
     static: bool = False,
 ):
     from compressor import runtimes
+    from compressor.runtimes.deploy import open_file
     from compressor.storage import artifact
 
     if onnx:  # --onnx fp32|int8: the older spelling of --runtime <the onnx switch's runtime> --precision
@@ -49,10 +50,10 @@ def load_model(
                 f"{path}: no such {runtime} file (run with export=all, export.runtimes=[{runtime}] or "
                 f"technique.backend={runtime})"
             )
-        return runtimes.load(runtime, path, static=static)
+        return open_file(runtime, path, static=static)
     for name in (artifact.FILENAME, "model.pt"):  # model.pt: a run of an earlier release
         if (run_dir / name).is_file():
-            return runtimes.load("torch", run_dir / name, trust=trust, targets=targets)
+            return open_file("torch", run_dir / name, trust=trust, targets=targets)
     raise ConfigError(f"{run_dir}: no {artifact.FILENAME} in this run directory")
 
 

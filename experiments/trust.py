@@ -27,6 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from compressor import certify, measure
+from compressor.config import CONF
 from compressor.data import user
 from compressor.report.table import markdown
 from compressor.runtimes.deploy import example, load
@@ -38,10 +39,13 @@ from compressor.search.frontier import GAIN
 def finals(folder: Path) -> tuple[list[dict], dict]:
     """The files the search chose among (every file of its full-recipe trials) and its search.json."""
     result = json.loads((folder / "search.json").read_text())
+    search = OmegaConf.merge(  # its own config; a search from before search.techniques: the default's
+        OmegaConf.load(CONF / "search" / "default.yaml"), OmegaConf.load(folder / "config.yaml").search
+    )
     rows, seen = [], set()
     for line in (folder / "trials.jsonl").read_text().splitlines():
         trial = json.loads(line)
-        full = trial["rung"] == "rung2" or (trial["rung"] == "rung1" and not space.fine_tunes(trial["point"]))
+        full = trial["rung"] == "rung2" or (trial["rung"] == "rung1" and not space.fine_tunes(trial["point"], search))
         for c in trial.get("candidates", []) if full else ():
             key = (c["path"], c.get("static_shape", False))
             if key not in seen:

@@ -139,7 +139,9 @@ def test_a_trial_that_cannot_win_is_not_promoted():
             self.points += points
             return [{"label": "rung2", "point": p, "candidates": []} for p in points]
 
-    s = OmegaConf.create({"promote": 3, "margin": 2.0, "parallel": 1, "skip_outclassed": True})
+    s = OmegaConf.create(
+        {"promote": 3, "margin": 2.0, "parallel": 1, "skip_outclassed": True, "techniques": ["kd", "prune", "quant"]}
+    )
     ran = Ran()
     finals, outclassed = second_rung(ran, [int8, slow, close], s, "speedup_b1", 1.0, float("inf"), {})
     assert outclassed == ["prune channel 0.25"] and ran.points == [close["point"]] and finals[0] is int8
@@ -249,12 +251,55 @@ def test_a_search_on_digits_ships_its_own_file_and_a_rerun_skips_finished_trials
 
 
 def test_a_latency_objective_samples_no_weight_sharing():
+    from compressor.config import CONF
     from compressor.search import space
 
-    s = OmegaConf.create({"objective": "latency_b1", "precisions": ["fp32", "int8", "cluster"]})
-    assert space.precisions(s) == ["fp32", "int8"]  # its files run float kernels: it cannot win on latency
-    assert space.precisions(OmegaConf.merge(s, {"precisions": ["cluster"]})) == ["fp32"]
-    assert space.precisions(OmegaConf.merge(s, {"objective": "size"})) == ["fp32", "int8", "cluster"]
+    s = OmegaConf.merge(OmegaConf.load(CONF / "search" / "default.yaml"), {"students": [], "channel": []})
+    precision = lambda search: space.dimensions(search, "simple_cnn", CONF)["precision"]  # noqa: E731
+    assert precision(s) == ["fp32", "int8"]  # its files run float kernels: it cannot win on latency
+    assert precision(OmegaConf.merge(s, {"precisions": ["cluster"]})) == ["fp32"]
+    assert precision(OmegaConf.merge(s, {"objective": "size"})) == ["fp32", "int8", "cluster"]
+
+
+def test_the_space_is_what_each_technique_declares():
+    """search/space.py names no technique: each stage class declares its axis (issue 56). The default
+    space's overrides are the ones written by hand before it: the same jobs, so the same keys."""
+    from compressor.config import CONF
+    from compressor.search import space
+
+    s = OmegaConf.load(CONF / "search" / "default.yaml")
+    dims = space.dimensions(s, "simple_cnn", CONF)
+    assert dims == {
+        "student": ["none", "student_of_simple_cnn"],
+        "prune": ["none", "channel 0.25", "channel 0.5", "channel 0.75", "unstructured 0.9"],
+        "precision": ["fp32", "int8"],
+    }
+    assert space.anchors(dims, s) == [{"student": "none", "prune": "none", "precision": "int8"}]
+    point = {"student": "student_of_simple_cnn", "prune": "unstructured 0.9", "precision": "int8"}
+    assert space.label(point, s) == "kd into student_of_simple_cnn + prune unstructured 0.9 + int8"
+    epochs = {"kd": 4, "prune": 2, "cluster": 1}
+    assert space.overrides(point, s, "simple_cnn", "any", epochs, {"kd": 12, "prune": 4, "cluster": 2}) == [
+        "export=all",
+        "export.test=false",
+        "teacher=simple_cnn",
+        "technique=pipeline",
+        "technique.order=[kd,prune,quant]",
+        "model=student_of_simple_cnn",
+        "technique.kd.epochs=4",
+        "technique.kd.schedule_epochs=12",
+        "technique.prune.method=l1_unstructured",
+        "technique.prune.amount=0.9",
+        "technique.prune.epochs=2",
+        "technique.prune.schedule_epochs=4",
+        "technique.quant.mode=static",
+    ]
+    assert space.fine_tunes(point, s) and not space.fine_tunes({**point, "student": "none", "prune": "none"}, s)
+    assert space.full_epochs(s, CONF) == {"kd": 12, "prune": 4, "cluster": 2}
+    import re
+
+    kinds = {OmegaConf.load(p).get("kind") for p in (CONF / "technique").glob("*.yaml")} - {None, "baseline"}
+    text = Path(space.__file__).read_text()
+    assert kinds >= {"kd", "prune", "quant", "cluster"} and not [k for k in kinds if re.search(rf"\b{k}\b", text)]
 
 
 def test_a_point_that_is_not_a_valid_job_is_refused_before_any_trial_runs(tmp_path, monkeypatch):

@@ -74,17 +74,6 @@ def get(name: str) -> ModuleType:
     return module
 
 
-def load(runtime: str, path, static: bool = False, threads: int = 1, trust: bool = False, targets=()):
-    """The one way a model file is opened to run: a torch file through compressor.storage.checkpoint
-    (pickle only with `trust`; `targets`: module prefixes its architecture may name), any other
-    through its runtime's `load`."""
-    if runtime == "torch":
-        from compressor.storage import checkpoint
-
-        return checkpoint.load(path, "model file", trust=trust, targets=targets, hint="--allow-target PREFIX")
-    return get(runtime).load(path, threads, static)
-
-
 def selected(export) -> list[str]:
     """The runtimes a run's `export` node switches on: built-ins by their key, then export.runtimes."""
     on = [name for name, key in keys().items() if export.get(key)]

@@ -196,6 +196,17 @@ def example(run_dir: Path):
     return example_input(d.in_channels, d.image_size, 1)
 
 
+def open_file(runtime: str, path, static: bool = False, threads: int = 1, trust: bool = False, targets=()):
+    """The one way a model file is opened to run: a torch file through compressor.storage.checkpoint
+    (pickle only with `trust`; `targets`: module prefixes its architecture may name), any other
+    through its runtime's `load`."""
+    if runtime == "torch":
+        from compressor.storage import checkpoint
+
+        return checkpoint.load(path, "model file", trust=trust, targets=targets, hint="--allow-target PREFIX")
+    return runtimes.get(runtime).load(path, threads, static)
+
+
 def load(candidate: dict):
     """A candidate file (an entry of results.json's deploy.candidates, with its path) ready to run."""
-    return runtimes.load(candidate["runtime"], candidate["path"], static=candidate.get("static_shape", False))
+    return open_file(candidate["runtime"], candidate["path"], static=candidate.get("static_shape", False))

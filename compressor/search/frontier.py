@@ -97,11 +97,19 @@ class Trials:
                 continue
             name = (
                 f"{rung}_{len(self.done) + len(todo):03d}_"
-                + "".join(c if c.isalnum() else "_" for c in space.label(point))[:60]
+                + "".join(c if c.isalnum() else "_" for c in space.label(point, self.cfg.search))[:60]
             )
             recipe = epochs(point) if callable(epochs) else epochs
-            overrides = [*self.base, *space.overrides(point, self.model, self.cfg.search.runtime, recipe, self.full)]
-            record = {"rung": rung, "point": point, "label": space.label(point), "overrides": overrides}
+            overrides = [
+                *self.base,
+                *space.overrides(point, self.cfg.search, self.model, self.cfg.search.runtime, recipe, self.full),
+            ]
+            record = {
+                "rung": rung,
+                "point": point,
+                "label": space.label(point, self.cfg.search),
+                "overrides": overrides,
+            }
             try:
                 job = compose(overrides, self.cfg.paths.root, name)
             except Exception as exc:  # a point whose overrides do not compose (a user's student config)
@@ -153,17 +161,18 @@ def refuse_invalid(trials: Trials, dims: dict, epochs: dict) -> None:
 
     for key, values in dims.items():
         for value in values:
-            point = {"student": "none", "prune": "none", "precision": "fp32", key: value}
-            args = [*trials.base, *space.overrides(point, trials.model, trials.cfg.search.runtime, epochs, trials.full)]
+            search = trials.cfg.search
+            point = {**space.nothing(search), key: value}
+            args = [*trials.base, *space.overrides(point, search, trials.model, search.runtime, epochs, trials.full)]
             try:
                 validate.values(compose(args, trials.cfg.paths.root, "refuse_invalid"))
             except ConfigError as exc:
                 raise ConfigError(
-                    f"search: the point {space.label(point)} ({key}={value}) is not a valid job: {exc}"
+                    f"search: the point {space.label(point, search)} ({key}={value}) is not a valid job: {exc}"
                 ) from None
             except Exception as exc:  # noqa: BLE001 - Hydra's composition errors, one line each
                 raise ConfigError(
-                    f"search: the point {space.label(point)} ({key}={value}) does not compose: {brief(exc, 300)}"
+                    f"search: the point {space.label(point, search)} ({key}={value}) does not compose: {brief(exc, 300)}"
                 ) from None
 
 
@@ -201,7 +210,7 @@ def main(cfg) -> dict:
         gain,
         max_drop,
         deadline,
-        epochs=lambda p: short if space.fine_tunes(p) else full,
+        epochs=lambda p: short if space.fine_tunes(p, s) else full,
         seed=cfg.seed,
         writer=writer,
     )

@@ -31,7 +31,7 @@ def first_rung(
         sampler=optuna.samplers.NSGAIISampler(population_size=max(2, min(s.max_trials, 8)), seed=seed),
     )
     distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in dims.items()}
-    for point in anchors(dims):  # asked first, before the sampler's own points
+    for point in space.anchors(dims, s):  # asked first, before the sampler's own points
         study.enqueue_trial(point)
     first, seen, asked = [], {}, 0
     while len(first) < s.max_trials and time.monotonic() <= deadline and asked < 20 * s.max_trials:
@@ -45,7 +45,7 @@ def first_rung(
                 waiting.append((trial, key))
             elif key in seen:
                 tell(study, trial, seen[key])
-            elif not space.stages(point):  # the baseline: the reference, not a candidate
+            elif not space.stages(point, s):  # the baseline: the reference, not a candidate
                 seen[key] = None
                 tell(study, trial, None)
             else:
@@ -64,12 +64,6 @@ def first_rung(
     return first
 
 
-def anchors(dims: dict) -> list[dict]:
-    """Each lower precision of the model as it is: the cheapest files, which NSGA-II's random first
-    generation can miss (6 trials, converged SimpleCNN, seed 1: no int8 point; a float file shipped)."""
-    return [{"student": "none", "prune": "none", "precision": p} for p in dims["precision"] if p != "fp32"]
-
-
 def second_rung(
     trials, first: list[dict], s, gain: str, max_drop: float, deadline: float, full: dict
 ) -> tuple[list[dict], list[str]]:
@@ -78,9 +72,9 @@ def second_rung(
     those left out because they cannot win (`outclassed`)."""
     picks = [(best(r, gain, max_drop + s.margin), r) for r in first if r["candidates"]]
     eligible = [r for pick, r in sorted(picks, key=lambda p: -p[0][gain]) if pick["val_drop"] <= max_drop + s.margin]
-    finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"])]
+    finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"], s)]
     held = won(finals, gain, max_drop) if s.skip_outclassed else None
-    tuned = [r for r in eligible if space.fine_tunes(r["point"])]
+    tuned = [r for r in eligible if space.fine_tunes(r["point"], s)]
     outclassed = [r["label"] for r in tuned if held and not reaches(r, held, gain)]
     for label in outclassed:
         log.info(

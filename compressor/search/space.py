@@ -1,19 +1,20 @@
 """search=default's schema and candidate space, torch-free (checked before torch loads).
 
-A point of the space is (student, prune, precision): distil into a student or not, prune channels
-or weights by an amount or not, and leave fp32, int8, fp16 or 4-bit shared weights. `overrides`
-turns a point into the Hydra overrides of one pipeline job: kd -> prune -> quant or cluster, the
-one order in which each stage's input is what it expects (a pruned float model is quantized; an
-int8 model is not pruned)."""
+The space is made of the techniques `search.techniques` names, in the order a trial's pipeline runs
+them (by default distillation, pruning, then quantization or weight sharing: the one order in which
+each stage's input is what it expects). Each technique's stage class declares its own axis
+(`dimension`, compressor/techniques/base.py): its values, the settings a value becomes, which epochs
+a first rung shortens; this module names none of them. A point maps each axis to a value (by
+default three: the student, the pruning, the number format); `overrides` turns it into the Hydra
+overrides of one job."""
 
+from functools import lru_cache
 from pathlib import Path
 
 from compressor import rules, runtimes
 from compressor.errors import ConfigError
 
 OBJECTIVES = ("latency_b1", "latency_b64", "size")
-PRECISIONS = ("fp32", "int8", "fp16", "cluster")
-FINE_TUNED = ("kd", "prune", "cluster")  # the stages whose epochs a first rung shortens
 
 # a dimension may be empty (search.channel=[] tries no channel pruning), unlike budget.grid
 AMOUNTS = (
@@ -21,10 +22,8 @@ AMOUNTS = (
     "a list of amounts in (0, 1)",
 )
 EPOCHS = (
-    lambda v: (
-        isinstance(v, dict) and all(k in FINE_TUNED and (n is None or rules._int(n) and n >= 1) for k, n in v.items())
-    ),
-    f"a mapping of stage ({', '.join(FINE_TUNED)}) to epochs >= 1 or null (the stage's own), e.g. {{kd: 12}}",
+    lambda v: isinstance(v, dict) and all(n is None or rules._int(n) and n >= 1 for n in v.values()),
+    "a mapping of a fine-tuning stage's name to epochs >= 1 or null (the stage's own)",
 )
 RULES = {
     "objective": rules.choice(OBJECTIVES),
@@ -43,7 +42,8 @@ RULES = {
     "students": rules.strings(),
     "channel": AMOUNTS,
     "unstructured": AMOUNTS,
-    "precisions": rules.subset(PRECISIONS),
+    "precisions": rules.strings(),
+    "techniques": rules.strings(),
 }
 
 
@@ -55,6 +55,14 @@ def check(cfg) -> None:
             runtimes.get(cfg.search.runtime)
         except ConfigError as exc:
             raise ConfigError(f"search.runtime={cfg.search.runtime!r}: {exc}") from None
+    search = cfg.search
+    shortened = [kind for kind, d in kinds(search) if d.shortened]
+    unknown = sorted(set(search.full_epochs) - set(shortened))
+    if unknown:
+        raise ConfigError(f"search.full_epochs names {unknown}: only stages a search fine-tunes: {shortened}")
+    precision = {v for _, d in kinds(search) if d.axis == "precision" for v in (d.none, *d.choices)}
+    if precision and not set(search.precisions) <= precision:
+        raise ConfigError(f"search.precisions={list(search.precisions)}: each must be one of {sorted(precision)}")
     if cfg.budget.max_drop is None:
         raise ConfigError(
             "search=default needs budget.max_drop: the validation-accuracy points you can afford, "
@@ -62,48 +70,53 @@ def check(cfg) -> None:
         )
 
 
-def students(search, model: str, conf: Path) -> list[str]:
-    """The model configs a point may distil into: `auto` is student_of_<model> where conf/model has one."""
+@lru_cache(maxsize=8)
+def searched(techniques: tuple) -> tuple:
+    """(kind, stage class) of each technique the space is made of, in pipeline order: each named by
+    its conf/technique/<name>.yaml, whose class declares its `dimension` (compressor/techniques/base.py)."""
+    from omegaconf import OmegaConf
+
+    from compressor.config import CONF
+    from compressor.techniques.base import stage_class
+
     out = []
-    for name in search.students:
-        if name == "auto":
-            name = f"student_of_{model}"
-            if not (conf / "model" / f"{name}.yaml").is_file():
-                continue
-        if not (conf / "model" / f"{name}.yaml").is_file():
-            raise ConfigError(f"search.students names {name!r}: no conf/model/{name}.yaml")
-        out.append(name)
-    return out
+    for name in techniques:
+        path = CONF / "technique" / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"search.techniques names {name!r}: no conf/technique/{name}.yaml")
+        node = OmegaConf.load(path)
+        cls = stage_class(f"search.techniques: {name}: ", node)
+        if cls.dimension is None:
+            raise ConfigError(f"search.techniques names {name!r}: its stage class declares no search dimension")
+        out.append((node.kind, cls.dimension))
+    return tuple(out)
 
 
-def precisions(search) -> list[str]:
-    """The number formats sampled. A latency objective leaves out 4-bit sharing (cluster): its shared
-    values are float weights in every exported file, run by the same float kernels as the point
-    without it, in files no smaller, at lower accuracy, so it cannot win on latency, and its
-    fine-tune is a first rung's dearest trial (docs/search.md gives the measurements)."""
-    if search.objective == "size":
-        return list(search.precisions)
-    return [p for p in search.precisions if p != "cluster"] or ["fp32"]
+def kinds(search) -> tuple:
+    return searched(tuple(search.techniques))
 
 
 def dimensions(search, model: str, conf: Path) -> dict:
-    """Each dimension's choices as strings (what Optuna's categorical distribution takes)."""
-    prune = ["none", *(f"channel {a:g}" for a in search.channel), *(f"unstructured {a:g}" for a in search.unstructured)]
-    return {"student": ["none", *students(search, model, conf)], "prune": prune, "precision": precisions(search)}
+    """Each axis's choices as strings (what Optuna's categorical distribution takes): the value that
+    leaves its stages out first (where kept), then each stage's own values, in pipeline order."""
+    dims: dict = {}
+    for _, d in kinds(search):
+        axis = dims.setdefault(d.axis, [d.none] if d.keeps_none(search) else [])
+        axis += [v for v in d.values(search, model, conf) if v not in axis]
+    return {name: values or [next(d.none for _, d in kinds(search) if d.axis == name)] for name, values in dims.items()}
 
 
-def stages(point: dict) -> list[str]:
-    out = [] if point["student"] == "none" else ["kd"]
-    out += [] if point["prune"] == "none" else ["prune"]
-    out += {"int8": ["quant"], "fp16": ["quant"], "cluster": ["cluster"]}.get(point["precision"], [])
-    return out
+def stages(point: dict, search) -> list[tuple[str, object, str]]:
+    """(kind, dimension, value) of each stage a point runs, in pipeline order."""
+    return [(kind, d, point[d.axis]) for kind, d in kinds(search) if d.owns(point[d.axis])]
 
 
-def label(point: dict) -> str:
-    parts = [] if point["student"] == "none" else [f"kd into {point['student']}"]
-    parts += [] if point["prune"] == "none" else [f"prune {point['prune']}"]
-    parts += [] if point["precision"] == "fp32" else [point["precision"]]
-    return " + ".join(parts) or "baseline"
+def label(point: dict, search) -> str:
+    return " + ".join(d.label(value) for _, d, value in stages(point, search)) or "baseline"
+
+
+def fine_tunes(point: dict, search) -> bool:
+    return any(d.shortened for _, d, _ in stages(point, search))
 
 
 def full_epochs(search, conf: Path) -> dict:
@@ -113,13 +126,35 @@ def full_epochs(search, conf: Path) -> dict:
 
     return {
         kind: int(search.full_epochs.get(kind) or OmegaConf.load(conf / "technique" / f"{kind}.yaml").epochs)
-        for kind in FINE_TUNED
+        for kind, d in kinds(search)
+        if d.shortened
     }
 
 
 def rung_epochs(search, full: dict) -> dict:
     """A first-rung trial's epochs: search.rung_fraction of each stage's full epochs, at least 1."""
     return {kind: max(1, round(search.rung_fraction * n)) for kind, n in full.items()}
+
+
+def nothing(search) -> dict:
+    """The point that runs no stage: every axis at its `none` (the baseline)."""
+    out: dict = {}
+    for _, d in kinds(search):
+        out.setdefault(d.axis, d.none)
+    return out
+
+
+def anchors(dims: dict, search) -> list[dict]:
+    """Each value of a stage that is tried alone first (its dimension's `anchor`: each lower precision
+    of the model as it is, the cheapest files, which NSGA-II's random first generation can miss: 6
+    trials, converged SimpleCNN, seed 1, had no int8 point and shipped a float file)."""
+    return [
+        {**nothing(search), d.axis: v}
+        for _, d in kinds(search)
+        if d.anchor
+        for v in dims[d.axis]
+        if v != d.none and d.owns(v)
+    ]
 
 
 def export(runtime: str) -> list[str]:
@@ -132,33 +167,19 @@ def export(runtime: str) -> list[str]:
     return ["export=none", f"export.{key}=true" if key else f"export.runtimes=[{runtime}]"]
 
 
-def overrides(point: dict, model: str, runtime: str, epochs: dict, full: dict | None = None) -> list[str]:
+def overrides(point: dict, search, model: str, runtime: str, epochs: dict, full: dict | None = None) -> list[str]:
     """One job's overrides; `epochs` gives each fine-tuning stage's epochs (short ones: a first rung),
     `full` the epochs its learning-rate schedule spans: a first rung stops early on the full schedule,
     so its promotion continues the same fit (compressor/prefixes.py)."""
-    order = stages(point)
+    order = stages(point, search)
     out = [*export(runtime), "export.test=false", f"teacher={model}"]  # test: the frontier's files only
     if not order:
         return [*out, "technique=baseline", f"model={model}"]
-    out += [
-        "technique=pipeline",
-        f"technique.order=[{','.join(order)}]",
-        f"model={point['student'] if 'kd' in order else model}",
-    ]
-    if "prune" in order:
-        method, amount = point["prune"].split()
-        out += [
-            f"technique.prune.method={'channel' if method == 'channel' else 'l1_unstructured'}",
-            f"technique.prune.amount={amount}",
-        ]
-    if "quant" in order:
-        out += [f"technique.quant.mode={'static' if point['precision'] == 'int8' else 'fp16'}"]
-    for kind in FINE_TUNED:
-        if kind in order:
+    starts = next((d.model(v, model) for _, d, v in order if d.model is not None), model)
+    out += ["technique=pipeline", f"technique.order=[{','.join(kind for kind, _, _ in order)}]", f"model={starts}"]
+    for kind, d, value in order:
+        out += [f"technique.{kind}.{k}={v}" for k, v in (d.settings(value) if d.settings else {}).items()]
+        if d.shortened:
             out.append(f"technique.{kind}.epochs={epochs[kind]}")
             out += [f"technique.{kind}.schedule_epochs={full[kind]}"] if full else []
     return out
-
-
-def fine_tunes(point: dict) -> bool:
-    return any(k in stages(point) for k in FINE_TUNED)

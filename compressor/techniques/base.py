@@ -12,7 +12,9 @@ project's only registry, and gives its knobs. Its class declares:
 - `searchable()` and `search(budget, model, floor)`: whether an accuracy budget may vary its
   recipe, and the search that sets it (the recipe goes into `overrides`);
 - `label(cfg)`, `precision()`: the run's name in reports, and the number format it leaves;
-- `trainer_args()`: what its fit must change in the job's Trainer (QAT trains in fp32).
+- `trainer_args()`: what its fit must change in the job's Trainer (QAT trains in fp32);
+- `dimension`: its axis of search=default's space (a `Dimension`), or None: the search names no
+  technique, it reads these.
 
 A stage that fine-tunes through a Lightning callback (prune, quant, cluster) subclasses
 `CallbackStage` and names the callback's class: the stage builds it from its own validated
@@ -28,6 +30,7 @@ from omegaconf import DictConfig, ListConfig
 
 from compressor import choices, rules
 from compressor.errors import ConfigError
+from compressor.techniques.dimension import Dimension
 
 # every stage that trains: its fine-tune epochs and learning rate (and optionally the epochs its
 # learning-rate schedule spans: a search's first rung stops early on its full schedule, so its
@@ -66,6 +69,7 @@ class Stage:
     joined = None  # check(values, prefix): its rules that join keys (a rules.py function), or None
     uses_teacher = False  # True: the job's reference is the teacher and the model starts as the student
     trains = True  # False: the stage measures, never fits (its `epochs` and `lr` are not required)
+    dimension: Dimension | None = None  # its axis of search=default's space; None: not searched
 
     def __init__(self, prefix: str, node: DictConfig):
         self.prefix, self.node = prefix, node

@@ -2,13 +2,33 @@
 named loss terms (compressor.modules.Distiller). Its rules: rules.py."""
 
 from compressor import rules
+from compressor.errors import ConfigError
 from compressor.techniques.base import Context, Stage, arguments, fit_args
+from compressor.techniques.dimension import Dimension
 from compressor.techniques.kd import rules as spec
+
+
+def students(search, model: str, conf) -> list[str]:
+    """The model configs a search point may distil into: `auto` is student_of_<model> where conf/model has one."""
+    out = []
+    for name in search.students:
+        if name == "auto":
+            name = f"student_of_{model}"
+            if not (conf / "model" / f"{name}.yaml").is_file():
+                continue
+        if not (conf / "model" / f"{name}.yaml").is_file():
+            raise ConfigError(f"search.students names {name!r}: no conf/model/{name}.yaml")
+        out.append(name)
+    return out
 
 
 class Kd(Stage):
     rules = spec.RULES
     uses_teacher = True
+    # searched: distil into one of search.students, or not
+    dimension = Dimension(
+        "student", "none", students, label=lambda v: f"kd into {v}", model=lambda v, model: v, shortened=True
+    )
 
     @classmethod
     def validate(cls, prefix, node):

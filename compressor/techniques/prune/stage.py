@@ -2,13 +2,25 @@
 Its rules: rules.py; its accuracy-budget search: budget.py."""
 
 from compressor.techniques.base import CallbackStage
+from compressor.techniques.dimension import Dimension
 from compressor.techniques.prune import rules as spec
+
+
+def amounts(search, model, conf) -> list[str]:
+    """A search point's pruning: channels or weights, by each of search.channel and search.unstructured."""
+    return [*(f"channel {a:g}" for a in search.channel), *(f"unstructured {a:g}" for a in search.unstructured)]
+
+
+def settings(value: str) -> dict:
+    method, amount = value.split()
+    return {"method": "channel" if method == "channel" else "l1_unstructured", "amount": amount}
 
 
 class Prune(CallbackStage):
     rules = spec.RULES
     joined = staticmethod(spec.check)
     callback_class = "compressor.techniques.prune.callback.Pruning"
+    dimension = Dimension("prune", "none", amounts, settings, label=lambda v: f"prune {v}", shortened=True)
 
     def label(self, cfg) -> str:
         node = self.node

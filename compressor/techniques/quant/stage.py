@@ -5,13 +5,26 @@ import copy
 
 from compressor.errors import ConfigError
 from compressor.techniques.base import CallbackStage
+from compressor.techniques.dimension import Dimension
 from compressor.techniques.quant import rules as spec
+
+SEARCHED = {"int8": "static", "fp16": "fp16"}  # a search point's precision -> technique.quant.mode
 
 
 class Quant(CallbackStage):
     rules = spec.RULES
     joined = staticmethod(spec.check)
     callback_class = "compressor.techniques.quant.callback.Quantization"
+    # searched: the precisions of search.precisions it makes (static int8: then every runtime's int8)
+    dimension = Dimension(
+        "precision",
+        "fp32",
+        lambda search, model, conf: [p for p in search.precisions if p in SEARCHED],
+        lambda v: {"mode": SEARCHED[v]},
+        anchor=True,
+        choices=tuple(SEARCHED),
+        keeps_none=lambda search: "fp32" in search.precisions,
+    )
 
     @classmethod
     def may_recover(cls, prefix, node):
