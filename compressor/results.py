@@ -34,7 +34,7 @@ Measured = TypedDict(
 
 
 class Run(TypedDict, total=False):
-    technique: str  # the technique config's name (prune, quant, kd, pipeline, a user's own)
+    technique: str  # the technique config's name (conf/technique/<name>.yaml, or a user's own)
     label: str  # what tells this run apart in a report row (each stage's label, joined)
     dataset: str
     model: str
@@ -52,7 +52,7 @@ class Results(Measured, total=False):
     baseline: dict  # Measured + model, cache_entry, trained_now, at_chance
     stages: list[dict]  # per stage: {"stage": kind, epochs, val/acc_per_epoch, ... its summary}
     budget: dict  # with budget.max_drop: max_drop, val/drop, test/drop, held/val, held/test
-    kd: dict  # teacher/test_acc, test/agreement
+    # + each stage's own block (Stage.report: e.g. distillation's teacher accuracy and agreement)
     export: dict  # runtime -> precision -> {path, size_mb, test/acc (val/acc under export.test=false),
     #   agreement, agreement_on, latency ...}
     deploy: dict  # candidates, and the fastest per batch size

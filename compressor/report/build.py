@@ -1,12 +1,15 @@
 """Summary table (markdown + CSV) and plots from any directory of runs: it reads results.json
-files and nothing else, so partial sweeps and hand-collected folders work alike."""
+files and nothing else, so partial sweeps and hand-collected folders work alike. It names no
+technique: each one's columns, whether its runs are rows, and its own section of summary.md are
+declared on its stage class (compressor/techniques/base.py), found through the project's
+conf/technique/ files."""
 
 import csv
 import json
 import logging
-import shutil
 import statistics
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 from compressor.report.plots import plot
@@ -28,14 +31,43 @@ COLUMNS = [
     ("compress/nonzero_params", "non-zero params"),
     ("compress/macs", "MACs"),
     ("compress/sparsity", "sparsity"),
-    ("kd/agreement", "agreement with teacher"),
-    ("deploy/b1", "best runtime b1"),
-    ("deploy/b64", "best runtime b64"),
+    # then each technique's own (`Stage.columns`, `extra_columns`), then which file to ship
 ]
+SHIP = [("deploy/b1", "best runtime b1"), ("deploy/b64", "best runtime b64")]
 TEXT = (
     "deploy/b1",
     "deploy/b64",
 )  # which file on which runtime: with an export (compressor/runtimes/deploy.py)
+
+
+@lru_cache(maxsize=1)
+def techniques() -> dict:
+    """name -> stage class of each technique the project's conf/technique/ holds (its `_target_`, the
+    one registry): what a technique adds to the report is declared on its class. Classes are read
+    from the project's own configs, never from a results.json."""
+    from omegaconf import OmegaConf
+
+    from compressor.config import CONF
+    from compressor.errors import ConfigError
+    from compressor.techniques.base import stage_class
+
+    out = {}
+    for path in sorted((CONF / "technique").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        try:
+            out[path.stem] = stage_class(f"{path.name}: ", node)
+        except ConfigError:  # the baseline and the pipeline are no stage
+            continue
+    return out
+
+
+def extra_columns() -> dict:
+    """Each technique's own columns: {key: (results.json block, metric, title)}."""
+    return {k: v for cls in techniques().values() for k, v in cls.columns.items()}
+
+
+def columns() -> list[tuple[str, str]]:
+    return [*COLUMNS, *((k, title) for k, (_, _, title) in extra_columns().items()), *SHIP]
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -65,7 +97,8 @@ def derived(r: dict) -> dict:
     out["speedup_b1"] = b["latency/b1_ms"] / r["latency/b1_ms"]
     out["speedup_b64"] = b["latency/b64_ms"] / r["latency/b64_ms"]
     out["val/acc"] = r.get("val/acc")
-    out["kd/agreement"] = r.get("kd", {}).get("test/agreement")
+    for key, (block, metric, _) in extra_columns().items():
+        out[key] = (r.get(block) or {}).get(metric)
     for batch in ("b1", "b64"):
         best = r.get("deploy", {}).get(batch)
         if isinstance(best, dict):
@@ -81,7 +114,7 @@ def derived(r: dict) -> dict:
 
 def baseline_row(r: dict) -> dict:
     b = r["baseline"]
-    out = {k: b.get(k) for k, _ in COLUMNS if k in b}
+    out = {k: b.get(k) for k, _ in columns() if k in b}
     out.update(delta=0.0, ratio=1.0, speedup_b1=1.0, speedup_b64=1.0, **{"val/acc": b.get("val/acc")})
     return out
 
@@ -96,7 +129,8 @@ def rows(runs: list[dict]) -> list[dict]:
         base_key = (run["dataset"], r["baseline"]["model"], "baseline")
         groups[base_key].append((run["seed"], baseline_row(r)))
         curves.setdefault(base_key, r["baseline"].get("val/acc_per_epoch") or [])
-        if run["technique"] not in ("baseline", "sensitivity"):  # a scan compresses nothing: its plots, not a row
+        cls = techniques().get(run["technique"])
+        if run["technique"] != "baseline" and (cls is None or cls.in_table):  # a scan's plots, not a row
             key = (run["dataset"], run["model"], run.get("label", run["technique"]))
             groups[key].append((run["seed"], derived(r)))
             curves.setdefault(key, r.get("val/acc_per_epoch") or [])
@@ -112,7 +146,7 @@ def rows(runs: list[dict]) -> list[dict]:
             "seeds": len(by_seed),
             "val_curve": curves.get((dataset, model, label), []),
         }
-        for key, _ in COLUMNS + [("val/acc", "")]:
+        for key, _ in columns() + [("val/acc", "")]:
             values = [v[key] for v in by_seed.values() if v.get(key) is not None]
             if key in TEXT:  # the winner of most seeds
                 row[key], row[key + "_std"] = (statistics.mode(values) if values else None), 0.0
@@ -133,22 +167,23 @@ def fmt(row: dict, key: str) -> str:
         return str(v)
     if key in ("compress/params", "compress/nonzero_params", "compress/macs"):
         return f"{v:,.0f}"
+    own = key in extra_columns()  # a technique's own column: a fraction, with its spread
     text = (
         f"{v:.4f}"
-        if key
-        in ("test/acc", "kd/agreement", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb")
+        if own or key in ("test/acc", "compress/sparsity", "latency/b1_ms", "latency/b64_ms", "compress/size_mb")
         else f"{v:.2f}"
     )
-    return text + (f" ± {std:.4f}" if std and key in ("test/acc", "delta", "kd/agreement") else "")
+    return text + (f" ± {std:.4f}" if std and (own or key in ("test/acc", "delta")) else "")
 
 
 def write_tables(table: list[dict], out: Path) -> None:
-    header = ["dataset", "model", "run", "seeds"] + [title for _, title in COLUMNS]
+    shown = columns()
+    header = ["dataset", "model", "run", "seeds"] + [title for _, title in shown]
     cells = [
         dict(
             zip(
                 header,
-                [row["dataset"], row["model"], row["label"], str(row["seeds"])] + [fmt(row, k) for k, _ in COLUMNS],
+                [row["dataset"], row["model"], row["label"], str(row["seeds"])] + [fmt(row, k) for k, _ in shown],
             )
         )
         for row in table
@@ -163,14 +198,12 @@ def write_tables(table: list[dict], out: Path) -> None:
     (out / "summary.md").write_text("\n".join(lines + notes) + "\n")
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            ["dataset", "model", "run", "seeds"] + [k for k, _ in COLUMNS] + [k + "_std" for k, _ in COLUMNS]
-        )
+        writer.writerow(["dataset", "model", "run", "seeds"] + [k for k, _ in shown] + [k + "_std" for k, _ in shown])
         for row in table:
             writer.writerow(
                 [row["dataset"], row["model"], row["label"], row["seeds"]]
-                + [row.get(k) for k, _ in COLUMNS]
-                + [row.get(k + "_std") for k, _ in COLUMNS]
+                + [row.get(k) for k, _ in shown]
+                + [row.get(k + "_std") for k, _ in shown]
             )
 
 
@@ -188,73 +221,7 @@ def build(root, out=None) -> Path:
         with open(out / "summary.md", "a") as f:
             f.write("\n## Best trial (Optuna)\n\n```yaml\n" + best.read_text() + "```\n")
     plot(table, out)
-    sensitivity_plots(runs, out)
-    with open(out / "summary.md", "a") as f:
-        f.write(distillation_note(runs))
+    with open(out / "summary.md", "a") as f:  # each technique's own part, from its runs
+        for name, cls in techniques().items():
+            f.write(cls.summarize([r for r in runs if r["run"]["technique"] == name], out))
     return out / "summary.md"
-
-
-def distillation_note(runs: list[dict]) -> str:
-    """What distillation added: each KD student against the same student trained alone (a kd run
-    whose only loss term is ce) on the same dataset, seeds paired; or why the folder cannot say."""
-    kd = [r for r in runs if r["run"]["technique"] == "kd" and r.get("stages")]
-    if not kd:
-        return ""
-
-    def key(r):
-        return r["run"]["dataset"], r["run"]["model"], r["run"].get("seed")
-
-    def is_alone(r):
-        return set(r["stages"][0].get("weights", {})) == {"ce"}
-
-    alone = {key(r): r for r in kd if is_alone(r)}
-    lines = []
-    by_label = defaultdict(list)
-    for r in (r for r in kd if not is_alone(r)):
-        twin = alone.get(key(r))
-        by_label[(r["run"]["dataset"], r["run"]["model"], r["run"]["label"])].append(
-            100 * (r["test/acc"] - twin["test/acc"]) if twin else None
-        )
-    for (dataset, model, label), deltas in sorted(by_label.items()):
-        paired = [d for d in deltas if d is not None]
-        if not paired:
-            lines.append(
-                f"- {dataset}, {model}, {label}: no student-alone run with the same seed in this folder "
-                "(add technique=kd technique.loss=ce), so this table cannot say what distillation added."
-            )
-            continue
-        mean = statistics.mean(paired)
-        if len(paired) > 1:
-            std = statistics.stdev(paired)
-            verdict = (
-                "no clear gain: within the seeds' spread" if abs(mean) <= std else "better" if mean > 0 else "worse"
-            ) + f" (± {std:.2f} over {len(paired)} seeds)"
-        else:
-            verdict = ("better" if mean > 0 else "worse" if mean < 0 else "no gain") + " (one seed: noise not measured)"
-        lines.append(
-            f"- {dataset}, {model}, {label}: {mean:+.2f} pts test accuracy against the same student "
-            f"trained alone: **{verdict}**."
-        )
-    return "\n## Distillation against the student trained alone\n\n" + "\n".join(lines) + "\n" if lines else ""
-
-
-def sensitivity_plots(runs: list[dict], out: Path) -> list[Path]:
-    """The sensitivity scans' PNGs copied beside the sweep's plots, and linked from summary.md."""
-    files = []
-    for r in runs:
-        if r["run"]["technique"] != "sensitivity":
-            continue
-        folder = Path(r["_path"]).parent
-        for png in sorted(folder.glob("sensitivity_*.png")):
-            target = out / f"{png.stem}_{r['run']['dataset']}_{r['run']['model']}_seed{r['run'].get('seed')}.png"
-            if target.resolve() != png.resolve():
-                shutil.copyfile(png, target)
-            files.append(target)
-    if files:
-        with open(out / "summary.md", "a") as f:
-            f.write(
-                "\n## Per-layer sensitivity (technique=sensitivity; validation drop, no fine-tuning)\n\n"
-                + "\n".join(f"![{p.stem}]({p.name})" for p in files)
-                + "\n"
-            )
-    return files

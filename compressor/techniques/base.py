@@ -13,8 +13,8 @@ project's only registry, and gives its knobs. Its class declares:
   recipe, and the search that sets it (the recipe goes into `overrides`);
 - `label(cfg)`, `precision()`: the run's name in reports, and the number format it leaves;
 - `trainer_args()`: what its fit must change in the job's Trainer (QAT trains in fp32);
-- `dimension`: its axis of search=default's space (a `Dimension`), or None: the search names no
-  technique, it reads these.
+- `dimension`, `columns`, `in_table`, `summarize`: its axis of search=default's space, and its part
+  of the report: search/space.py and report/build.py name no technique, they read these.
 
 A stage that fine-tunes through a Lightning callback (prune, quant, cluster) subclasses
 `CallbackStage` and names the callback's class: the stage builds it from its own validated
@@ -70,6 +70,8 @@ class Stage:
     uses_teacher = False  # True: the job's reference is the teacher and the model starts as the student
     trains = True  # False: the stage measures, never fits (its `epochs` and `lr` are not required)
     dimension: Dimension | None = None  # its axis of search=default's space; None: not searched
+    columns: dict = {}  # its report columns: {key: (results.json block, metric, title)}
+    in_table = True  # False: its runs are no rows of the report (a scan compresses nothing)
 
     def __init__(self, prefix: str, node: DictConfig):
         self.prefix, self.node = prefix, node
@@ -124,6 +126,12 @@ class Stage:
         """What this stage adds to results.json once the run is measured (`logits`: the run's model on
         the test set; the reference's likewise); nothing by default."""
         return {}
+
+    @classmethod
+    def summarize(cls, runs: list[dict], out: Path) -> str:
+        """Markdown the report appends to summary.md from this technique's runs (their results.json,
+        each with `_path`), writing any file it links into `out`; nothing by default."""
+        return ""
 
     def precision(self) -> str | None:
         """The number format this stage leaves the model in (None: unchanged)."""

@@ -25,6 +25,7 @@ def students(search, model: str, conf) -> list[str]:
 class Kd(Stage):
     rules = spec.RULES
     uses_teacher = True
+    columns = {"kd/agreement": ("kd", "test/agreement", "agreement with teacher")}  # from `report` below
     # searched: distil into one of search.students, or not
     dimension = Dimension(
         "student", "none", students, label=lambda v: f"kd into {v}", model=lambda v, model: v, shortened=True
@@ -57,6 +58,13 @@ class Kd(Stage):
             if term in self.weights():
                 Tap(model, d[student_key], f"technique.{student_key}").remove()
                 Tap(teacher, d[teacher_key], f"technique.{teacher_key}").remove()
+
+    @classmethod
+    def summarize(cls, runs, out) -> str:
+        """What distillation added: each student against the same student trained alone."""
+        from compressor.techniques.kd.report import note
+
+        return note(runs)
 
     def report(self, logits, reference_logits, reference_metrics: dict) -> dict:
         """The teacher's test accuracy, and how often the student's top-1 agrees with it."""

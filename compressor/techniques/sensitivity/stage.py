@@ -9,7 +9,14 @@ class Sensitivity(CallbackStage):
     rules = RULES
     trains = False
     recovers = False
+    in_table = False  # a scan compresses nothing: its plots, not a row
     callback_class = "compressor.techniques.sensitivity.callback.Sensitivity"
 
     def label(self, cfg) -> str:
         return "sensitivity scan"
+
+    @classmethod
+    def summarize(cls, runs, out) -> str:
+        from compressor.techniques.sensitivity.report import plots
+
+        return plots(runs, out)
