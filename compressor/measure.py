@@ -23,9 +23,8 @@ def pinned_threads(n: int):
 
 
 def channels_last(model: nn.Module, run, device="cpu"):
-    """`run()` with `model`'s conv weights in the channels-last layout, on the CPU: oneDNN's
-    convolutions run 1.8x (SimpleCNN) to 2.4x (SmallCNN) faster there at one thread, forward only,
-    and 1.4-1.8x forward and backward (compressor/training/fit.py). A forward that cannot take it (a
+    """`run()` with `model`'s conv weights in the channels-last layout, on the CPU, where oneDNN's
+    convolutions run faster (docs/techniques.md gives the measurements). A forward that cannot take it (a
     `x.view(n, -1)` of a conv's output) runs contiguous instead. The weights are contiguous after
     it, the layout everything else (saving, export, quantization, timing) reads. Float rounding only."""
     if str(device) != "cpu":

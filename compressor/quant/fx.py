@@ -16,10 +16,9 @@ ENGINE = "x86"  # fbgemm/oneDNN dispatch: the measured default (SimpleCNN, ResNe
 
 def engine_for(model: nn.Module) -> str:
     """The int8 engine for this net. Nets with grouped (depthwise) convolutions get oneDNN's own
-    kernels and its qconfig (8-bit activations, where x86's reduce to 7): EfficientNet-Lite0 on
-    Fashion-MNIST at 48x48, static int8 against fp32, one thread: x86 lost 9.5 validation points and
-    ran 1.5x slower at batch 64; onednn lost 1.3 and ran about 4x faster (experiments/README.md,
-    "EfficientNet-Lite0"). SimpleCNN runs as fast on either, so the others keep x86."""
+    kernels and its qconfig (8-bit activations, where x86's reduce to 7): on EfficientNet-Lite0, x86's
+    int8 lost far more accuracy and ran slower than fp32, oneDNN's did neither (docs/techniques.md,
+    experiments/README.md "EfficientNet-Lite0"). SimpleCNN runs as fast on either, so the others keep x86."""
     grouped = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
     return "onednn" if grouped else ENGINE
 

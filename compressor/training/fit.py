@@ -65,8 +65,8 @@ class Finite(L.Callback):
 
 class ChannelsLast(L.Callback):
     """Trains a conv net on the CPU in the channels-last layout (`train.channels_last`): oneDNN's
-    convolutions run there about 1.4x (SimpleCNN) to 1.8x (SmallCNN, EfficientNet-Lite0) faster per
-    epoch at one thread than in the contiguous layout (ResNet-18 on 32x32: the same). fit() puts the
+    convolutions run faster there than in the contiguous layout (docs/techniques.md gives the
+    measurements). fit() puts the
     weights back in the contiguous layout when it ends, so what is saved, exported and quantized is
     laid out as before. A layout, like the thread count, changes float rounding, not what is
     trained: it is no part of a job's key. A net whose forward cannot take the layout (a
