@@ -41,6 +41,8 @@ def test_openvino_int8_run_writes_an_int8_ir_that_reloads_and_agrees(tmp_path):
     logits, labels = measure.predict(OpenVinoModel(xml), loaders(tmp_path).test_dataloader())
     assert measure.accuracy(logits, labels) == pytest.approx(r["test/acc"], abs=1e-6)  # reloads to the same accuracy
     int8 = r["export"]["openvino"]["int8"]
+    ran, of = re.fullmatch(r"float32, (\d+) of (\d+) ops int8", int8["computes_in"]).groups()  # f32, not bf16
+    assert 0 < int(ran) < int(of) and r["export"]["openvino"]["fp32"]["computes_in"].startswith("float32, 0 of")
     assert int8["agreement"] >= 0.98 and int8["same_as"].startswith("openvino")  # against the float PyTorch model
     assert r["deploy"]["candidates"][0]["runtime"] == "openvino"
 

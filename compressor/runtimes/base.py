@@ -49,6 +49,11 @@ class RuntimeModel:
     def eval(self):
         return self
 
+    def computes_in(self) -> str | None:
+        """What precision the runtime really computes in, where it may differ from the file's (a runtime
+        that picks one by itself reports it); None: as the file says."""
+        return None
+
     def __getstate__(self):
         return {"path": self.path, "threads": self.threads, "static": self.static, "_session": None}
 

@@ -134,6 +134,15 @@ class OpenVinoModel(RuntimeModel):
         model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
         return core.compile_model(model, "CPU", config)
 
+    def computes_in(self) -> str:
+        """The compiled model's float precision (OpenVINO picks bf16 by itself on CPUs with AMX unless
+        told f32, as here) and how many of its ops run in int8 (runtimePrecision i8/u8)."""
+        compiled = self.compile()
+        ops = [op.get_rt_info() for op in compiled.get_runtime_model().get_ops()]
+        int8 = sum(str(rt["runtimePrecision"].astype(str)) in ("i8", "u8") for rt in ops if "runtimePrecision" in rt)
+        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT")).split("'")[1]
+        return f"{hint}, {int8} of {len(ops)} ops int8"
+
     def run(self, x):
         key = tuple(x.shape) if self.static else None
         if key not in self._compiled:
