@@ -8,11 +8,12 @@ its key in BUILT_IN, or for one of your own its module path. A runtime module de
     FILES    {"fp32": file name, "int8": file name} in the run folder
     STATIC   whether it also compiles a file for a fixed input shape ("<precision> static" candidates)
     MODES    the quant stage's modes it runs as `technique.backend` (() where it is not a backend)
+    WITHIN   how its int8 meets an accuracy budget by itself (OpenVINO: NNCF's accuracy control), or None
     require()                                  its packages, or one line naming the pip extra
     export(model, example, path)               the float torch model to its fp32 file
-    int8(model, example, calibration, fp32, path)   its own post-training int8 of that model
+    int8(model, example, calibration, fp32, path, mode, within)   its own int8 of that model
     load(path, threads=1, static=False)        a base.RuntimeModel: float tensor in, logits out
-    version()                                  what the latency table's machine key holds
+    version()                                  part of each latency table entry's key
 
 A runtime of your own is a module anywhere on the path, named where a built-in's name goes
 (`export.runtimes=[my_pkg.my_runtime]`, `search.runtime=my_pkg.my_runtime`, `predict --runtime
@@ -37,7 +38,7 @@ LATER = ("executorch",)
 # exporter's graph passes, ONNX Runtime's shape inference, NNCF's statistics steps
 LOGGERS = ("onnxruntime", "nncf", "onnx_ir", "onnxscript", "torch.onnx")
 WARNINGS = ((r"`torch\.jit\.trace(_method)?` is deprecated", "openvino.convert_model traces with TorchScript itself"),)
-REQUIRED = ("FILES", "STATIC", "MODES", "require", "export", "int8", "load", "version")
+REQUIRED = ("FILES", "STATIC", "MODES", "WITHIN", "require", "export", "int8", "load", "version")
 
 
 def names() -> tuple[str, ...]:
