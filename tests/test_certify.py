@@ -11,13 +11,10 @@ from omegaconf import OmegaConf, open_dict
 
 from compressor import certify
 from compressor.search.decide import decide, pareto
-from tests.test_search import SEARCH, apart
+from tests.test_search import REFERENCE, SEARCH, apart
 from tests.test_search import row as search_row
 
 S = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
-REFERENCE = {
-    "baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0, "latency/b64_ms": 1.0}
-}
 
 
 def binom_cdf(k, n, p):
@@ -295,13 +292,7 @@ def test_without_a_confidence_the_search_decides_on_every_validation_image(tmp_p
         )
     )
     r = {
-        "baseline": {
-            "val/acc": 0.9,
-            "test/acc": 0.9,
-            "compress/size_mb": 1.0,
-            "latency/b1_ms": 1.0,
-            "latency/b64_ms": 1.0,
-        },
+        **REFERENCE,
         "run": {"run_dir": str(tmp_path)},
         "compress/size_mb": 0.5,
         "val/acc": 0.9,

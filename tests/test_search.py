@@ -36,6 +36,12 @@ def test_a_search_needs_a_budget_and_known_values(cli):
     assert proc.returncode == 2 and "search.objective" in proc.stderr and "latency_b1" in proc.stderr
 
 
+# the reference a decision compares with: the baseline's figures, one unit each
+REFERENCE = {
+    "baseline": {"val/acc": 0.9, "test/acc": 0.9, "compress/size_mb": 1.0, "latency/b1_ms": 1.0, "latency/b64_ms": 1.0}
+}
+
+
 def row(val_drop, gain, name):
     return {
         "recipe": name,
@@ -57,21 +63,12 @@ def test_the_frontier_keeps_undominated_files_and_nothing_fits_is_one_line():
     rows = [row(0.5, 2.0, "a"), row(0.2, 1.5, "b"), row(0.6, 1.9, "c"), row(2.0, 4.0, "d")]
     assert [r["recipe"] for r in pareto(rows, "speedup_b1")] == ["d", "a", "b"]  # c: a is better on both
     s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
-    reference = {
-        "baseline": {
-            "val/acc": 0.9,
-            "test/acc": 0.9,
-            "compress/size_mb": 1.0,
-            "latency/b1_ms": 1.0,
-            "latency/b64_ms": 1.0,
-        }
-    }
     read = []  # the files the test set is read for: the frontier's and the chosen one, no other
-    chosen = decide(rows, "speedup_b1", 1.0, reference, s, timer=apart, tester=lambda rs, b: read.extend(rs))
+    chosen = decide(rows, "speedup_b1", 1.0, REFERENCE, s, timer=apart, tester=lambda rs, b: read.extend(rs))
     assert sorted({r["recipe"] for r in read}) == ["a", "b", "d"]
     assert chosen["chosen"]["recipe"] == "a" and "ship a.onnx" in chosen["verdict"] and chosen["held/test"]
     assert "Tie" not in chosen["verdict"]
-    none = decide(rows, "speedup_b1", 0.1, reference, s)
+    none = decide(rows, "speedup_b1", 0.1, REFERENCE, s)
     assert none["chosen"] is None and "nothing fits budget.max_drop=0.1" in none["verdict"]
     assert "b.onnx" in none["verdict"] and "[over budget]" in none["verdict"] and "\n" not in none["verdict"]
 
@@ -87,30 +84,21 @@ def test_a_tie_within_timing_noise_goes_to_the_smaller_file_and_says_so():
     big = {**row(0.3, 2.0, "big"), "size_mb": 2.0, "stages": 2, "path": "/t/big/big.onnx"}
     small = {**row(0.4, 1.9, "small"), "size_mb": 0.5, "stages": 2, "path": "/t/small/small.onnx"}
     s = OmegaConf.create({"objective": "latency_b1", "runtime": "any"})
-    reference = {
-        "baseline": {
-            "val/acc": 0.9,
-            "test/acc": 0.9,
-            "compress/size_mb": 1.0,
-            "latency/b1_ms": 1.0,
-            "latency/b64_ms": 1.0,
-        }
-    }
     noisy = {0: [0.50, 0.55, 0.48, 0.60, 0.52], 1: [0.53, 0.51, 0.58, 0.54, 0.57]}
-    out = decide([big, small], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: noisy)
+    out = decide([big, small], "speedup_b1", 1.0, REFERENCE, s, timer=lambda c, b, t: noisy)
     assert out["chosen"]["recipe"] == "small" and out["timing"]["tie"]
     assert "Tie within timing noise" in out["verdict"] and "the smaller file" in out["verdict"]
     assert len(out["timing"]["timed"]) == 2 and out["timing"]["timed"][0]["rounds_ms"] == noisy[0]
     clear = {0: [0.50, 0.51, 0.50, 0.52, 0.50], 1: [0.60, 0.61, 0.62, 0.60, 0.63]}
-    out = decide([big, small], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: clear)
+    out = decide([big, small], "speedup_b1", 1.0, REFERENCE, s, timer=lambda c, b, t: clear)
     assert out["chosen"]["recipe"] == "big" and not out["timing"]["tie"] and "Tie" not in out["verdict"]
     same_size = {**small, "size_mb": 2.0, "stages": 1}  # equal size: fewer stages wins
-    out = decide([big, same_size], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: noisy)
+    out = decide([big, same_size], "speedup_b1", 1.0, REFERENCE, s, timer=lambda c, b, t: noisy)
     assert out["chosen"]["recipe"] == "small"
     # one OpenVINO file compiled static and dynamic: the verdict names the tied one, and only it
     ov = [{**big, "path": "/t/ov/model.int8.xml", "static_shape": True}, {**big, "path": "/t/ov/model.int8.xml"}]
     three = {0: [0.30, 0.31, 0.32, 0.30, 0.31], 1: [0.50, 0.52, 0.55, 0.51, 0.50], 2: [0.31, 0.32, 0.33, 0.31, 0.32]}
-    out = decide([*ov, small], "speedup_b1", 1.0, reference, s, timer=lambda c, b, t: three)
+    out = decide([*ov, small], "speedup_b1", 1.0, REFERENCE, s, timer=lambda c, b, t: three)
     assert out["chosen"]["recipe"] == "small" and "ov/model.int8.xml static 0.3000-0.3150 ms" in out["verdict"]
     assert out["verdict"].count("ov/model.int8.xml") == 1
 
