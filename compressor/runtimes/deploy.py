@@ -125,8 +125,9 @@ def measured(
                 "agreement_on": split,
                 "agreement_ok": agreement >= NEEDED[number],
             }
-            if session.computes_in() is not None:  # e.g. OpenVINO: f32 (not its own bf16 pick), its int8 ops
-                out[name][kind]["computes_in"] = session.computes_in()
+            computes_in = session.computes_in()  # e.g. OpenVINO: f32 (not its own bf16 pick), its int8 ops
+            if computes_in is not None:
+                out[name][kind]["computes_in"] = computes_in
             if number != precision:
                 out[name][kind]["note"] = f"the float model before quantization, not this run's {precision} model"
             if Path(session.path) == Path(model_path) and kind == number:  # the run's own backend file, as it ran
