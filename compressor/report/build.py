@@ -45,17 +45,13 @@ def techniques() -> dict:
     """name -> stage class of each technique the project's conf/technique/ holds (its `_target_`, the
     one registry): what a technique adds to the report is declared on its class. Classes are read
     from the project's own configs, never from a results.json."""
-    from omegaconf import OmegaConf
-
-    from compressor.config import CONF
     from compressor.errors import ConfigError
-    from compressor.techniques.base import stage_class
+    from compressor.techniques import configured
 
     out = {}
-    for path in sorted((CONF / "technique").glob("*.yaml")):
-        node = OmegaConf.load(path)
+    for name in configured.names():
         try:
-            out[path.stem] = stage_class(f"{path.name}: ", node)
+            out[name] = configured.stage(name, "conf/technique ")[1]
         except ConfigError:  # the baseline and the pipeline are no stage
             continue
     return out

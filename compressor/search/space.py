@@ -72,23 +72,16 @@ def check(cfg) -> None:
 
 @lru_cache(maxsize=8)
 def searched(techniques: tuple) -> tuple:
-    """(kind, stage class) of each technique the space is made of, in pipeline order: each named by
-    its conf/technique/<name>.yaml, whose class declares its `dimension` (compressor/techniques/base.py)."""
-    from omegaconf import OmegaConf
-
-    from compressor.config import CONF
-    from compressor.techniques.base import stage_class
+    """(kind, dimension) of each technique the space is made of, in pipeline order: each named by its
+    conf/technique/<name>.yaml, whose stage class declares its `dimension` (compressor/techniques/base.py)."""
+    from compressor.techniques import configured
 
     out = []
     for name in techniques:
-        path = CONF / "technique" / f"{name}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"search.techniques names {name!r}: no conf/technique/{name}.yaml")
-        node = OmegaConf.load(path)
-        cls = stage_class(f"search.techniques: {name}: ", node)
+        kind, cls = configured.stage(name, "search.techniques ")
         if cls.dimension is None:
             raise ConfigError(f"search.techniques names {name!r}: its stage class declares no search dimension")
-        out.append((node.kind, cls.dimension))
+        out.append((kind, cls.dimension))
     return tuple(out)
 
 
@@ -103,7 +96,7 @@ def dimensions(search, model: str, conf: Path) -> dict:
     for _, d in kinds(search):
         axis = dims.setdefault(d.axis, [d.none] if d.keeps_none(search) else [])
         axis += [v for v in d.values(search, model, conf) if v not in axis]
-    return {name: values or [next(d.none for _, d in kinds(search) if d.axis == name)] for name, values in dims.items()}
+    return {name: values or [nothing(search)[name]] for name, values in dims.items()}
 
 
 def stages(point: dict, search) -> list[tuple[str, object, str]]:
