@@ -5,17 +5,18 @@ export=onnx        model.onnx (+ model.int8.onnx, ONNX Runtime static int8)     
 export=openvino    model.xml/.bin (+ model.int8.xml/.bin, NNCF int8 PTQ)             openvino
 export=executorch  model.pte (+ model.int8.pte, XNNPACKQuantizer int8)               executorch
 export=all         all three; export.runtimes=[my_pkg.my_runtime] adds a runtime of your own
-Each runtime is a module of this package (compressor/runtimes/__init__.py). The fp32 exports are of the run's float model; the int8 ones exist where the run quantized, and
-quantize that same float model (before the run's quant stage) with the runtime's own PTQ. The
+Each runtime is a module of this package (compressor/runtimes/__init__.py). The fp32 exports are
+of the run's float model; the int8 ones exist where the run quantized, and quantize that same float
+model (before the run's quant stage) with the runtime's own PTQ. The
 candidates to ship are the run's model as it is (torch, or its backend's file) and every export,
 float and int8, that agrees with PyTorch's top-1 on >= 95% of test images (fp32: 99.5%; with
 `export.test=false`, as a search's trials run, on validation images, and no file reads the test set): a
 quantized run's fp32 ONNX file can be the fastest (it is the model before quantization, and its
 own accuracy is reported). A runtime with a fixed-shape compile (OpenVINO) also compiles each file
-with its input shape fixed per batch size (`<precision> static`: the same file, as a user who knows the batch deploys it), and that
-compiled model is checked, scored and timed as a candidate of its own. The baseline is timed in
-the same group, so each candidate's speed-up is a ratio measured side by side, and a candidate
-slower than the baseline at a batch size says so.
+with its input shape fixed per batch size (`<precision> static`: the same file, as a user who knows
+the batch deploys it), and that compiled model is checked, scored and timed as a candidate of its
+own. The baseline is timed in the same group, so each candidate's speed-up is a ratio measured side
+by side, and a candidate slower than the baseline at a batch size says so.
 results.json: `export` (every file's figures) and `deploy` (every candidate with its own validation
 and test accuracy, the baseline's latency, and the fastest at batch 1 and at batch 64)."""
 
@@ -80,13 +81,14 @@ def measured(
     ref_logits, _ = measure.predict(reference, checked)
     # `precision`: the run's number format (int8: the int8 exports are made too, calibrated like its stage)
     calibration = list(calibration_inputs(dm.train_dataloader(), calibration_batches)) if precision == "int8" else None
-    own = f"{runtimes.of(model)} (the run's model)"
-    files = {own: (runtimes.of(model), model, Path(model_path))}  # label -> (runtime, runnable, file)
+    mine = runtimes.of(model)  # torch, or the run's quant backend
+    own = f"{mine} (the run's model)"
+    files = {own: (mine, model, Path(model_path))}  # label -> (runtime, runnable, file)
     accuracies = {own: (val_accuracy, accuracy)}  # each shipped file's own: an int8 export is not the run's model
     precisions = {own: precision}
     shippable, out = [own], {}
     names = runtimes.selected(cfg.export)
-    for name in names + ([runtimes.of(model)] if runtimes.of(model) not in ("torch", *names) else []):
+    for name in names + ([mine] if mine not in ("torch", *names) else []):
         try:  # a backend run always checks its own files
             sessions = _files(
                 runtimes.get(name),
@@ -95,7 +97,7 @@ def measured(
                 run_dir,
                 calibration,
                 cfg.latency.threads,
-                name == runtimes.of(model),
+                name == mine,
             )
         except Exception as exc:  # one runtime failing to take a model must not lose the run
             first = str(exc).splitlines()[0] if str(exc) else ""
