@@ -2,6 +2,7 @@
 model object its `load` returns. A runtime module imports its own packages inside its functions, so
 the registry and the config's validation read it before torch loads."""
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -67,8 +68,10 @@ def one_line(exc: ImportError, extra: str):
     )
 
 
+@lru_cache(maxsize=None)
 def installed(module: str) -> str:
-    """A package's version, or "none", without importing it."""
+    """A package's version, or "none", without importing it (read once per process: every latency
+    table key asks for it)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
