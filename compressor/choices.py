@@ -1,6 +1,6 @@
 """The allowed values of the choice keys shared by the job and several techniques, in a module that
 imports nothing heavy: a bad value is refused before torch and Lightning load. A technique's own
-choices live in its rules.py (compressor/techniques/<name>/rules.py)."""
+choices live in its settings.py (compressor/techniques/<name>/settings.py)."""
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")

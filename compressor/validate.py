@@ -1,8 +1,9 @@
 """Every key a job reads is checked here, before any data is loaded or any model is trained.
 
 `values` checks the top-level keys, train, latency, dataset, export, trust, every output folder,
-and every stage of the technique through its own class's rules (compressor/techniques). It imports nothing heavy, so a bad value is refused
-in about a second, before torch and Lightning load. `trainer` then builds the Trainer once as a
+and every stage of the technique through its own settings class (compressor/techniques/<name>/
+settings.py). It imports nothing heavy, so a bad value is refused in about a second, before torch
+and Lightning load. `trainer` then builds the Trainer once as a
 dry run. A bad value is one ConfigError line that names the key and says what is allowed;
 nothing has been written when it is raised."""
 
@@ -15,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from compressor import choices, runtimes
 from compressor.data.rules import DATASET, dataset  # noqa: F401 - the dataset's rules, checked with the rest
 from compressor.errors import ConfigError
-from compressor.rules import apply, boolean, choice, fractions, integer, number, strings, text
 from compressor.search import space as search_space
+from compressor.settings import apply, boolean, choice, fractions, integer, number, strings, text
 from compressor.techniques import base as stage_protocol
 from compressor.training.flags import torch_flags_kept
 

@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from compressor import rules as rules_
+from compressor import settings as rules_
 from compressor import validate
 from compressor.errors import ConfigError
 from compressor.models.cnn import SimpleCNN
@@ -142,9 +142,7 @@ def rule_tables(tmp_path):
         stage = make_cfg(tmp_path, [f"technique={kind}"]).technique
         if "_target_" not in stage:  # the baseline, a pipeline: no stage of their own
             continue
-        cls = base.stage_class("technique.", stage)
-        extra = {**base.COMMON, **(base.RECOVER if getattr(cls, "recovers", False) else {})}
-        yield stage, {**extra, **cls.rules}, "technique."
+        yield stage, rules_.rules_of(base.stage_class("technique.", stage).settings), "technique."
 
 
 def test_every_rule_accepts_its_default_and_refuses_a_bad_value_by_name(tmp_path):

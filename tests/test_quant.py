@@ -184,7 +184,7 @@ def test_static_int8_picks_its_engine_per_net_and_the_file_rebuilds_it(tmp_path,
 
 
 def test_every_mode_the_rules_allow_has_its_function():
-    """technique.mode is a map of functions (callback.MODES), the allowed names in rules.MODES: one list."""
-    from compressor.techniques.quant import callback, rules
+    """technique.mode is a map of functions (callback.MODES), the allowed names in settings.MODES: one list."""
+    from compressor.techniques.quant import callback, settings
 
-    assert set(callback.MODES) == set(rules.MODES)
+    assert set(callback.MODES) == set(settings.MODES)

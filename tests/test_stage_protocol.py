@@ -13,13 +13,20 @@ from tests.conftest import FAST, ROOT, no_exports
 STAGE = '''
 import torch
 
-from compressor import rules
+from dataclasses import dataclass
+
+from compressor import settings as s
 from compressor.techniques.base import Stage
+
+
+@dataclass
+class Settings:
+    factor: float = s.setting(1.0, s.number(gt=0), "every weight is multiplied by it")
 
 
 class Scale(Stage):
     """Every weight times `factor`; no fine-tune."""
-    rules = {"factor": rules.number(gt=0)}
+    settings = Settings
     trains = False
 
     def label(self, cfg):
@@ -130,17 +137,21 @@ def test_the_import_graph_has_no_cycle_and_the_checks_load_no_torch():
 
     for m in graph:
         assert cycle_from(m, (m,)) is None, cycle_from(m, (m,))
-    # what runs before torch loads: the rules, validation, and every stage's schema
+    # what runs before torch loads: the settings, validation, and every stage's settings class
     light = [
-        "compressor.rules",
+        "compressor.settings",
         "compressor.validate",
         "compressor.choices",
         "compressor.errors",
         "compressor.results",
         "compressor.techniques.base",
-        *(m for m in modules if m.startswith("compressor.techniques.") and m.rsplit(".", 1)[1] in ("rules", "stage")),
+        *(
+            m
+            for m in modules
+            if m.startswith("compressor.techniques.") and m.rsplit(".", 1)[1] in ("settings", "stage")
+        ),
     ]
-    assert len(light) >= 5 + 1 + 2 * 5  # every technique's rules and stage
+    assert len(light) >= 5 + 1 + 2 * 6  # every technique's settings and stage
     for m in light:
         stack, seen = [m], set()
         while stack:

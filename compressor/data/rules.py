@@ -3,7 +3,7 @@
 from omegaconf import DictConfig
 
 from compressor.errors import ConfigError
-from compressor.rules import apply, boolean, integer, number, numbers, text
+from compressor.settings import apply, boolean, integer, number, numbers, text
 
 DATASET = {
     "name": text(), "in_channels": integer(1), "image_size": integer(1), "num_classes": integer(2),

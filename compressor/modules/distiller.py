@@ -5,7 +5,8 @@ from torch import nn
 
 import compressor.modules.losses as losses
 from compressor.modules.classifier import Classifier
-from compressor.rules import check_terms
+from compressor.settings import check_terms
+from compressor.techniques.kd.settings import Kd
 
 
 class Distiller(Classifier):
@@ -22,8 +23,8 @@ class Distiller(Classifier):
         example: torch.Tensor,
         weights: dict,
         temperature: float,  # no default here: the config's (technique.temperature, recover_temperature) is the one
-        dkd_alpha: float = 1.0,
-        dkd_beta: float = 8.0,
+        dkd_alpha: float = Kd.dkd_alpha,
+        dkd_beta: float = Kd.dkd_beta,
         student_hidden: str = "flatten",
         teacher_hidden: str = "flatten",
         student_feature: str = "features",

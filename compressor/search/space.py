@@ -11,45 +11,45 @@ overrides of one job."""
 from functools import lru_cache
 from pathlib import Path
 
-from compressor import rules, runtimes
+from compressor import runtimes, settings
 from compressor.errors import ConfigError
 
 OBJECTIVES = ("latency_b1", "latency_b64", "size")
 
 # a dimension may be empty (search.channel=[] tries no channel pruning), unlike budget.grid
 AMOUNTS = (
-    lambda v: isinstance(v, (list, tuple)) and all(rules._num(a) and 0 < a < 1 for a in v),
+    lambda v: isinstance(v, (list, tuple)) and all(settings._num(a) and 0 < a < 1 for a in v),
     "a list of amounts in (0, 1)",
 )
 EPOCHS = (
-    lambda v: isinstance(v, dict) and all(n is None or rules._int(n) and n >= 1 for n in v.values()),
+    lambda v: isinstance(v, dict) and all(n is None or settings._int(n) and n >= 1 for n in v.values()),
     "a mapping of a fine-tuning stage's name to epochs >= 1 or null (the stage's own)",
 )
 RULES = {
-    "objective": rules.choice(OBJECTIVES),
+    "objective": settings.choice(OBJECTIVES),
     "runtime": (
         lambda v: isinstance(v, str) and bool(v),
         f"any, torch, a runtime ({', '.join(runtimes.names())}) or a runtime module of your own",
     ),
-    "max_trials": rules.integer(1),
-    "time_budget_min": rules.number(gt=0, optional=True),
-    "parallel": rules.integer(1),
-    "rung_fraction": rules.number(gt=0, le=1),
+    "max_trials": settings.integer(1),
+    "time_budget_min": settings.number(gt=0, optional=True),
+    "parallel": settings.integer(1),
+    "rung_fraction": settings.number(gt=0, le=1),
     "full_epochs": EPOCHS,
-    "promote": rules.integer(1),
-    "skip_outclassed": rules.boolean(),
-    "margin": rules.number(ge=0),
-    "students": rules.strings(),
+    "promote": settings.integer(1),
+    "skip_outclassed": settings.boolean(),
+    "margin": settings.number(ge=0),
+    "students": settings.strings(),
     "channel": AMOUNTS,
     "unstructured": AMOUNTS,
-    "precisions": rules.strings(),
-    "techniques": rules.strings(),
+    "precisions": settings.strings(),
+    "techniques": settings.strings(),
 }
 
 
 def check(cfg) -> None:
     """The search's keys; it needs the accuracy you can afford."""
-    rules.apply(cfg.search, RULES, "search.")
+    settings.apply(cfg.search, RULES, "search.")
     if cfg.search.runtime not in ("any", "torch"):
         try:
             runtimes.get(cfg.search.runtime)

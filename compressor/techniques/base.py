@@ -3,9 +3,10 @@ validation know of one. Nothing above this module branches on a technique's name
 
 A stage's config (conf/technique/<name>.yaml, or a user's own) names its class with `_target_`, the
 project's only registry, and gives its knobs. Its class declares:
-- `rules`: its keys and what each may hold (compressor.rules), and `validate` for the rules that
-  join two keys: the one place each rule lives, run before torch is imported (so the class's
-  module imports torch only inside its methods);
+- `settings`: its settings class (a dataclass in its folder's settings.py: each key's default,
+  rule and meaning, compressor.settings), and `joined` for the rules that join two keys: the one
+  place each lives, run before torch is imported (so the class's module imports torch only inside
+  its methods);
 - `check(model, teacher)`: the architecture can take this recipe (layer names, taps);
 - `apply(model, context) -> (model, record)`: the technique itself, with its own fine-tune or
   calibration; the budget and the search call the same `apply` on a copy;
@@ -18,30 +19,19 @@ project's only registry, and gives its knobs. Its class declares:
 
 A stage that fine-tunes through a Lightning callback (prune, quant, cluster) subclasses
 `CallbackStage` and names the callback's class: the stage builds it from its own validated
-config (every knob the callback's signature takes), so a knob is written once, in the config."""
+config (every setting but the fit's), so a setting is declared once, in its settings class."""
 
 import copy
-import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
-from compressor import choices, rules
+from compressor import settings as s
 from compressor.errors import ConfigError
 from compressor.techniques.dimension import Dimension
-
-# every stage that trains: its fine-tune epochs and learning rate (and optionally the epochs its
-# learning-rate schedule spans: a search's first rung stops early on its full schedule, so its
-# promotion continues the same fit instead of starting over)
-COMMON = {"epochs": rules.integer(0), "lr": rules.number(gt=0), "schedule_epochs": rules.integer(1, optional=True)}
-# what a fine-tuning stage trains against (compressor/modules/recover.py)
-RECOVER = {
-    "recover": rules.choice(choices.RECOVERY),
-    "recover_temperature": rules.number(gt=0),
-    "recover_weights": (lambda v: isinstance(v, dict), "a mapping of loss term to weight"),
-}
+from compressor.techniques.shared import FIT
 
 
 @dataclass
@@ -63,10 +53,10 @@ class Context:
 
 
 class Stage:
-    """One technique applied to a model. Subclasses set `rules` and implement `apply`."""
+    """One technique applied to a model. Subclasses set `settings` and implement `apply`."""
 
-    rules: dict = {}
-    joined = None  # check(values, prefix): its rules that join keys (a rules.py function), or None
+    settings: type | None = None  # its settings class (a dataclass); None: no settings
+    joined = None  # check(values, prefix): its rules that join keys (a settings.py function), or None
     uses_teacher = False  # True: the job's reference is the teacher and the model starts as the student
     trains = True  # False: the stage measures, never fits (its `epochs` and `lr` are not required)
     dimension: Dimension | None = None  # its axis of search=default's space; None: not searched
@@ -84,8 +74,11 @@ class Stage:
     # -- config: before torch --------------------------------------------------------------
     @classmethod
     def validate(cls, prefix: str, node: DictConfig) -> None:
-        """Every key's rule, then the rules that join keys (`joined`; subclasses may extend)."""
-        rules.apply(node, {**COMMON, **cls.rules}, prefix, required=("epochs", "lr") if cls.trains else ())
+        """Every key's rule, then the rules that join keys (`joined`, on the config over the
+        defaults; subclasses may extend)."""
+        if cls.settings is None:
+            return
+        s.check(cls.settings, node, prefix, required=("epochs", "lr") if cls.trains else ())
         span, epochs = node.get("schedule_epochs"), node.get("epochs")
         if span is not None and isinstance(epochs, int) and epochs > span:
             raise ConfigError(
@@ -93,16 +86,19 @@ class Stage:
                 f"the fit (null: the fit's own epochs)"
             )
         if cls.joined is not None:
-            cls.joined({k: rules.value(node, k) for k in (*COMMON, *cls.rules) if k in node}, prefix)
+            given = {f.name: s.value(node, f.name) for f in fields(cls.settings) if f.name in node}
+            cls.joined({**s.defaults(cls.settings), **given}, prefix)
 
     def label(self, cfg) -> str:
         return self.kind
 
     def knobs(self) -> dict:
         """Its scalar settings, for TensorBoard's hparams (full keys, so a pipeline's stages differ)."""
+        if self.settings is None:
+            return {}
         return {
             f"{self.prefix}{k}": self.node[k]
-            for k in {**COMMON, **self.rules}
+            for k in (f.name for f in fields(self.settings))
             if k in self.node and isinstance(self.node[k], (bool, int, float, str))
         }
 
@@ -149,17 +145,6 @@ class Stage:
         raise NotImplementedError(f"{type(self).__name__} has no budget search")
 
 
-def arguments(cls, node: DictConfig) -> dict:
-    """The stage config's knobs that `cls` takes as keyword arguments, as plain Python: a knob is
-    written once, in the config, and reaches the class that uses it by name."""
-    takes = [
-        p.name
-        for p in inspect.signature(cls).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-    return {k: rules.value(node, k) for k in takes if k in node}
-
-
 def fit_args(stage: Stage, ctx: Context) -> dict:
     """How the stage's fit runs: resumable from its checkpoints, logged, or as a quiet probe."""
     return dict(
@@ -172,8 +157,8 @@ def fit_args(stage: Stage, ctx: Context) -> dict:
 
 class CallbackStage(Stage):
     """A technique done by a Lightning callback on a fine-tune fit of the model (prune, quant,
-    cluster): `callback_class` names it, the stage's config gives the arguments its signature
-    takes, `overrides` (a budget's recipe) replace them, and `recover` chooses what the fit trains
+    cluster): `callback_class` names it, the stage's config gives its settings (all but the
+    fit's), `overrides` (a budget's recipe) replace them, and `recover` chooses what the fit trains
     against."""
 
     recovers = True  # a fine-tune against the model as it was before (recover=kd)
@@ -184,30 +169,28 @@ class CallbackStage(Stage):
         super().validate(prefix, node)
         if not cls.recovers:
             return
-        rules.apply(node, RECOVER, prefix)
         if node.get("recover", "none") == "kd":
             cls.may_recover(prefix, node)
-            rules.check_terms(
-                rules.value(node, "recover_weights"), node.recover_temperature, f"{prefix}recover_weights"
-            )
+            s.check_terms(s.value(node, "recover_weights"), node.recover_temperature, f"{prefix}recover_weights")
 
     @classmethod
     def may_recover(cls, prefix: str, node: DictConfig) -> None:
         """Raise when this recipe has no fine-tune to recover in."""
 
     def callback(self, shape, cfg=None, run_dir=None):
-        """The callback, from this stage's knobs that its signature takes, plus what the run knows:
-        the input shape, the seed and the run folder (a callback writing files writes there)."""
+        """The callback, from this stage's settings but the fit's, plus what the run knows that the
+        callback `needs`: the input shape, the seed, the run folder (a callback writing files writes there)."""
         from hydra.utils import get_class
 
         cls = get_class(self.callback_class)
-        takes, given = inspect.signature(cls).parameters, arguments(cls, self.node)
+        keys = [f.name for f in fields(self.settings) if f.name not in FIT]
+        given = {k: s.value(self.node, k) for k in keys if k in self.node}
         run = {
             "example_shape": list(shape),
             "seed": None if cfg is None else cfg.seed,
             "workdir": None if run_dir is None else str(run_dir),
         }
-        given.update({k: v for k, v in run.items() if k in takes and v is not None})
+        given.update({k: v for k, v in run.items() if k in getattr(cls, "needs", ()) and v is not None})
         return cls(**{**given, **self.overrides})
 
     def check(self, model, teacher=None) -> None:

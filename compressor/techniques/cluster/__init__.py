@@ -1,2 +1,2 @@
-"""technique=cluster: rules.py (torch-free schema), stage.py (the Stage), callback.py (its Lightning
+"""technique=cluster: settings.py (its settings class, torch-free), stage.py (the Stage), callback.py (its Lightning
 callback)."""

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compressor import rules
+from compressor import settings as s
 from compressor.techniques.callback import TechniqueCallback
-from compressor.techniques.cluster import rules as spec
+from compressor.techniques.cluster import settings as spec
 from compressor.techniques.layers import select_layers
+from compressor.techniques.shared import FIT
 
 ITERATIONS = 50  # Lloyd iterations at most; 1-D k-means from a linear start settles in far fewer
 
@@ -62,10 +63,9 @@ class Clustering(TechniqueCallback):
     """One stage: share the weights of the chosen Conv2d and Linear layers (setup), fine-tune the
     shared values (the stage's epochs), write them back into plain weights (fit end)."""
 
-    def __init__(self, bits: int = 4, include=("*",), exclude=(), example_shape=None):
-        """`example_shape`: passed to every stage callback by the job; weight sharing needs none."""
-        rules.apply({"bits": bits, "include": list(include), "exclude": list(exclude)}, spec.RULES, "technique.")
-        self.bits, self.include, self.exclude = bits, list(include), list(exclude)
+    def __init__(self, **settings):
+        """`settings`: the keys of settings.Cluster (bits, include, exclude), each checked."""
+        s.assign(self, s.make(spec.Cluster, settings, leave_out=FIT))
         self.layers: dict[str, int] = {}  # layer -> its shared values
 
     def check(self, model: nn.Module) -> None:

@@ -2,7 +2,7 @@
 and fine-tuning of the shared values (callback.py: Clustering)."""
 
 from compressor.techniques.base import CallbackStage
-from compressor.techniques.cluster.rules import RULES
+from compressor.techniques.cluster import settings as spec
 from compressor.techniques.dimension import Dimension
 
 
@@ -15,7 +15,7 @@ def sampled(search, model, conf) -> list[str]:
 
 
 class Cluster(CallbackStage):
-    rules = RULES
+    settings = spec.Cluster
     callback_class = "compressor.techniques.cluster.callback.Clustering"
     dimension = Dimension(
         "precision",

@@ -1,1 +1,1 @@
-"""technique=kd: rules.py (torch-free schema), stage.py (the Stage)."""
+"""technique=kd: settings.py (its settings class, torch-free), stage.py (the Stage)."""

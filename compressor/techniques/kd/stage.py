@@ -1,11 +1,14 @@
 """technique=kd: the model (the student) trained against the trained teacher on a weighted sum of
-named loss terms (compressor.modules.Distiller). Its rules: rules.py."""
+named loss terms (compressor.modules.Distiller). Its settings: settings.py."""
 
-from compressor import rules
+from compressor import settings as s
 from compressor.errors import ConfigError
-from compressor.techniques.base import Context, Stage, arguments, fit_args
+from compressor.techniques.base import Context, Stage, fit_args
 from compressor.techniques.dimension import Dimension
-from compressor.techniques.kd import rules as spec
+from compressor.techniques.kd import settings as spec
+
+# the settings the Distiller takes (the rest are the fit's)
+DISTILLER = ("weights", "temperature", "dkd_alpha", "dkd_beta", *(k for tap in spec.TAPS.values() for k in tap[1:]))
 
 
 def students(search, model: str, conf) -> list[str]:
@@ -23,7 +26,7 @@ def students(search, model: str, conf) -> list[str]:
 
 
 class Kd(Stage):
-    rules = spec.RULES
+    settings = spec.Kd
     uses_teacher = True
     columns = {"kd/agreement": ("kd", "test/agreement", "agreement with teacher")}  # from `report` below
     # searched: distil into one of search.students, or not
@@ -35,13 +38,13 @@ class Kd(Stage):
     def validate(cls, prefix, node):
         spec.check_loss(prefix, node)
         super().validate(prefix, node)
-        rules.check_terms(rules.value(node, "weights"), node.temperature, f"{prefix}weights")
+        s.check_terms(s.value(node, "weights"), node.temperature, f"{prefix}weights")
 
     def weights(self) -> dict:
-        return rules.value(self.node, "weights")
+        return s.value(self.node, "weights")
 
     def label(self, cfg) -> str:
-        weights, presets = self.weights(), rules.value(self.node, "presets") or {}
+        weights, presets = self.weights(), s.value(self.node, "presets") or {}
         loss = (
             self.node.loss
             if weights == presets.get(self.node.loss, {})
@@ -89,7 +92,7 @@ class Kd(Stage):
             teacher=ctx.reference,
             example=pair,
             num_classes=ctx.dm.num_classes,
-            **arguments(Distiller, self.node),
+            **{key: s.value(self.node, key) for key in DISTILLER if key in self.node},
             **optim,
         )
         data, once = ctx.dm, self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)

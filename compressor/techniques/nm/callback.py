@@ -14,10 +14,12 @@ import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
+from compressor import settings as s
 from compressor.errors import ConfigError
 from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import make_permanent, select_layers
-from compressor.techniques.nm import rules as spec
+from compressor.techniques.nm import settings as spec
+from compressor.techniques.shared import FIT
 
 
 def groups_of(weight: torch.Tensor, m: int) -> torch.Tensor | None:
@@ -42,10 +44,11 @@ class NMSparsity(TechniqueCallback):
     """One stage: an n:m mask on each chosen Conv2d and Linear layer whose inputs split into groups
     of m (setup), fine-tuning with the masked weights held at zero, the mask folded in (fit end)."""
 
-    def __init__(self, n: int = 2, m: int = 4, include=("*",), exclude=(), example_shape=None):
-        """`example_shape`: passed to every stage callback by the job; a mask needs none."""
-        spec.check({"n": n, "m": m, "include": list(include), "exclude": list(exclude)})
-        self.n, self.m, self.include, self.exclude = n, m, list(include), list(exclude)
+    def __init__(self, **settings):
+        """`settings`: the keys of settings.NM (n, m, include, exclude), each checked."""
+        values = s.make(spec.NM, settings, leave_out=FIT)
+        spec.check(values)
+        s.assign(self, values)
         self.masked: list[str] = []
         self.skipped: list[str] = []
 

@@ -2,12 +2,12 @@
 then fine-tune with that pattern fixed."""
 
 from compressor.techniques.base import CallbackStage
-from compressor.techniques.nm.rules import RULES, check
+from compressor.techniques.nm import settings as spec
 
 
 class NM(CallbackStage):
-    rules = RULES
-    joined = staticmethod(check)
+    settings = spec.NM
+    joined = staticmethod(spec.check)
     callback_class = "compressor.techniques.nm.callback.NMSparsity"
 
     def label(self, cfg) -> str:

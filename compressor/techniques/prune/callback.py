@@ -1,6 +1,6 @@
 """Pruning as one Lightning callback.
 
-Arguments are checked in __init__ by the technique's own rules (rules.check); the one-shot
+Arguments are checked in __init__ against the technique's settings (settings.py); the one-shot
 prune (or the structural surgery) happens in `setup`, the gradual schedule in `on_train_epoch_start`, and `on_fit_end` makes it permanent:
 no mask buffers or hooks are left in the saved model.
 
@@ -17,74 +17,44 @@ import torch.nn.functional as F
 import torch.nn.utils.prune as tprune
 from torch import nn
 
+from compressor import settings as s
 from compressor.errors import ConfigError
 from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import classifier, device_of, make_permanent, select_layers, weighted
 from compressor.techniques.prune import importance
-from compressor.techniques.prune import rules as spec
+from compressor.techniques.prune import settings as spec
 from compressor.techniques.prune.schedule import cubic, lamp_counts
+from compressor.techniques.shared import FIT
 
 log = logging.getLogger(__name__)
 
 
 class Pruning(TechniqueCallback):
-    def __init__(
-        self,
-        amount: float = 0.5,
-        method: str = "l1_unstructured",
-        scope: str = "global",
-        schedule: str = "oneshot",
-        ramp_epochs: int | None = None,
-        include=("*",),
-        exclude=(),
-        example_shape=None,
-        seed: int = 0,
-        amounts: dict | None = None,
-        importance: str = "l1",
-        steps: int = 1,
-        regularize_epochs: int = 0,
-        reg: float = 5e-4,
-        taylor_batches: int = 8,
-    ):
-        spec.check(
-            dict(
-                amount=amount,
-                method=method,
-                scope=scope,
-                schedule=schedule,
-                ramp_epochs=ramp_epochs,
-                include=list(include),
-                exclude=list(exclude),
-                amounts=amounts,
-                importance=importance,
-                steps=steps,
-                regularize_epochs=regularize_epochs,
-                reg=reg,
-                taylor_batches=taylor_batches,
-            )
-        )
-        self.importance, self.steps, self.regularize_epochs = importance, steps, regularize_epochs
-        self.reg, self.taylor_batches = float(reg), taylor_batches
+    """`settings`: the keys of settings.Prune (amount, method, scope, ...), each checked against its
+    rule there; those not given keep the defaults declared there. `taylor_batches`: the training
+    batches importance=taylor reads gradients from."""
+
+    needs = ("example_shape", "seed")
+
+    def __init__(self, example_shape=None, seed: int = 0, taylor_batches: int = 8, **settings):
+        values = s.make(spec.Prune, settings, leave_out=FIT)
+        spec.check(values)  # the rules joining keys; the fit's epochs are checked against the steps in `setup`
+        if not (isinstance(taylor_batches, int) and taylor_batches >= 1):
+            raise ConfigError(f"taylor_batches={taylor_batches!r}: must be an integer >= 1")
+        s.assign(self, values)
+        self.amount, self.reg, self.amounts = float(values["amount"]), float(values["reg"]), None
+        self.taylor_batches, self.seed, self.example_shape = taylor_batches, seed, example_shape
         self._regularizer = None  # a Torch-Pruning GroupNormPruner while regularize_epochs run
         self._batches = None  # training batches for taylor importance, set in setup
-        self.amount, self.method, self.scope, self.schedule = float(amount), method, scope, schedule
-        self.ramp_epochs, self.seed = ramp_epochs, seed
-        self.include, self.exclude = list(include), list(exclude)
-        self.example_shape = example_shape
         self.current = 0.0  # sparsity (or channel fraction) applied so far
-        self.amounts = None
-        if amounts is not None:
-            self.set_amounts(amounts)
+        if values["amounts"] is not None:
+            self.set_amounts(values["amounts"])
 
     def set_amounts(self, amounts: dict) -> None:
         """Per-layer amounts (layer name -> fraction in [0, 1)); names are checked against the model in `check`."""
-        spec.check(
-            {
-                "amounts": dict(amounts) if isinstance(amounts, Mapping) else amounts,
-                "schedule": self.schedule,
-                "method": self.method,
-            }
-        )
+        amounts = dict(amounts) if isinstance(amounts, Mapping) else amounts
+        s.check(spec.Prune, {"amounts": amounts})
+        spec.check({**self.settings(), "amounts": amounts})
         if not amounts:
             raise ConfigError(f"technique.amounts={amounts!r}: must be a mapping {{layer name: amount}}")
         self.amounts = {str(k): float(v) for k, v in amounts.items()}
@@ -243,14 +213,7 @@ class Pruning(TechniqueCallback):
         if stage != "fit":
             return
         self.check(pl_module.model)
-        spec.check(
-            dict(
-                method=self.method,
-                steps=self.steps,
-                regularize_epochs=self.regularize_epochs,
-                epochs=trainer.max_epochs or 0,
-            )
-        )
+        spec.check({**self.settings(), "epochs": trainer.max_epochs or 0})
         dm = trainer.datamodule
         if dm is not None:
             self._batches = lambda: itertools.islice(dm.train_dataloader(), self.taylor_batches)

@@ -7,7 +7,7 @@ Your own criterion is one function in a module of your own, named by its import 
 `technique.importance=my_criteria.entropy` (any module the run can import: the working folder is
 on the path for the `compressor` command). It takes no argument and returns a Torch-Pruning
 Importance. A criterion that reads the loss gradient sets `needs_gradients = True` on the function:
-the pruning callback then runs `technique.taylor_batches` training batches backward first."""
+the pruning callback then runs its `taylor_batches` argument's training batches (8) backward first."""
 
 import importlib
 

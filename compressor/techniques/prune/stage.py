@@ -1,9 +1,9 @@
 """technique=prune: magnitude, random or channel pruning, then fine-tuning (callback.py: Pruning).
-Its rules: rules.py; its accuracy-budget search: budget.py."""
+Its settings: settings.py; its accuracy-budget search: budget.py."""
 
 from compressor.techniques.base import CallbackStage
 from compressor.techniques.dimension import Dimension
-from compressor.techniques.prune import rules as spec
+from compressor.techniques.prune import settings as spec
 
 
 def amounts(search, model, conf) -> list[str]:
@@ -17,7 +17,7 @@ def settings(value: str) -> dict:
 
 
 class Prune(CallbackStage):
-    rules = spec.RULES
+    settings = spec.Prune
     joined = staticmethod(spec.check)
     callback_class = "compressor.techniques.prune.callback.Pruning"
     dimension = Dimension("prune", "none", amounts, settings, label=lambda v: f"prune {v}", shortened=True)

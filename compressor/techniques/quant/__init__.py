@@ -1,2 +1,2 @@
-"""technique=quant: rules.py (torch-free schema), stage.py (the Stage), callback.py (its Lightning
+"""technique=quant: settings.py (its settings class, torch-free), stage.py (the Stage), callback.py (its Lightning
 callback), budget.py (its accuracy-budget search), scan.py (its per-layer scan)."""

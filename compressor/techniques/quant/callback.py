@@ -19,47 +19,35 @@ import logging
 import torch
 from torch import nn
 
+from compressor import settings as s
 from compressor.errors import ConfigError
 from compressor.quant.ops import Cast, calibration_inputs, torchao_dynamic
 from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import weighted
-from compressor.techniques.quant import rules as spec
+from compressor.techniques.quant import settings as spec
+from compressor.techniques.shared import FIT
 
 log = logging.getLogger(__name__)
 
 
 class Quantization(TechniqueCallback):
-    def __init__(
-        self,
-        mode: str = "static",
-        backend: str = "torch",
-        api: str = "fx",
-        calibration_batches: int = 32,
-        example_shape=None,
-        workdir: str = ".",
-        keep_float=(),
-        accuracy_control=None,
-    ):
-        spec.check(
-            dict(
-                mode=mode,
-                backend=backend,
-                api=api,
-                calibration_batches=calibration_batches,
-                keep_float=list(keep_float),
-            )
-        )
-        if backend != "torch":
+    """`settings`: the keys of settings.Quant (mode, backend, api, ...), each checked against its
+    rule there; those not given keep the defaults declared there. `accuracy_control`: under an
+    accuracy budget, a runtime backend with an accuracy control of its own (its WITHIN) gets
+    (validation loader, max_drop points), chosen by the budget."""
+
+    needs = ("example_shape", "workdir")
+
+    def __init__(self, example_shape=None, workdir: str = ".", accuracy_control=None, **settings):
+        values = s.make(spec.Quant, settings, leave_out=FIT)
+        spec.check(values)
+        if values["backend"] != "torch":
             from compressor import runtimes
 
-            self.runtime = runtimes.get(backend)
+            self.runtime = runtimes.get(values["backend"])
             self.runtime.require()  # a missing extra is one line before any training
-        self.mode, self.backend, self.api, self.calibration_batches = mode, backend, api, calibration_batches
-        self.example_shape, self.workdir = example_shape, workdir
-        self.keep_float = list(keep_float)  # layers left float on purpose (by hand, or by the accuracy budget)
-        # a runtime backend with an accuracy control of its own (its WITHIN), under an accuracy budget:
-        # (validation loader, max_drop points), chosen by the budget
-        self.accuracy_control = accuracy_control
+        s.assign(self, values)  # keep_float: layers left float on purpose (by hand, or by the accuracy budget)
+        self.example_shape, self.workdir, self.accuracy_control = example_shape, workdir, accuracy_control
         self.compressed = None
         self.float_layers: list[str] = []
 
@@ -141,7 +129,7 @@ class Quantization(TechniqueCallback):
         }
 
 
-# technique.mode on the torch backend -> what the fit's end makes of the model (rules.py lists the modes)
+# technique.mode on the torch backend -> what the fit's end makes of the model (settings.py lists the modes)
 MODES = {
     "static": Quantization._int8,
     "qat": Quantization._int8,

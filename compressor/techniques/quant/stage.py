@@ -1,18 +1,18 @@
 """technique=quant: int8 (dynamic, static, QAT) or fp16/bf16 on torch, or a runtime's own int8
-(technique.backend; compressor/runtimes) (callback.py: Quantization). Its rules: rules.py."""
+(technique.backend; compressor/runtimes) (callback.py: Quantization). Its settings: settings.py."""
 
 import copy
 
 from compressor.errors import ConfigError
 from compressor.techniques.base import CallbackStage
 from compressor.techniques.dimension import Dimension
-from compressor.techniques.quant import rules as spec
+from compressor.techniques.quant import settings as spec
 
 SEARCHED = {"int8": "static", "fp16": "fp16"}  # a search point's precision -> technique.quant.mode
 
 
 class Quant(CallbackStage):
-    rules = spec.RULES
+    settings = spec.Quant
     joined = staticmethod(spec.check)
     callback_class = "compressor.techniques.quant.callback.Quantization"
     # searched: the precisions of search.precisions it makes (static int8: then every runtime's int8)

@@ -1,2 +1,2 @@
-"""technique=sensitivity: rules.py (torch-free schema), stage.py (the Stage), callback.py (its
+"""technique=sensitivity: settings.py (its settings class, torch-free), stage.py (the Stage), callback.py (its
 Lightning callback)."""

@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compressor import rules
+from compressor import settings as s
 from compressor.quant.ops import calibration_inputs
 from compressor.techniques.callback import TechniqueCallback
 from compressor.techniques.layers import select_layers
-from compressor.techniques.prune.rules import SEARCHED as SCAN_METHODS
 from compressor.techniques.prune.scan import prune_scan
+from compressor.techniques.prune.settings import SEARCHED as SCAN_METHODS
 from compressor.techniques.quant.scan import quant_layers, quant_scan
-from compressor.techniques.sensitivity import rules as spec
+from compressor.techniques.sensitivity import settings as spec
 from compressor.training.flags import torch_flags_kept
 
 log = logging.getLogger(__name__)
@@ -113,25 +113,15 @@ def write(rows: list[dict], folder: Path, title: str, logger=None) -> list[str]:
 class Sensitivity(TechniqueCallback):
     """The scans as a zero-epoch stage: the model is measured, never changed."""
 
-    def __init__(
-        self,
-        grid=GRID,
-        methods=SCAN_METHODS,
-        quant: bool = True,
-        include=("*",),
-        exclude=(),
-        calibration_batches: int = 32,
-        example_shape=None,
-        workdir: str = ".",
-    ):
-        rules.apply(
-            {"grid": list(grid), "methods": list(methods), "quant": quant, "calibration_batches": calibration_batches},
-            spec.RULES,
-            "technique.",
-        )
-        self.grid, self.methods, self.quant = sorted(float(a) for a in grid), list(methods), quant
-        self.include, self.exclude = list(include), list(exclude)
-        self.calibration_batches, self.example_shape, self.workdir = calibration_batches, example_shape, workdir
+    needs = ("example_shape", "workdir")
+
+    def __init__(self, example_shape=None, workdir: str = ".", **settings):
+        """`settings`: the keys of settings.Sensitivity, each checked; outside a job `grid` defaults
+        to GRID (a job's is budget.grid)."""
+        values = s.make(spec.Sensitivity, {"grid": GRID, **settings})
+        s.assign(self, values)
+        self.grid = sorted(float(a) for a in values["grid"])
+        self.example_shape, self.workdir = example_shape, workdir
         self.rows, self.files = [], []
 
     def check(self, model: nn.Module) -> None:

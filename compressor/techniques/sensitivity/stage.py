@@ -2,11 +2,11 @@
 them as a zero-epoch fit)."""
 
 from compressor.techniques.base import CallbackStage
-from compressor.techniques.sensitivity.rules import RULES
+from compressor.techniques.sensitivity import settings as spec
 
 
 class Sensitivity(CallbackStage):
-    rules = RULES
+    settings = spec.Sensitivity
     trains = False
     recovers = False
     in_table = False  # a scan compresses nothing: its plots, not a row
