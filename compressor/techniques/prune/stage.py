@@ -11,7 +11,8 @@ def amounts(search, model, conf) -> list[str]:
     return [*(f"channel {a:g}" for a in search.channel), *(f"unstructured {a:g}" for a in search.unstructured)]
 
 
-def settings(value: str) -> dict:
+def point(value: str) -> dict:
+    """A search point's pruning as the stage's settings (`channel 0.5` -> method and amount)."""
     method, amount = value.split()
     return {"method": "channel" if method == "channel" else "l1_unstructured", "amount": amount}
 
@@ -20,7 +21,7 @@ class Prune(CallbackStage):
     settings = spec.Prune
     joined = staticmethod(spec.check)
     callback_class = "compressor.techniques.prune.callback.Pruning"
-    dimension = Dimension("prune", "none", amounts, settings, label=lambda v: f"prune {v}", shortened=True)
+    dimension = Dimension("prune", "none", amounts, point, label=lambda v: f"prune {v}", shortened=True)
 
     def label(self, cfg) -> str:
         node = self.node

@@ -22,7 +22,7 @@ class Quant(shared.FineTune):
             lambda v: isinstance(v, str) and bool(v),
             f"torch, a runtime ({', '.join(runtimes.names())}) or a runtime module of your own",
         ),
-        "torch | a runtime that quantizes (onnxruntime: dynamic and static; openvino: static, NNCF PTQ)",
+        "torch, or a runtime that quantizes (" + ", ".join(runtimes.names()) + "; each with its own modes)",
     )
     api: str = s.setting(
         "fx",
