@@ -63,7 +63,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python -m experiments.bench
+	$(BIN)/python -m experiments.bench $(ARGS)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir outputs

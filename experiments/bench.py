@@ -3,16 +3,16 @@
 Not a test: it prints ratios on this machine. Every compression figure comes from a job run
 in-process (compressor.run), which measures the baseline and the compressed model one after
 the other in the same process with the same code (compressor.measure). Each part is a module of
-experiments/ (throughput, pruning, distillation, quantization, deploy, budgets, search); this one
+experiments/ (throughput, pruning, distillation, quantization, deploy, budgets, search, peer); this one
 parses the options into the settings every part runs under (experiments.common.Bench) and writes
 the report."""
 
 import argparse
 
-from experiments import budgets, deploy, distillation, pruning, quantization, search, throughput
+from experiments import budgets, deploy, distillation, peer, pruning, quantization, search, throughput
 from experiments.common import OUT, Bench, table
 
-PARTS = ["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget", "search"]
+PARTS = ["throughput", "prune", "share", "kd", "quant", "int8api", "deploy", "budget", "search", "peer"]
 DEFAULT = Bench()
 
 
@@ -167,6 +167,14 @@ def main(argv=None):
             + table(rows)
             + "\n\n"
             + table(search.search_verdict(rows))
+            + "\n"
+        )
+        print(report[-1], flush=True)
+    if "peer" in parts:
+        report.append(
+            f"## The shipped file against its peers (issue 57), {bench.dataset}: NNCF + OpenVINO int8 static of the "
+            "same baseline, and OpenVINO's default compile of it, timed side by side (1 thread)\n\n"
+            + peer.of_bench(bench)
             + "\n"
         )
         print(report[-1], flush=True)

@@ -109,10 +109,13 @@ class OpenVinoModel(RuntimeModel):
     latency hint); float ops run in float32 (no bf16 down-cast on CPUs that have it), int8 ops in int8.
 
     static=True compiles the IR once per input shape with that shape fixed (model.reshape), as a
-    user who knows the batch size deploys it; the default keeps the IR's dynamic batch axis."""
+    user who knows the batch size deploys it; the default keeps the IR's dynamic batch axis.
+    own_precision=True leaves the float precision to OpenVINO, as its default compile does (bf16 on
+    CPUs with AMX): the peer a user gets without compressor (experiments/peer.py)."""
 
-    def __init__(self, path, threads: int = 1, static: bool = False):
+    def __init__(self, path, threads: int = 1, static: bool = False, own_precision: bool = False):
         super().__init__(path, threads, static)
+        self.own_precision = own_precision
         self._compiled = {}  # input shape -> compiled model (static)
 
     def open(self):
@@ -125,7 +128,7 @@ class OpenVinoModel(RuntimeModel):
             "INFERENCE_NUM_THREADS": self.threads,
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
+            **({} if self.own_precision else {"INFERENCE_PRECISION_HINT": "f32"}),
         }
         core = self.session()
         if shape is None:

@@ -1,0 +1,116 @@
+"""make bench --only peer (issue 57): a search's shipped file against the two files a user could ship
+without compressor, timed side by side in this process on one thread:
+- NNCF + OpenVINO int8 (post-training, static) of the same baseline, compiled for a static shape: the
+  search's own int8 trial's OpenVINO file;
+- OpenVINO's default compile of the baseline's IR: no precision hint, so bf16 on CPUs with AMX (the
+  column says what it really computed in).
+Ratios are taken within each interleaved round (the peer's time over the shipped file's), and the
+median over rounds is kept: a load spike hits all three alike.
+
+    python -m experiments.peer SEARCH_DIR [SEARCH_DIR ...] [--rounds 7]
+
+make bench --only peer reads the search part's folders (make bench --only search runs them)."""
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from compressor import measure
+from compressor.runtimes.deploy import example, load
+from compressor.runtimes.openvino import OpenVinoModel
+from compressor.search.records import candidates
+
+
+def trial(search_dir: Path, kinds: list[str]) -> Path:
+    """The trial folder whose pipeline is exactly `kinds` (the baseline: [])."""
+    for folder in sorted((search_dir / "trials").iterdir()):
+        technique = OmegaConf.load(folder / "config.yaml").technique
+        stages = [technique[s].kind for s in technique.order] if "order" in technique else [technique.get("kind")]
+        if [k for k in stages if k != "baseline"] == kinds and (folder / "results.json").is_file():
+            return folder
+    raise FileNotFoundError(f"{search_dir}: no trial of {kinds or 'the baseline'} in trials/")
+
+
+def peers(search_dir: Path, rounds: int = 7) -> dict:
+    """The shipped file's speed-up over each peer at b1 and b64 (medians of per-round ratios)."""
+    search_dir = Path(search_dir)
+    found = json.loads((search_dir / "search.json").read_text())
+    chosen = found.get("chosen")
+    row = {"search": search_dir.name, "objective": found["objective"]}
+    if not chosen:
+        return {**row, "shipped": "nothing certified"}
+    int8 = json.loads((trial(search_dir, ["quant"]) / "results.json").read_text())
+    nncf = next(
+        c for c in candidates(int8, "openvino", halves=False) if c["precision"] == "int8" and c.get("static_shape")
+    )
+    nncf["path"] = str(trial(search_dir, ["quant"]) / nncf["file"])
+    xml = trial(search_dir, []) / "model.xml"
+    default = OpenVinoModel(xml, threads=1, static=True, own_precision=True)
+    models = {"shipped": load(chosen), "nncf": load(nncf), "openvino": default}
+    x = example(trial(search_dir, []))
+    row |= {
+        "shipped": f"{chosen['file']} on {chosen['runtime']} ({chosen['recipe']})",
+        "openvino computes in": default.computes_in(),
+    }
+    for batch in (1, 64):  # each file compiled and run once at this shape before any round is timed
+        for model in models.values():
+            model(x.expand(batch, *x.shape[1:]).contiguous())
+        seen = measure.rounds(models, x, batch, threads=1, count=rounds)
+        for peer in ("nncf", "openvino"):
+            ratios = [p / s for p, s in zip(seen[peer], seen["shipped"], strict=True)]
+            row[f"b{batch} x {peer}"] = statistics.median(ratios)
+            row[f"b{batch} x {peer} range"] = (min(ratios), max(ratios))
+    return row
+
+
+def line(r: dict) -> str:
+    if "b1 x nncf" not in r:
+        return f"| {r['search']} | {r['objective']} | {r['shipped']} | – | – | – | – | – |"
+    cells = [
+        f"{r[f'b{b} x {p}']:.2f}× ({r[f'b{b} x {p} range'][0]:.2f}-{r[f'b{b} x {p} range'][1]:.2f})"
+        for b in (1, 64)
+        for p in ("nncf", "openvino")
+    ]
+    return f"| {r['search']} | {r['objective']} | {r['shipped']} | {' | '.join(cells)} | {r['openvino computes in']} |"
+
+
+HEADER = (
+    "| search | objective | shipped | b1 × NNCF int8 static | b1 × OpenVINO default | b64 × NNCF int8 static "
+    "| b64 × OpenVINO default | OpenVINO default computes in |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def table(rows: list[dict]) -> str:
+    return "\n".join([HEADER, *map(line, rows)]) + "\n"
+
+
+def of_bench(bench, objectives=("latency_b1", "latency_b64")) -> str:
+    """The peer table of the search part's folders (one per seed and objective); a missing one is named."""
+    rows, missing = [], []
+    for seed in bench.seeds:
+        for objective in objectives:
+            folder = bench.out / bench.folder([], f"search_{objective}_s{seed}")
+            if (folder / "search.json").is_file():
+                rows.append(peers(folder))
+            else:
+                missing.append(str(folder))
+    note = f"\nNot run yet (make bench --only search): {', '.join(missing)}\n" if missing else ""
+    return table(rows) + note
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m experiments.peer")
+    parser.add_argument("searches", nargs="+", type=Path, help="search=default run folders (with search.json)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
+    args = parser.parse_args(argv)
+    for folder in args.searches:
+        if not (folder / "search.json").is_file():
+            parser.error(f"{folder}: no search.json (a search=default run folder)")
+    print(table([peers(folder, args.rounds) for folder in args.searches]), end="")
+
+
+if __name__ == "__main__":
+    main()
