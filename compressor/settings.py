@@ -230,10 +230,10 @@ def render(cls) -> str:
     """The yaml block of a settings class's keys: `key: default  # what it means`, one per line."""
     source = sys.modules[cls.__module__].__file__
     source = Path(source).relative_to(Path(__file__).resolve().parent.parent).as_posix()
-    lines = [MARK.format(source=source)]
+    lines, default = [MARK.format(source=source)], cls()
     for f in ordered(cls):
         doc = f.metadata.get("doc", "")
-        lines.append(f"{f.name}: {as_yaml(getattr(cls(), f.name))}" + (f"  # {doc}" if doc else ""))
+        lines.append(f"{f.name}: {as_yaml(getattr(default, f.name))}" + (f"  # {doc}" if doc else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -246,11 +246,11 @@ def written(path: Path, cls) -> str:
 
 def table(cls) -> str:
     """A markdown table of a settings class's keys: key, default, allowed, meaning."""
-    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    rows, default = ["| key | default | allowed | meaning |", "|---|---|---|---|"], cls()
     for f in ordered(cls):
         allowed = f.metadata.get("rule", (None, ""))[1]
         doc = f.metadata.get("doc", "").replace("|", "\\|")
-        rows.append(f"| `{f.name}` | `{as_yaml(getattr(cls(), f.name))}` | {allowed} | {doc} |")
+        rows.append(f"| `{f.name}` | `{as_yaml(getattr(default, f.name))}` | {allowed} | {doc} |")
     return "\n".join(rows) + "\n"
 
 

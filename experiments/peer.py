@@ -42,15 +42,15 @@ def peers(search_dir: Path, rounds: int = 7) -> dict:
     row = {"search": search_dir.name, "objective": found["objective"]}
     if not chosen:
         return {**row, "shipped": "nothing certified"}
-    int8 = json.loads((trial(search_dir, ["quant"]) / "results.json").read_text())
+    quant, baseline = trial(search_dir, ["quant"]), trial(search_dir, [])
+    int8 = json.loads((quant / "results.json").read_text())
     nncf = next(
         c for c in candidates(int8, "openvino", halves=False) if c["precision"] == "int8" and c.get("static_shape")
     )
-    nncf["path"] = str(trial(search_dir, ["quant"]) / nncf["file"])
-    xml = trial(search_dir, []) / "model.xml"
-    default = OpenVinoModel(xml, threads=1, static=True, own_precision=True)
+    nncf["path"] = str(quant / nncf["file"])
+    default = OpenVinoModel(baseline / "model.xml", threads=1, static=True, own_precision=True)
     models = {"shipped": load(chosen), "nncf": load(nncf), "openvino": default}
-    x = example(trial(search_dir, []))
+    x = example(baseline)
     row |= {
         "shipped": f"{chosen['file']} on {chosen['runtime']} ({chosen['recipe']})",
         "openvino computes in": default.computes_in(),
