@@ -65,7 +65,23 @@ def spec_of(cfg: DictConfig, leave_out=(), data: dict | None = None) -> dict:
     spec["technique"].pop(
         "model_without_kd", None
     )  # what it decides is the model, keyed below it: jobs keep their keys
+    spec["technique"] = unset_stage_added(spec["technique"])
     return spec
+
+
+# a stage's keys added since its fits were first cached, at the value that fits as before (issue 57's
+# recovery stops): out of every key at that value, in a stage or in each of a pipeline's sections
+STAGE_ADDED = {"patience": None, "stop_within": False, "cost": "macs"}
+
+
+def unset_stage_added(node):
+    if not isinstance(node, dict):
+        return node
+    return {
+        k: unset_stage_added(v) if isinstance(v, dict) and "_target_" in v else v  # a pipeline's section
+        for k, v in node.items()
+        if not (k in STAGE_ADDED and v == STAGE_ADDED[k])
+    }
 
 
 def hashed(cfg: DictConfig, spec: dict, data: dict) -> str:

@@ -38,6 +38,7 @@ class Budget:
         self.active = self.max_drop is not None and bool(plan)
         self.searches_left = sum(s.searchable() for s in plan)
         self.records, self.pending, self.spent = [], None, 0.0  # spent: points below the baseline so far
+        self.floor = None  # the stage's floor on the selection images, for its recovery (`goal`)
         if not self.active:
             return
         if not self.searches_left:
@@ -68,6 +69,10 @@ class Budget:
             num_workers=loader.num_workers,
         )
 
+    def goal(self):
+        """(the selection images, the floor of the stage `before` saw): what its recovery stops at."""
+        return (self.selection(), self.floor) if self.active else None
+
     def val_acc(self, model) -> float:
         return measure.accuracy_of(model, self.selection())
 
@@ -87,10 +92,11 @@ class Budget:
         if not self.active:
             return
         record = {"stage": stage.kind, "searched": stage.searchable()}
+        self.floor = self.reference - self.max_drop / 100  # a stage not searched may recover to the whole budget
         if record["searched"]:
             allowed = max(0.0, (self.max_drop - self.spent) / self.searches_left)
             self.searches_left -= 1
-            floor = self.reference - (self.spent + allowed) / 100
+            floor = self.floor = self.reference - (self.spent + allowed) / 100
             record.update({"allowed_pts": allowed, "floor val/acc": floor})
             record.update(stage.search(self, model, floor))
         self.pending = record

@@ -182,6 +182,7 @@ def compressed(plan, model, ctx: Context, spend: Budget, partial: Path, data: di
     records, stages = [], [plain(stage.node) for stage in plan]
     for i, stage in enumerate(plan):
         spend.before(stage, model)
+        ctx.goal = spend.goal()
         log.info("stage %s (%d epochs)", stage.kind, stage.epochs(ctx))
         L.seed_everything(ctx.cfg.seed, workers=True)
         shared = (

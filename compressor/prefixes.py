@@ -39,7 +39,7 @@ def key(cfg, data: dict, stages: list[dict], i: int) -> str:
     last = dict(stages[i])
     epochs = last.pop("epochs", None)
     last["schedule_epochs"] = last.get("schedule_epochs") or epochs
-    spec["technique"] = [*stages[:i], last]
+    spec["technique"] = [baseline.unset_stage_added(s) for s in [*stages[:i], last]]
     return baseline.hashed(cfg, spec, data)
 
 

@@ -50,6 +50,7 @@ class Context:
     name: str | None = None  # the fit's name in logs (None: the stage's kind)
     log: bool = True
     float_model: Any = field(default=None)  # set by a stage whose output is not float (the exports start from it)
+    goal: Any = None  # with a budget: (the loader its search decides on, this stage's floor) for its recovery
 
 
 class Stage:
@@ -206,8 +207,11 @@ class CallbackStage(Stage):
         from compressor.data.base import example_input
         from compressor.modules import recover
         from compressor.training.fit import fit, optim_args
+        from compressor.training.recovery import Recovery
 
         callback = self.callback(ctx.shape, ctx.cfg, ctx.run_dir)
+        loader, floor = ctx.goal or (None, None)
+        stops = Recovery(callback, loader, floor, self.node.get("patience"), self.node.get("stop_within", False))
         self.before(model, ctx)
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)  # no draw from the seeded RNG
         optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
@@ -219,10 +223,10 @@ class CallbackStage(Stage):
             ctx.run_dir,
             ctx.name or self.kind,
             self.epochs(ctx),
-            [callback],
+            [stops, callback],  # its on_fit_end restores a best epoch before the technique's makes it final
             **fit_args(self, ctx),
         )
-        record.update(callback.summary(), recover=self.node.get("recover", "none"))
+        record.update(callback.summary(), recover=self.node.get("recover", "none"), **stops.summary())
         out = callback.compressed if callback.compressed is not None else module.model  # TechniqueCallback
         self.after(out, record)
         return out, record

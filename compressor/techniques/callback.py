@@ -19,6 +19,11 @@ class TechniqueCallback(L.Callback):
     def check(self, model) -> None:
         """Refuse a model it cannot act on with one ConfigError line, before any training."""
 
+    def settled(self, epoch: int, max_epochs: int) -> bool:
+        """Whether the model's structure and masks are final from `epoch` on: recovery keeps a best
+        epoch only among settled ones (compressor/training/recovery.py)."""
+        return True
+
     def summary(self) -> dict:
         """What it did, for the stage's record in results.json."""
         return {}

@@ -5,10 +5,19 @@ technique's settings class that uses it, with that technique's own default where
 from dataclasses import dataclass
 
 from compressor import choices
-from compressor.settings import choice, integer, number, setting
+from compressor.settings import boolean, choice, integer, number, setting
 
 # the settings the stage's fit reads: a technique's callback is not given them
-FIT = ("epochs", "lr", "schedule_epochs", "recover", "recover_weights", "recover_temperature")
+FIT = (
+    "epochs",
+    "lr",
+    "schedule_epochs",
+    "recover",
+    "recover_weights",
+    "recover_temperature",
+    "patience",
+    "stop_within",
+)
 
 
 def epochs(default: int):
@@ -39,6 +48,23 @@ def recover_weights():
     )
 
 
+def patience(default: int | None = None):
+    return setting(
+        default,
+        integer(1, optional=True),
+        "stop the fine-tune after this many epochs without a better validation accuracy and keep the best "
+        "(null: all `epochs`; `epochs` is then the most it runs)",
+    )
+
+
+def stop_within(default: bool = False):
+    return setting(
+        default,
+        boolean(),
+        "with budget.max_drop: stop the fine-tune at the first epoch back within the stage's budget",
+    )
+
+
 def recover_temperature():
     return setting(4.0, number(gt=0), "recover=kd: its softmax temperature")
 
@@ -55,3 +81,5 @@ class FineTune:
     recover: str = recover()
     recover_weights: dict = recover_weights()
     recover_temperature: float = recover_temperature()
+    patience: int | None = patience()
+    stop_within: bool = stop_within()

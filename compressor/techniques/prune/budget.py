@@ -10,7 +10,8 @@ stays >= the floor.
    single amount ends and never ends below it on validation.
 2. From that recipe, a greedy knapsack over the per-layer scan of the stage's input (scan.py:
    each layer alone at each grid amount, no fine-tuning) orders the next steps (`steps`): each
-   raises the one layer whose next grid amount removes the most weights (channel: MACs) per point
+   raises the one layer whose next grid amount removes the most weights (channel: MACs, or latency by
+   `technique.cost`) per point
    of drop it costs alone, so big tolerant layers go first. The last step within the floor wins;
    the stage then fine-tunes with those amounts for its own epochs (the same seed and fit as its
    probe). The search assumes accuracy falls as steps are added; on a small validation set (500
@@ -106,9 +107,26 @@ def search(budget, stage, model, floor: float) -> dict:
     """Per-layer amounts for a prune stage: its single amount bisected, then per-layer steps."""
     cfg, node = budget.cfg, stage.node
     layers = list(select_layers(model, node.include, node.exclude))
-    rows = prune_scan(model, budget.selection(), layers, cfg.budget.grid, [node.method], budget.shape)
+    rows = prune_scan(
+        model,
+        budget.selection(),
+        layers,
+        cfg.budget.grid,
+        [node.method],
+        budget.shape,
+        node.get("cost", "macs"),
+        cfg.latency.threads,
+    )
     probe_ctx = Context(
-        cfg, budget.dm, None, budget.run_dir, budget.shape, epochs=cfg.budget.probe_epochs, name="probe", log=False
+        cfg,
+        budget.dm,
+        None,
+        budget.run_dir,
+        budget.shape,
+        epochs=cfg.budget.probe_epochs,
+        name="probe",
+        log=False,
+        goal=(budget.selection(), floor),  # a probe's recovery decides on the selection images too
     )
     epochs = stage.epochs(probe_ctx)
     example = torch.randn(*budget.shape)

@@ -81,6 +81,9 @@ class Pruning(TechniqueCallback):
         ramp = self.ramp_epochs if self.ramp_epochs is not None else max(max_epochs - 1, 0)
         return cubic(epoch, self.amount, ramp)
 
+    def settled(self, epoch: int, max_epochs: int) -> bool:
+        return self.target(epoch, max_epochs) >= self.target(max(max_epochs - 1, 0), max_epochs)
+
     def channel_target(self, epoch: int, max_epochs: int) -> float:
         """Channels: nothing during the regularize_epochs, then `amount` in `steps` equal steps
         spread over the remaining epochs (step k at the start of its share). A pure function of

@@ -4,7 +4,6 @@ prunable layer and every amount of a grid, the validation accuracy when only tha
 its per-layer steps by it; technique=sensitivity writes it out."""
 
 import copy
-import itertools
 import logging
 
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 from compressor import measure
 from compressor.errors import brief
 from compressor.techniques.layers import channel_layers, make_permanent
+from compressor.techniques.prune import cost as costs
 from compressor.techniques.prune.callback import Pruning
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,10 @@ def pruned(model: nn.Module, method: str, amounts: dict, example_shape) -> nn.Mo
     return out
 
 
-def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -> list[dict]:
+def prune_scan(model, loader, layers: list[str], grid, methods, example_shape, cost="macs", threads=1) -> list[dict]:
     """Rows per (method, layer, amount): validation accuracy, drop, MACs, and `saved`: weights
-    zeroed (unstructured) or MACs removed (channel) against the unpruned model."""
+    zeroed (unstructured), or for channels what `cost` counts (cost.py: MACs, or latency measured
+    side by side) against the unpruned model."""
     base = measure.accuracy_of(model, loader)
     example = torch.randn(*example_shape)
     base_macs, base_nonzero = measure.macs(model, example), measure.parameters(model)["compress/nonzero_params"]
@@ -39,34 +40,36 @@ def prune_scan(model, loader, layers: list[str], grid, methods, example_shape) -
             if method == "channel"
             else layers
         )
-        skipped = set()
-        for name, amount in itertools.product(names, grid):
-            if name in skipped:
-                continue
-            try:
-                m = pruned(model, method, {name: amount}, example_shape)
-                macs = measure.macs(m, example)
-            except Exception as exc:  # a layer whose pruned model no longer runs (a ViT's qkv reshape)
-                skipped.add(name)
-                log.warning(
-                    "sensitivity (%s): skipping %s, its pruned model does not run (%s)", method, name, brief(exc)
+        for name in names:
+            copies = {}
+            for amount in grid:
+                try:
+                    m = pruned(model, method, {name: amount}, example_shape)
+                    macs = measure.macs(m, example)
+                except Exception as exc:  # a layer whose pruned model no longer runs (a ViT's qkv reshape)
+                    log.warning(
+                        "sensitivity (%s): skipping %s, its pruned model does not run (%s)", method, name, brief(exc)
+                    )
+                    break
+                if method == "channel" and macs == base_macs:
+                    continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
+                copies[float(amount)] = (m, macs)
+            if method == "channel":
+                saved = costs.saved(cost, model, {a: m for a, (m, _) in copies.items()}, example_shape, threads)
+            for amount, (m, macs) in copies.items():
+                acc = measure.accuracy_of(m, loader)
+                rows.append(
+                    {
+                        "kind": "prune",
+                        "method": method,
+                        "layer": name,
+                        "amount": amount,
+                        "val/acc": acc,
+                        "drop": 100 * (base - acc),
+                        "compress/macs": macs,
+                        "saved": saved[amount]
+                        if method == "channel"
+                        else base_nonzero - measure.parameters(m)["compress/nonzero_params"],
+                    }
                 )
-                continue
-            if method == "channel" and macs == base_macs:
-                continue  # Torch-Pruning keeps a layer whole rather than leave it no channel (e.g. 0.98 of 32)
-            acc = measure.accuracy_of(m, loader)
-            rows.append(
-                {
-                    "kind": "prune",
-                    "method": method,
-                    "layer": name,
-                    "amount": float(amount),
-                    "val/acc": acc,
-                    "drop": 100 * (base - acc),
-                    "compress/macs": macs,
-                    "saved": base_macs - macs
-                    if method == "channel"
-                    else base_nonzero - measure.parameters(m)["compress/nonzero_params"],
-                }
-            )
     return rows

@@ -12,6 +12,7 @@ from compressor.techniques.prune import importance
 METHODS = ("l1_unstructured", "random_unstructured", "channel")
 SCOPES = ("global", "layer", "lamp")  # lamp: layer-adaptive magnitude scores (Lee et al. 2021), unstructured L1
 SCHEDULES = ("oneshot", "cubic")
+COSTS = ("macs", "latency_b1", "latency_b64")  # cost.py: what a budget's per-layer step saves
 SEARCHED = ("l1_unstructured", "channel")  # what a budget or a scan varies: random has no ranking
 
 
@@ -43,6 +44,12 @@ class Prune(shared.FineTune):
         0, s.integer(0), "channel: epochs of DepGraph's group-norm sparsity regulariser before the first step"
     )
     reg: float = s.setting(5.0e-4, s.number(ge=0), "its strength")
+    cost: str = s.setting(
+        "macs",
+        s.choice(COSTS),
+        "channel under budget.max_drop: what a per-layer step saves, MACs or the latency measured on torch at "
+        "batch 1 or 64 (a per-layer table; cost.py)",
+    )
     include: list = s.setting(["*"], s.strings(), "layer-name globs")
     exclude: list = s.setting([], s.strings(), "layer-name globs left dense")
     epochs: int = shared.epochs(4)
@@ -64,7 +71,9 @@ def check(values: dict, prefix: str = "technique.") -> None:
             f"set {prefix}steps; choose schedule=oneshot for channel, or an unstructured method"
         )
     default = Prune()
-    structural = {key: values[key] != getattr(default, key) for key in ("importance", "steps", "regularize_epochs")}
+    structural = {
+        key: values[key] != getattr(default, key) for key in ("importance", "steps", "regularize_epochs", "cost")
+    }
     for key, used in structural.items():
         if used and method != "channel":
             raise ConfigError(
