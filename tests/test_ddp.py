@@ -122,7 +122,10 @@ def test_a_rank_whose_peer_never_comes_ends_the_run_within_the_bound_with_one_li
     assert not [p for p in cache.iterdir() if p.is_dir() and not p.name.endswith(".partial")], "nothing cached"
     assert not (tmp_path / "outputs" / "run" / "results.json").exists()
 
-    again = cli(*args, timeout=300)  # both ranks this time (Lightning launches the second)
+    # both ranks this time (Lightning launches the second), with a wider bound: on a loaded machine two
+    # fresh ranks took longer than 10 s to meet (make test beside two training jobs), and the bound is
+    # what the run above tests
+    again = cli(*args, "ddp.timeout_s=120", timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "outputs" / "run" / "results.json").is_file()
 
