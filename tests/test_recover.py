@@ -43,8 +43,20 @@ def test_recover_kd_distils_from_the_frozen_model_before_the_stage(tmp_path):
 
 
 def test_recover_kd_runs_end_to_end_and_is_recorded(tmp_path):
-    r = run_job(tmp_path, ["technique=prune", "technique.method=channel", "technique.recover=kd", "technique.epochs=1"])
+    """The frozen model's logits come once per training image, riding with each batch; taylor
+    importance reads its gradient batches from the same loader."""
+    r = run_job(
+        tmp_path,
+        [
+            "technique=prune",
+            "technique.method=channel",
+            "technique.importance=taylor",
+            "technique.recover=kd",
+            "technique.epochs=1",
+        ],
+    )
     assert r["stages"][0]["recover"] == "kd" and r["test/acc"] > 0.2  # 10 classes: chance is 0.1
+    assert r["stages"][0]["teacher_once"]
 
 
 def test_recover_kd_is_refused_where_nothing_fine_tunes(tmp_path):
@@ -151,3 +163,13 @@ def test_structural_options_are_refused_for_unstructured_pruning():
             Pruning(method="l1_unstructured", **kwargs)
     with pytest.raises(ConfigError, match="technique.importance='hessian'"):
         Pruning(method="channel", importance="hessian")
+
+
+def test_calibration_reads_the_inputs_of_batches_that_carry_logits():
+    """QAT under recover=kd calibrates from the fit's training loader, whose batches carry the
+    frozen model's logits as a third element."""
+    from compressor.quant.ops import calibration_inputs
+
+    x = torch.randn(2, 1, 8, 8)
+    loader = [(x, torch.tensor([0, 1]), torch.randn(2, 10))] * 3
+    assert [b is x for b in calibration_inputs(loader, 2)] == [True, True]

@@ -3,7 +3,8 @@
 `technique.recover=none` fine-tunes on the labels (cross-entropy). `technique.recover=kd`
 fine-tunes against the model as it was before the stage, frozen: the reference in a single
 stage, the stage's input in a pipeline. It reuses the distillation module and its loss terms
-(`technique.recover_weights`, `technique.recover_temperature`)."""
+(`technique.recover_weights`, `technique.recover_temperature`). That model's logits for each training
+image are computed once before the fit, where the terms read logits alone (`data`)."""
 
 import copy
 
@@ -29,3 +30,16 @@ def module(stage, model, num_classes: int, example, optim: dict):
         num_classes=num_classes,
         **optim,
     )
+
+
+def data(module, dm, done: bool):
+    """The fit's data: under recover=kd, each training image's logits from the frozen model computed
+    once (compressor/training/teacher_logits.py: a forward per image instead of one per image and
+    epoch), where its terms read logits alone; `dm` otherwise, or when the fit has nothing left to train."""
+    from compressor.modules.distiller import Distiller
+    from compressor.training import teacher_logits
+
+    if done or not isinstance(module, Distiller) or not teacher_logits.applies(dm, module.weights):
+        return dm
+    dm.setup("fit")
+    return teacher_logits.TeacherLogits(dm, teacher_logits.computed(module.teacher, dm.train_set, dm.batch_size))

@@ -23,7 +23,7 @@ class Cast(nn.Module):
 
 def calibration_inputs(loader, batches: int):
     """The inputs of the first `batches` batches of a loader: what int8 observers calibrate on."""
-    return (x for x, _ in itertools.islice(loader, batches))
+    return (batch[0] for batch in itertools.islice(loader, batches))  # a batch may carry a teacher's logits
 
 
 def torchao_dynamic(model: nn.Module) -> nn.Module:

@@ -208,6 +208,7 @@ class CallbackStage(Stage):
         from compressor.modules import recover
         from compressor.training.fit import fit, optim_args
         from compressor.training.recovery import Recovery
+        from compressor.training.resume import finished
 
         callback = self.callback(ctx.shape, ctx.cfg, ctx.run_dir)
         loader, floor = ctx.goal or (None, None)
@@ -216,10 +217,11 @@ class CallbackStage(Stage):
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)  # no draw from the seeded RNG
         optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
         module = recover.module(self.node, model, ctx.dm.num_classes, pair, optim)
+        data = recover.data(module, ctx.dm, finished(ctx.checkpoint_dir, self.epochs(ctx)))
         record = fit(
             ctx.cfg,
             module,
-            ctx.dm,
+            data,
             ctx.run_dir,
             ctx.name or self.kind,
             self.epochs(ctx),
@@ -227,6 +229,8 @@ class CallbackStage(Stage):
             **fit_args(self, ctx),
         )
         record.update(callback.summary(), recover=self.node.get("recover", "none"), **stops.summary())
+        if data is not ctx.dm:
+            record["teacher_once"] = True
         out = callback.compressed if callback.compressed is not None else module.model  # TechniqueCallback
         self.after(out, record)
         return out, record

@@ -129,7 +129,7 @@ class Pruning(TechniqueCallback):
         was_training = model.training
         model.eval().zero_grad()
         with torch.enable_grad():
-            for x, y in self._batches():
+            for x, y, *_ in self._batches():  # a batch may carry a teacher's logits (recover=kd)
                 F.cross_entropy(model(x.to(device)), y.to(device)).backward()
         model.train(was_training)
 
