@@ -182,7 +182,7 @@ def test_a_single_channel_amount_replays_as_its_per_layer_channel_counts():
     amounts = budget.allocation(model, single_amount_stage("channel"), 0.5, shape)
     assert "classifier.3" not in amounts and len(set(amounts.values())) > 1
     one, per_layer = copy.deepcopy(model), copy.deepcopy(model)
-    Pruning(amount=0.5, method="channel", example_shape=shape).apply(one, 0.5)
+    Pruning(amount=0.5, method="channel", scope="global", example_shape=shape).apply(one, 0.5)
     Pruning(amounts=amounts, method="channel", example_shape=shape).apply(per_layer, 1.0)
     width = lambda m: [x.weight.shape[0] for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]  # noqa: E731
     assert width(per_layer) == width(one) != width(model)

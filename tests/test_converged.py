@@ -53,10 +53,17 @@ def test_the_default_recipe_keeps_its_cache_keys(tmp_path):
 @pytest.mark.parametrize("technique", sorted(p.stem for p in (CONF / "technique").glob("*.yaml")))
 def test_validation_leaves_every_default_job_key_as_it_was(tmp_path, technique):
     """An integer given for a number key is written back as a float (below); no default is such an
-    integer, so every job keyed before keeps its key."""
-    cfg = make_cfg(tmp_path, [f"technique={technique}", "search=default", "budget.max_drop=1.0"])
+    integer, so every job keyed before keeps its key. A prune stage's null scope is written back as the
+    scope it means: global for unstructured methods, the default it replaced, so their keys stay too."""
+    from compressor.techniques.base import sections
+
+    overrides = [f"technique={technique}", "search=default", "budget.max_drop=1.0"]
+    cfg, was = make_cfg(tmp_path, overrides), make_cfg(tmp_path, overrides)
+    for _, node in sections(was.technique):  # the config as composed while scope's default was global
+        if node.get("kind") == "prune" and node.scope is None and node.method != "channel":
+            node.scope = "global"
     data = {"data": "fingerprint"}
-    before = baseline.fingerprint(cfg, data)
+    before = baseline.fingerprint(was, data)
     validate.values(cfg)
     assert baseline.fingerprint(cfg, data) == before
 

@@ -64,7 +64,8 @@ def test_a_callback_built_by_hand_takes_the_defaults_and_refuses_unknown_keys():
 
     cb = Pruning(method="channel")
     assert cb.method == "channel"
-    assert cb.settings() == {**settings.make(Prune, {}, leave_out=FIT), "method": "channel"}
+    # scope's null means "layer" for channels (settings.scope_of)
+    assert cb.settings() == {**settings.make(Prune, {}, leave_out=FIT), "method": "channel", "scope": "layer"}
     assert NMSparsity().n == NM.n and NMSparsity().m == NM.m
     with pytest.raises(ConfigError, match=r"^technique.amout is not a setting here; settings: amount, method, "):
         Pruning(amout=0.3)

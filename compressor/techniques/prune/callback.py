@@ -42,6 +42,7 @@ class Pruning(TechniqueCallback):
         if not (isinstance(taylor_batches, int) and taylor_batches >= 1):
             raise ConfigError(f"taylor_batches={taylor_batches!r}: must be an integer >= 1")
         s.assign(self, values)
+        self.scope = spec.scope_of(self.method, self.scope)
         self.amount, self.reg, self.amounts = float(values["amount"]), float(values["reg"]), None
         self.taylor_batches, self.seed, self.example_shape = taylor_batches, seed, example_shape
         self._regularizer = None  # a Torch-Pruning GroupNormPruner while regularize_epochs run

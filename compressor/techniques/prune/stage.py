@@ -23,6 +23,14 @@ class Prune(CallbackStage):
     callback_class = "compressor.techniques.prune.callback.Pruning"
     dimension = Dimension("prune", "none", amounts, point, label=lambda v: f"prune {v}", shortened=True)
 
+    @classmethod
+    def validate(cls, prefix: str, node) -> None:
+        """The settings' rules, then a null scope written as the one it means for the method, so a job's
+        key says which ranking ran (unstructured keeps the key it had when global was the default)."""
+        super().validate(prefix, node)
+        if node.get("scope", None) is None and "method" in node:
+            node.scope = spec.scope_of(node.method, None)
+
     def label(self, cfg) -> str:
         node = self.node
         if self.searchable() and cfg.budget.max_drop is not None or node.get("amounts"):
