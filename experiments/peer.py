@@ -7,11 +7,16 @@ without compressor, timed side by side in this process on one thread:
 Ratios are taken within each interleaved round (the peer's time over the shipped file's), and the
 median over rounds is kept: a load spike hits all three alike.
 
-    python -m experiments.peer SEARCH_DIR [SEARCH_DIR ...] [--rounds 7]
+    python -m experiments.peer SEARCH_DIR [SEARCH_DIR ...] [--rounds 7] [--recipe R --runtime T]
+
+`--recipe` and `--runtime` time that frontier file instead of the shipped one (frontier.csv's
+`recipe` and `runtime`, its int8 file where there is one): the file a search would ship were it
+certified, labelled "not shipped".
 
 make bench --only peer reads the search part's folders (make bench --only search runs them)."""
 
 import argparse
+import csv
 import json
 import statistics
 from pathlib import Path
@@ -34,11 +39,22 @@ def trial(search_dir: Path, kinds: list[str]) -> Path:
     raise FileNotFoundError(f"{search_dir}: no trial of {kinds or 'the baseline'} in trials/")
 
 
-def peers(search_dir: Path, rounds: int = 7) -> dict:
-    """The shipped file's speed-up over each peer at b1 and b64 (medians of per-round ratios)."""
+def frontier_file(search_dir: Path, recipe: str, runtime: str) -> dict:
+    """frontier.csv's row of `recipe` on `runtime` (its int8 file first), as a candidate to load."""
+    with open(search_dir / "frontier.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["recipe"] == recipe and r["runtime"] == runtime]
+    if not rows:
+        raise SystemExit(f"{search_dir}/frontier.csv: no file of recipe {recipe!r} on {runtime}")
+    row = sorted(rows, key=lambda r: r["precision"] != "int8")[0]
+    return {**row, "static_shape": row["static_shape"] == "True", "recipe": f"{recipe}; not shipped"}
+
+
+def peers(search_dir: Path, rounds: int = 7, recipe: str | None = None, runtime: str | None = None) -> dict:
+    """The shipped file's speed-up over each peer at b1 and b64 (medians of per-round ratios); with
+    `recipe` and `runtime`, that frontier file's instead."""
     search_dir = Path(search_dir)
     found = json.loads((search_dir / "search.json").read_text())
-    chosen = found.get("chosen")
+    chosen = frontier_file(search_dir, recipe, runtime) if recipe else found.get("chosen")
     row = {"search": search_dir.name, "objective": found["objective"]}
     if not chosen:
         return {**row, "shipped": "nothing certified"}
@@ -105,11 +121,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m experiments.peer")
     parser.add_argument("searches", nargs="+", type=Path, help="search=default run folders (with search.json)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
+    parser.add_argument("--recipe", help="time this frontier recipe's file instead of the shipped one")
+    parser.add_argument("--runtime", default="executorch", help="the runtime of --recipe's file")
     args = parser.parse_args(argv)
     for folder in args.searches:
         if not (folder / "search.json").is_file():
             parser.error(f"{folder}: no search.json (a search=default run folder)")
-    print(table([peers(folder, args.rounds) for folder in args.searches]), end="")
+    print(table([peers(folder, args.rounds, args.recipe, args.runtime) for folder in args.searches]), end="")
 
 
 if __name__ == "__main__":

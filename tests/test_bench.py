@@ -68,3 +68,22 @@ def test_bench_prunes_resnet18_with_its_recipe_and_names_it(monkeypatch):
     pruning.pruning(b, ["mnist_mlp"])  # no recipe: the shipped fine-tune, the folders as before
     assert [name for _, name in calls][::2] == ["prune_channel_mnist_mlp", "prune_l1_unstructured_mnist_mlp"]
     assert not any(o.startswith("technique.epochs") for overrides, _ in calls for o in overrides)
+
+
+def test_peer_times_a_frontier_file_that_was_not_shipped(tmp_path):
+    """--recipe R --runtime T: frontier.csv's int8 file of R on T, labelled not shipped; an unknown
+    recipe is one line naming the file."""
+    from experiments import peer
+
+    head = "recipe,runtime,precision,static_shape,file,path\n"
+    rows = [
+        "prune channel 0.5 + int8,executorch,fp32,False,model.pte,/x/model.pte",
+        "prune channel 0.5 + int8,executorch,int8,False,model.int8.pte,/x/model.int8.pte",
+        "int8,executorch,int8,False,model.int8.pte,/y/model.int8.pte",
+    ]
+    (tmp_path / "frontier.csv").write_text(head + "\n".join(rows) + "\n")
+    found = peer.frontier_file(tmp_path, "prune channel 0.5 + int8", "executorch")
+    assert (found["path"], found["static_shape"]) == ("/x/model.int8.pte", False)
+    assert found["recipe"].endswith("not shipped")
+    with pytest.raises(SystemExit, match="no file of recipe 'kd' on executorch"):
+        peer.frontier_file(tmp_path, "kd", "executorch")
