@@ -208,7 +208,6 @@ class CallbackStage(Stage):
         from compressor.modules import recover
         from compressor.training.fit import fit, optim_args
         from compressor.training.recovery import Recovery
-        from compressor.training.resume import finished
 
         callback = self.callback(ctx.shape, ctx.cfg, ctx.run_dir)
         loader, floor = ctx.goal or (None, None)
@@ -217,7 +216,7 @@ class CallbackStage(Stage):
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)  # no draw from the seeded RNG
         optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
         module = recover.module(self.node, model, ctx.dm.num_classes, pair, optim)
-        data = recover.data(module, ctx.dm, finished(ctx.checkpoint_dir, self.epochs(ctx)))
+        data = recover.data(module, ctx.dm, ctx.checkpoint_dir, self.epochs(ctx))
         record = fit(
             ctx.cfg,
             module,

@@ -13,6 +13,7 @@ import copy
 import logging
 
 import lightning as L
+import torch
 
 log = logging.getLogger("compressor")
 
@@ -25,6 +26,10 @@ class Recovery(L.Callback):
         self.best_state = None
 
     @property
+    def active(self) -> bool:
+        return bool(self.patience) or self.stop_within
+
+    @property
     def state_key(self) -> str:
         return "Recovery"
 
@@ -32,8 +37,6 @@ class Recovery(L.Callback):
         if self.loader is None:
             value = trainer.callback_metrics.get("val/acc")
             return None if value is None else float(value)
-        import torch
-
         from compressor import measure
 
         model = pl_module.model
@@ -46,10 +49,6 @@ class Recovery(L.Callback):
     def on_train_start(self, trainer, pl_module):
         if self.stopped is not None:  # resumed after the stop was reached: the uninterrupted fit ended there
             trainer.should_stop = True
-
-    @property
-    def active(self) -> bool:
-        return bool(self.patience) or self.stop_within
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking or not self.active:
