@@ -35,15 +35,10 @@ def module(stage, model, num_classes: int, example, optim: dict):
 def data(module, dm, checkpoint_dir, epochs: int):
     """The fit's data: under recover=kd, each training image's logits from the frozen model computed
     once (compressor/training/teacher_logits.py: a forward per image instead of one per image and
-    epoch), where its terms read logits alone; `dm` otherwise, or when the fit's checkpoint already
-    holds its `epochs` (nothing left to train)."""
+    epoch), where its terms read logits alone; `dm` otherwise."""
     from compressor.modules.distiller import Distiller
     from compressor.training import teacher_logits
-    from compressor.training.resume import finished
 
     if not isinstance(module, Distiller) or not teacher_logits.applies(dm, module.weights):
         return dm
-    if finished(checkpoint_dir, epochs):
-        return dm
-    dm.setup("fit")
-    return teacher_logits.TeacherLogits(dm, teacher_logits.computed(module.teacher, dm.train_set, dm.batch_size))
+    return teacher_logits.riding(module.teacher, dm, checkpoint_dir, epochs)

@@ -58,3 +58,15 @@ def applies(dm, weights: dict) -> bool:
     """Whether the logits can be computed once: the terms read logits only, and the data module is
     one of compressor.data's (its training split is a fixed, indexable dataset)."""
     return set(weights) <= {"ce", "kl", "dkd"} and hasattr(dm, "_loader") and getattr(dm, "train_set", None) is not None
+
+
+def riding(teacher, dm, checkpoint_dir, epochs: int):
+    """`dm` with `teacher`'s logits riding along each training batch, computed once here (where
+    `applies`); `dm` itself for a fit that trains nothing (its epochs are all in the checkpoint: a
+    search's reused distillation)."""
+    from compressor.training.resume import finished
+
+    if finished(checkpoint_dir, epochs):
+        return dm
+    dm.setup("fit")
+    return TeacherLogits(dm, computed(teacher, dm.train_set, dm.batch_size))

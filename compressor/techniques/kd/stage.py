@@ -83,7 +83,6 @@ class Kd(Stage):
         from compressor.modules.distiller import Distiller
         from compressor.training import teacher_logits
         from compressor.training.fit import fit, optim_args
-        from compressor.training.resume import finished
 
         pair = example_input(ctx.shape[1], ctx.shape[-1], 2)
         optim = optim_args(ctx.cfg, self.node.get("lr"), self.node.get("schedule_epochs"))
@@ -95,14 +94,9 @@ class Kd(Stage):
             **{key: s.value(self.node, key) for key in DISTILLER if key in self.node},
             **optim,
         )
-        data, once = ctx.dm, self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)
-        # the teacher's logits per training image, once for every epoch; not for a fit that trains
-        # nothing (its epochs are all in a shared prefix's checkpoint: a search's reused distillation)
-        if once and not finished(ctx.checkpoint_dir, self.epochs(ctx)):
-            ctx.dm.setup("fit")
-            data = teacher_logits.TeacherLogits(
-                ctx.dm, teacher_logits.computed(ctx.reference, ctx.dm.train_set, ctx.dm.batch_size)
-            )
+        # the teacher's logits per training image, once for every epoch
+        once = self.node.get("teacher_once", False) and teacher_logits.applies(ctx.dm, module.weights)
+        data = teacher_logits.riding(ctx.reference, ctx.dm, ctx.checkpoint_dir, self.epochs(ctx)) if once else ctx.dm
         record = fit(ctx.cfg, module, data, ctx.run_dir, ctx.name or self.kind, self.epochs(ctx), **fit_args(self, ctx))
         record["weights"], record["teacher_once"] = dict(module.weights), bool(once)
         return module.model, record

@@ -19,15 +19,14 @@ from compressor import measure
 ROUNDS = 5  # interleaved rounds per layer's table; each model's figure is its median over them
 
 
-def macs(model, copies: dict, example, threads: int = 1, timer=None) -> dict:
+def macs(model, copies: dict, example, threads: int = 1) -> dict:
     base = measure.macs(model, example)
     return {amount: base - measure.macs(m, example) for amount, m in copies.items()}
 
 
 def latency(batch: int):
-    def saved(model, copies: dict, example, threads: int = 1, timer=None) -> dict:
-        models = {"base": model, **{amount: m for amount, m in copies.items()}}
-        rounds = (timer or measure.rounds)(models, example, batch, threads, count=ROUNDS)
+    def saved(model, copies: dict, example, threads: int = 1) -> dict:
+        rounds = measure.rounds({"base": model, **copies}, example, batch, threads, count=ROUNDS)
         base = statistics.median(rounds["base"])
         return {amount: max(0.0, base - statistics.median(rounds[amount])) for amount in copies}
 
@@ -37,6 +36,6 @@ def latency(batch: int):
 COSTS = {"macs": macs, "latency_b1": latency(1), "latency_b64": latency(64)}
 
 
-def saved(cost: str, model, copies: dict, example_shape, threads: int = 1, timer=None) -> dict:
+def saved(cost: str, model, copies: dict, example_shape, threads: int = 1) -> dict:
     """{amount: what pruning the layer to that amount saves}, by `cost` (a key of COSTS)."""
-    return COSTS[cost](model, copies, torch.randn(*example_shape), threads, timer)
+    return COSTS[cost](model, copies, torch.randn(*example_shape), threads)
