@@ -48,8 +48,14 @@ class Prune(shared.FineTune):
     cost: str = s.setting(
         "macs",
         s.choice(COSTS),
-        "channel under budget.max_drop: what a per-layer step saves, MACs or the latency measured on torch at "
+        "channel under budget.max_drop or `speedup`: what a per-layer step saves, MACs or the latency measured on torch at "
         "batch 1 or 64 (a per-layer table; cost.py)",
+    )
+    speedup: float | None = s.setting(
+        None,
+        s.number(gt=1, optional=True),
+        "channel: instead of `amount`, the per-layer amounts that make the model this many times cheaper by "
+        "`cost` with the least scan drop on validation (target.py)",
     )
     include: list = s.setting(["*"], s.strings(), "layer-name globs")
     exclude: list = s.setting([], s.strings(), "layer-name globs left dense")
@@ -83,13 +89,16 @@ def check(values: dict, prefix: str = "technique.") -> None:
         )
     default = Prune()
     structural = {
-        key: values[key] != getattr(default, key) for key in ("importance", "steps", "regularize_epochs", "cost")
+        key: values[key] != getattr(default, key)
+        for key in ("importance", "steps", "regularize_epochs", "cost", "speedup")
     }
     for key, used in structural.items():
         if used and method != "channel":
             raise ConfigError(
                 f"{prefix}{key} applies to {prefix}method=channel (unstructured methods have {prefix}schedule=cubic)"
             )
+    if values["amounts"] and values.get("speedup") is not None:
+        raise ConfigError(f"{prefix}amounts with {prefix}speedup: the speedup chooses the amounts; give one of them")
     if values["amounts"]:
         if schedule != "oneshot":
             raise ConfigError(

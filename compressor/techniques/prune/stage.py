@@ -33,12 +33,26 @@ class Prune(CallbackStage):
 
     def label(self, cfg) -> str:
         node = self.node
+        if node.get("speedup") is not None:
+            return f"prune {node.method} per-layer {node.speedup:g}x by {node.cost}"
         if self.searchable() and cfg.budget.max_drop is not None or node.get("amounts"):
             within = (
                 f" within {cfg.budget.max_drop:g} pts" if self.searchable() and cfg.budget.max_drop is not None else ""
             )
             return f"prune {node.method} per-layer{within}"
         return f"prune {node.method} {node.scope} {node.schedule} {node.amount:g}"
+
+    def apply(self, model, ctx):
+        """With `speedup`: the per-layer amounts that reach it (target.py), then the fine-tune with them."""
+        if self.node.get("speedup") is None or "amounts" in self.overrides:
+            return super().apply(model, ctx)
+        from compressor.techniques.prune import target
+
+        found = target.chosen(self.node, model, ctx)
+        self.overrides.update(amounts=found["amounts"], speedup=None)
+        out, record = super().apply(model, ctx)
+        record["speedup"] = found
+        return out, record
 
     def after(self, model, record: dict) -> None:
         from compressor import measure
@@ -47,7 +61,7 @@ class Prune(CallbackStage):
 
     # -- the budget: per-layer amounts (L1 or channels) ---------------------------------------
     def searchable(self) -> bool:
-        return self.node.method in spec.SEARCHED and not self.node.get("amounts")
+        return self.node.method in spec.SEARCHED and not self.node.get("amounts") and self.node.get("speedup") is None
 
     def search(self, budget, model, floor: float) -> dict:
         from compressor.techniques.prune import budget as strategy
