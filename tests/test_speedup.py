@@ -29,36 +29,68 @@ class Node(dict):
     __getattr__ = dict.get
 
 
-def test_the_fewest_steps_that_reach_the_measured_speedup(monkeypatch):
-    """On a latency table where features.4's channels cost the time, the target is reached by cutting
-    them, and by no more steps than it takes: one step fewer falls short."""
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    """Fewer and shorter NetAdapt steps: what is tested is which layer each step cuts."""
+    monkeypatch.setattr(target, "ITERATIONS", 4)
+    monkeypatch.setattr(target, "SHORT", 2)
+
+
+OPTIM = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9}
+BATCHES = [(torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]))]  # a short fine-tune's training data
+
+
+def test_a_layer_whose_channels_cost_more_latency_loses_them_first(monkeypatch):
+    """On a latency table where features.4's channels cost the time and every proposal measures the
+    same validation accuracy, NetAdapt's steps cut features.4 alone, and no further than the target
+    asks: one channel more kept falls short."""
     monkeypatch.setattr(measure, "rounds", counted)
     monkeypatch.setattr(measure, "accuracy_of", lambda model, loader: 0.9)
     torch.manual_seed(0)
     model = SimpleCNN(1, 10, 8).eval()
     node = Node(include=["*"], exclude=[], cost="latency_b1", speedup=1.5)
-    found = target.search(node, model, None, [1, 1, 8, 8], [0.25, 0.5, 0.75])
-    assert found["reached"] and found["ratio"] >= 1.5 and found["steps"] >= 2
-    cut = {n: a for n, a in found["amounts"].items() if a > 0}
-    assert set(cut) == {"features.4"}
-    fewer = target.steps(
-        target.prune_scan(model, None, list(WEIGHT), [0.25, 0.5, 0.75], ["channel"], [1, 1, 8, 8], "latency_b1")
-    )
-    before = fewer[found["steps"] - 2][1]
-    shorter = target.pruned(model, "channel", before, [1, 1, 8, 8])
-    assert target.ratio("latency_b1", model, shorter, [1, 1, 8, 8]) < 1.5
+    found = target.search(node, model, BATCHES, None, [1, 1, 8, 8], OPTIM)
+    assert found["reached"] and found["ratio"] >= 1.5 and found["iterations"] == target.ITERATIONS
+    assert {n for n, a in found["amounts"].items() if a > 0} == {"features.4"}
+    kept = round(64 * (1 - found["amounts"]["features.4"]))
+    one_more = target.pruned(model, "channel", {"features.4": (64 - kept - 1) / 64}, [1, 1, 8, 8])
+    assert target.ratio("latency_b1", model, one_more, [1, 1, 8, 8]) < 1.5
 
 
-def test_a_speedup_out_of_reach_keeps_the_most_pruned_and_says_so(monkeypatch):
+def test_the_most_accurate_proposal_wins(monkeypatch):
+    """Where cutting features.8 keeps validation accuracy and cutting any other layer loses it,
+    every step cuts features.8 (MACs here: no timing)."""
+    torch.manual_seed(0)
+    model = SimpleCNN(1, 10, 8).eval()
+
+    def accuracy(candidate, loader):
+        widths = {n: m.weight.shape[0] for n, m in candidate.named_modules() if n in ("features.0", "features.4")}
+        return 0.9 if widths == {"features.0": 32, "features.4": 64} else 0.5
+
+    monkeypatch.setattr(measure, "accuracy_of", accuracy)
+    node = Node(include=["features.0", "features.4", "features.8"], exclude=[], cost="macs", speedup=1.3)
+    found = target.search(node, model, BATCHES, None, [1, 1, 8, 8], OPTIM)
+    assert found["reached"] and {n for n, a in found["amounts"].items() if a > 0} == {"features.8"}
+    assert all(step["layer"] == "features.8" and step["val/acc"] == 0.9 for step in found["trail"])
+
+
+def test_a_speedup_out_of_reach_keeps_what_it_reached_and_says_so(monkeypatch, caplog):
     monkeypatch.setattr(measure, "accuracy_of", lambda model, loader: 0.9)
     model = SimpleCNN(1, 10, 8).eval()
-    node = Node(include=["features.8"], exclude=[], cost="macs", speedup=50.0)
-    found = target.search(node, model, None, [1, 1, 8, 8], [0.25, 0.5])
-    assert not found["reached"] and found["amounts"] == {"features.8": 0.5} and 1 < found["ratio"] < 50
+    node = Node(include=["features.0"], exclude=[], cost="macs", speedup=50.0)
+    found = target.search(node, model, BATCHES, None, [1, 1, 8, 8], OPTIM)
+    assert not found["reached"] and 1 <= found["ratio"] < 50 and set(found["amounts"]) == {"features.0"}
+    assert "technique.speedup=50: no layer" in caplog.text
 
 
 def test_a_job_reaches_its_speedup_and_a_rerun_reuses_the_amounts(tmp_path, monkeypatch):
-    args = ["technique=prune", "technique.method=channel", "technique.speedup=2", "technique.epochs=1"]
+    args = [
+        "technique=prune",
+        "technique.method=channel",
+        "technique.speedup=2",
+        "technique.epochs=1",
+        "technique.include=[features.4,features.8,classifier.0]",
+    ]
     r = run_job(tmp_path, args)
     (stage,) = r["stages"]
     chosen = stage["speedup"]

@@ -1,16 +1,20 @@
-"""technique.speedup (channel): the per-layer channel amounts that make the model that many times
+"""technique.speedup (channel): the per-layer channel counts that make the model that many times
 cheaper by what `technique.cost` counts (MACs, or latency measured on torch at batch 1 or 64),
-losing the least validation accuracy on the way: NetAdapt's target, reached by the budget's knapsack.
+losing the least validation accuracy on the way: NetAdapt (Yang et al., ECCV 2018), on the runtime
+and batch the cost names.
 
-1. The per-layer scan of the stage's input (scan.py: each layer alone at each `budget.grid` amount,
-   on validation images, no fine-tuning), costed by `technique.cost` (cost.py: a per-layer latency
-   table for latency_b1/b64).
-2. The knapsack's steps (budget.py: `steps`), each raising the layer whose next amount saves the
-   most per point of scan drop, give candidates from the least to the most pruned.
-3. Bisected on the whole model's measured ratio (unpruned over candidate, per interleaved round,
-   the median): the fewest steps that reach `speedup`.
-The stage then fine-tunes with those amounts. The choice is saved in the stage's checkpoint folder
-(`FILE`), so a resumed or repeated job prunes the same channels though latency is noisy."""
+In ITERATIONS steps, each to a geometric share of the target: for every layer, the most channels it
+can keep (bisected on the whole model's measured ratio, unpruned over pruned, timed side by side)
+for the model to reach the step's share; each such proposal, pruned by L1 from the unpruned model,
+is fine-tuned briefly and measured on validation images, and the most accurate is taken. The stage
+then prunes the unpruned model to those widths (L1) and fine-tunes for its own epochs. The choice is
+saved in the stage's checkpoint folder (`FILE`), so a resumed or repeated job prunes the same
+channels although timings are noisy.
+
+A first version ordered the layers by the budget's knapsack on the per-layer scan (drop without
+fine-tuning) instead, and measured worse than global L1 at equal latency: a layer's drop before
+any fine-tune says little about it after one (experiments/README.md, "Latency-aware against
+magnitude")."""
 
 import json
 import logging
@@ -19,16 +23,20 @@ import statistics
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from compressor import measure
 from compressor.errors import ConfigError
-from compressor.techniques.layers import select_layers
-from compressor.techniques.prune.budget import steps
-from compressor.techniques.prune.scan import prune_scan, pruned
+from compressor.techniques.layers import channel_layers, select_layers
+from compressor.techniques.prune.scan import pruned
+from compressor.training.fit import optim_args
 
 log = logging.getLogger("compressor")
 FILE = "speedup.json"  # in the stage's checkpoint folder: the amounts chosen, reused on resume
 BATCH = {"latency_b1": 1, "latency_b64": 64}
+ITERATIONS = 8  # NetAdapt's steps to the target, each a geometric share of it
+REPS = 5  # timed calls per model and round (3 interleaved rounds) in each of the search's measurements
+SHORT = 100  # training batches of each proposal's short-term fine-tune
 
 
 def ratio(cost: str, model, candidate, example_shape, threads: int = 1) -> float:
@@ -37,50 +45,102 @@ def ratio(cost: str, model, candidate, example_shape, threads: int = 1) -> float
     example = torch.randn(*example_shape)
     if cost == "macs":
         return measure.macs(model, example) / measure.macs(candidate, example)
-    rounds = measure.rounds({"base": model, "candidate": candidate}, example, BATCH[cost], threads)
+    rounds = measure.rounds({"base": model, "candidate": candidate}, example, BATCH[cost], threads, reps=REPS, count=3)
     return statistics.median(b / c for b, c in zip(rounds["base"], rounds["candidate"], strict=True))
 
 
-def search(node, model, loader, example_shape, grid, threads: int = 1) -> dict:
-    """{amounts, ratio, steps, of, reached}: the fewest knapsack steps whose measured ratio reaches
-    node.speedup; when none does, the most pruned candidate, with reached=False."""
-    layers = list(select_layers(model, node.include, node.exclude))
-    rows = prune_scan(model, loader, layers, grid, ["channel"], example_shape, node.cost, threads)
-    options = steps(rows)
-    if not options:
-        raise ConfigError(
-            "technique.speedup: no layer of technique.include can lose a channel at budget.grid's amounts"
-        )
-    measured = {}
+def amounts_of(widths: dict, keep: dict) -> dict:
+    """{layer: fraction of its channels gone} for `keep` ({layer: channels kept}) of `widths`."""
+    return {n: (widths[n] - keep[n]) / widths[n] for n in widths}
 
-    def measure_step(i: int) -> float:
-        candidate = pruned(model, "channel", options[i][1], example_shape)
-        measured[i] = ratio(node.cost, model, candidate, example_shape, threads)
-        return measured[i]
 
-    lo, hi = -1, len(options)  # options[lo] falls short of the target, options[hi] reaches it
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if measure_step(mid) >= node.speedup else (mid, hi)
-    reached = hi < len(options)
-    if not reached:
-        hi = len(options) - 1
-        if hi not in measured:
-            measure_step(hi)
-        log.warning(
-            "technique.speedup=%g: the most pruned recipe of the scan's grid is %.2fx cheaper by %s; keeping it",
-            node.speedup,
-            measured[hi],
-            node.cost,
+def tuned(candidate, train, optim: dict, seed: int):
+    """NetAdapt's short-term fine-tune: SHORT training batches (the loader cycled when shorter),
+    seeded, with the job's optimizer at the stage's learning rate."""
+    from compressor.modules.classifier import OPTIMIZERS
+
+    torch.manual_seed(seed)
+    kwargs = {"lr": optim["lr"], "weight_decay": optim["weight_decay"]}
+    if optim["optimizer"] == "sgd":
+        kwargs["momentum"] = optim["momentum"]
+    opt = OPTIMIZERS[optim["optimizer"]](candidate.parameters(), **kwargs)
+    candidate.train()
+    done = 0
+    while done < SHORT:
+        for x, y in train:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(candidate(x), y).backward()
+            opt.step()
+            done += 1
+            if done == SHORT:
+                break
+    return candidate.eval()
+
+
+def search(node, model, train, val, example_shape, optim: dict, seed: int = 0, threads: int = 1) -> dict:
+    """{amounts, ratio, iterations, reached, trail}: NetAdapt's iterations towards node.speedup. Each
+    iteration's target is a geometric share of it (ITERATIONS to reach it). For each layer, the most
+    channels it can keep while the whole model, pruned from the unpruned one to the widths so far and
+    that layer's new width, measures the iteration's target; each proposal is fine-tuned briefly
+    (`tuned`) and measured on validation; the most accurate wins (ties: the smallest share of its
+    layer cut, the layer whose channels cost most). When no layer can reach an iteration's target,
+    the widths reached so far are kept, with reached=False."""
+    layers = select_layers(model, node.include, node.exclude)
+    widths = {n: m.weight.shape[0] for n, m in channel_layers(model, layers).items()}
+    if not widths:
+        raise ConfigError("technique.speedup: no layer of technique.include can lose a channel")
+    keep, trail, got = dict(widths), [], 1.0
+
+    def cut(layer: str, c: int):
+        return pruned(model, "channel", amounts_of(widths, {**keep, layer: c}), example_shape)
+
+    for i in range(1, ITERATIONS + 1):
+        goal = node.speedup ** (i / ITERATIONS)
+        proposals = []
+        for layer in widths:
+            if keep[layer] <= 1 or ratio(node.cost, model, cut(layer, 1), example_shape, threads) < goal:
+                continue
+            lo, hi = 1, keep[layer]  # channels kept: lo reaches the goal, hi does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (
+                    (mid, hi) if ratio(node.cost, model, cut(layer, mid), example_shape, threads) >= goal else (lo, mid)
+                )
+            candidate = tuned(cut(layer, lo), train, optim, seed)
+            share = (keep[layer] - lo) / widths[layer]
+            proposals.append((measure.accuracy_of(candidate, val), -share, layer, lo))
+        if not proposals:
+            log.warning(
+                "technique.speedup=%g: no layer's channels reach %.2fx by %s (iteration %d of %d); keeping %.2fx",
+                node.speedup,
+                goal,
+                node.cost,
+                i,
+                ITERATIONS,
+                got,
+            )
+            break
+        acc, _, layer, c = max(proposals)
+        keep[layer] = c
+        got = ratio(node.cost, model, cut(layer, c), example_shape, threads)
+        trail.append({"iteration": i, "goal": goal, "layer": layer, "kept": c, "val/acc": acc, "ratio": got})
+        log.info(
+            "technique.speedup: iteration %d, %s keeps %d of %d channels (%.2fx, val/acc %.4f after a short tune)",
+            i,
+            layer,
+            c,
+            widths[layer],
+            got,
+            acc,
         )
     return {
         "target": node.speedup,
         "cost": node.cost,
-        "ratio": measured[hi],
-        "steps": hi + 1,
-        "of": len(options),
-        "reached": reached,
-        "amounts": options[hi][1],
+        "ratio": got,
+        "iterations": len(trail),
+        "reached": got >= node.speedup or len(trail) == ITERATIONS,
+        "amounts": amounts_of(widths, keep),
+        "trail": trail,
     }
 
 
@@ -93,8 +153,9 @@ def chosen(node, model, ctx) -> dict:
         if found.get("target") == node.speedup and found.get("cost") == node.cost:
             log.info("technique.speedup: reusing the amounts chosen before (%s)", saved)
             return found
-    loader = ctx.goal[0] if ctx.goal else ctx.dm.val_dataloader()  # validation only: test stays out
-    found = search(node, model, loader, ctx.shape, list(ctx.cfg.budget.grid), ctx.cfg.latency.threads)
+    val = ctx.goal[0] if ctx.goal else ctx.dm.val_dataloader()  # validation only: test stays out
+    optim = optim_args(ctx.cfg, node.get("lr"))
+    found = search(node, model, ctx.dm.train_dataloader(), val, ctx.shape, optim, ctx.cfg.seed, ctx.cfg.latency.threads)
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         part = saved.with_suffix(".part")
