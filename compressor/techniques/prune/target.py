@@ -27,8 +27,10 @@ import torch.nn.functional as F
 
 from compressor import measure
 from compressor.errors import ConfigError
+from compressor.storage import cache
 from compressor.techniques.layers import channel_layers, select_layers
 from compressor.techniques.prune.scan import pruned
+from compressor.training import ddp
 from compressor.training.fit import optim_args
 
 log = logging.getLogger("compressor")
@@ -146,19 +148,27 @@ def search(node, model, train, val, example_shape, optim: dict, seed: int = 0, t
 
 def chosen(node, model, ctx) -> dict:
     """The search's choice, read from the stage's checkpoint folder when a run before this one saved it
-    (a resumed or repeated job), else searched and saved there first."""
-    saved = Path(ctx.checkpoint_dir) / FILE if ctx.checkpoint_dir is not None else None
-    if saved is not None and saved.is_file():
-        found = json.loads(saved.read_text())
-        if found.get("target") == node.speedup and found.get("cost") == node.cost:
-            log.info("technique.speedup: reusing the amounts chosen before (%s)", saved)
-            return found
-    val = ctx.goal[0] if ctx.goal else ctx.dm.val_dataloader()  # validation only: test stays out
-    optim = optim_args(ctx.cfg, node.get("lr"))
-    found = search(node, model, ctx.dm.train_dataloader(), val, ctx.shape, optim, ctx.cfg.seed, ctx.cfg.latency.threads)
-    if saved is not None:
-        saved.parent.mkdir(parents=True, exist_ok=True)
+    (a resumed or repeated job), else searched and saved there first. Under the file's lock: DDP ranks
+    that start together (SLURM, torchrun) wait for the first to search, and all prune alike."""
+    if ctx.checkpoint_dir is None:  # a probe: nothing to resume
+        return search_in(node, model, ctx)
+    saved = Path(ctx.checkpoint_dir) / FILE
+    with cache.locked(saved.with_suffix(".lock"), ddp.timeout_s(ctx.cfg)):
+        if saved.is_file():
+            found = json.loads(saved.read_text())
+            if found.get("target") == node.speedup and found.get("cost") == node.cost:
+                log.info("technique.speedup: reusing the amounts chosen before (%s)", saved)
+                return found
+        found = search_in(node, model, ctx)
         part = saved.with_suffix(".part")
         part.write_text(json.dumps(found, indent=1))
         os.replace(part, saved)
-    return found
+        return found
+
+
+def search_in(node, model, ctx) -> dict:
+    """`search` on the job's data: training batches for the short fine-tunes, validation images to
+    choose on (the budget's selection half when there is one: test images stay out)."""
+    val = ctx.goal[0] if ctx.goal else ctx.dm.val_dataloader()
+    optim = optim_args(ctx.cfg, node.get("lr"))
+    return search(node, model, ctx.dm.train_dataloader(), val, ctx.shape, optim, ctx.cfg.seed, ctx.cfg.latency.threads)
