@@ -321,3 +321,42 @@ def test_a_point_that_is_not_a_valid_job_is_refused_before_any_trial_runs(tmp_pa
     message = str(err.value)
     assert message.startswith("search: the point prune channel 0.5 (prune=channel 0.5) is not a valid job:")
     assert "technique.prune.amount" in message and "\n" not in message
+
+
+def test_one_trial_per_fit_is_promoted():
+    """The int8 and fp32 trials of one pruned student share a fit: only the faster is promoted, and
+    the third slot goes to another structure (the cut student alone + int8), not to its twin."""
+    from compressor.search import space
+
+    def record(point, gain):
+        return {
+            "label": space.label(point, s),
+            "point": point,
+            "candidates": [{**row(0.5, gain, "t"), "speedup_b1": gain}],
+        }
+
+    s = OmegaConf.create(
+        {
+            "promote": 3,
+            "margin": 2.0,
+            "parallel": 1,
+            "skip_outclassed": False,
+            "techniques": ["kd", "prune", "quant"],
+        }
+    )
+    both = {"student": "simple_cnn_half", "prune": "channel 0.5"}
+    twins = [record({**both, "precision": "int8"}, 15.0), record({**both, "precision": "fp32"}, 13.0)]
+    pruned = record({"student": "none", "prune": "channel 0.5", "precision": "int8"}, 11.0)
+    student = record({"student": "simple_cnn_half", "prune": "none", "precision": "int8"}, 9.0)
+
+    class Ran:
+        points: list = []
+
+        def run_many(self, points, epochs, rung):
+            self.points = [*self.points, *points]
+            return []
+
+    ran = Ran()
+    second_rung(ran, [*twins, pruned, student], s, "speedup_b1", 1.0, float("inf"), {})
+    assert ran.points == [twins[0]["point"], pruned["point"], student["point"]]
+    assert space.fit_of(twins[0]["point"], s) == space.fit_of(twins[1]["point"], s)

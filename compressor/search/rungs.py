@@ -69,7 +69,9 @@ def second_rung(
 ) -> tuple[list[dict], list[str]]:
     """The `search.promote` first-rung trials with the largest gain within max_drop + margin, run
     with their full recipe (a trial with nothing to fine-tune was full already), and the labels of
-    those left out because they cannot win (`outclassed`)."""
+    those left out because they cannot win (`outclassed`). One trial per fit (`space.fit_of`): the
+    int8 and fp32 trials of one pruned student share a fit, and the slower one would take the slot
+    of another structure (issue 57: seed 2's cut student went unpromoted behind two such twins)."""
     picks = [(best(r, gain, max_drop + s.margin), r) for r in first if r["candidates"]]
     eligible = [r for pick, r in sorted(picks, key=lambda p: -p[0][gain]) if pick["val_drop"] <= max_drop + s.margin]
     finals = [r for r in first if r["candidates"] and not space.fine_tunes(r["point"], s)]
@@ -85,7 +87,12 @@ def second_rung(
             held["recipe"],
             held[gain],
         )
-    promoted = [r for r in tuned if r["label"] not in outclassed][: s.promote]
+    promoted, fits = [], set()
+    for r in tuned:  # by gain, so each fit is promoted by its best trial
+        fit = space.fit_of(r["point"], s)
+        if r["label"] not in outclassed and fit not in fits and len(promoted) < s.promote:
+            fits.add(fit)
+            promoted.append(r)
     for i in range(0, len(promoted), s.parallel):
         if time.monotonic() > deadline:
             for r in promoted[i:]:

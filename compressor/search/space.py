@@ -112,6 +112,12 @@ def fine_tunes(point: dict, search) -> bool:
     return any(d.shortened for _, d, _ in stages(point, search))
 
 
+def fit_of(point: dict, search) -> tuple:
+    """The stages a point fine-tunes, with their values: points that differ only after them (int8 or
+    fp32 of one pruned student) share one fit (compressor/prefixes.py), so one full recipe."""
+    return tuple((kind, value) for kind, d, value in stages(point, search) if d.shortened)
+
+
 def full_epochs(search, conf: Path) -> dict:
     """Each fine-tuning stage's full recipe (a promoted trial's): search.full_epochs, else the stage's
     own epochs (conf/technique/<kind>.yaml)."""
