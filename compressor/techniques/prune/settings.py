@@ -48,14 +48,14 @@ class Prune(shared.FineTune):
     cost: str = s.setting(
         "macs",
         s.choice(COSTS),
-        "channel under budget.max_drop or `speedup`: what a per-layer step saves, MACs or the latency measured on torch at "
-        "batch 1 or 64 (a per-layer table; cost.py)",
+        "channel under budget.max_drop or `speedup`: what pruning saves, MACs or the latency measured on "
+        "torch at batch 1 or 64 (cost.py, target.py)",
     )
     speedup: float | None = s.setting(
         None,
         s.number(gt=1, optional=True),
-        "channel: instead of `amount`, the per-layer amounts that make the model this many times cheaper by "
-        "`cost` with the least scan drop on validation (target.py)",
+        "channel: instead of `amount`, the per-layer widths that make the model this many times cheaper by "
+        "`cost`, found by NetAdapt's steps on validation images (target.py; null: `amount`)",
     )
     include: list = s.setting(["*"], s.strings(), "layer-name globs")
     exclude: list = s.setting([], s.strings(), "layer-name globs left dense")
