@@ -21,6 +21,14 @@ def check_optim(optimizer: str, lr: float, scheduler: str, prefix: str) -> None:
         raise ConfigError(f"{prefix}.scheduler={scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
 
 
+def optimizer(parameters, optim: dict) -> torch.optim.Optimizer:
+    """The optimizer `optim` (training/fit.py: optim_args) names, over `parameters`."""
+    kwargs = {"lr": optim["lr"], "weight_decay": optim["weight_decay"]}
+    if optim["optimizer"] == "sgd":
+        kwargs["momentum"] = optim["momentum"]
+    return OPTIMIZERS[optim["optimizer"]](parameters, **kwargs)
+
+
 class Classifier(L.LightningModule):
     def __init__(
         self,
@@ -76,10 +84,7 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
-        kwargs = {"lr": o["lr"], "weight_decay": o["weight_decay"]}
-        if o["optimizer"] == "sgd":
-            kwargs["momentum"] = o["momentum"]
-        opt = OPTIMIZERS[o["optimizer"]](self.trainable_parameters(), **kwargs)
+        opt = optimizer(self.trainable_parameters(), o)
         epochs = max(1, o["schedule_epochs"] or self.trainer.max_epochs or 1)
         if o["scheduler"] == "cosine":
             return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)}

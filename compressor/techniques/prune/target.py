@@ -59,16 +59,15 @@ def amounts_of(widths: dict, keep: dict) -> dict:
 def tuned(candidate, train, optim: dict, seed: int):
     """NetAdapt's short-term fine-tune: SHORT training batches (the loader cycled when shorter),
     seeded, with the job's optimizer at the stage's learning rate."""
-    from compressor.modules.classifier import OPTIMIZERS
+    from compressor.modules.classifier import optimizer
 
     torch.manual_seed(seed)
-    kwargs = {"lr": optim["lr"], "weight_decay": optim["weight_decay"]}
-    if optim["optimizer"] == "sgd":
-        kwargs["momentum"] = optim["momentum"]
-    opt = OPTIMIZERS[optim["optimizer"]](candidate.parameters(), **kwargs)
+    opt = optimizer(candidate.parameters(), optim)
     candidate.train()
     done = 0
     while done < SHORT:
+        if not len(train):
+            raise ConfigError("technique.speedup: the training loader has no batch to fine-tune a proposal on")
         for x, y in train:
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(candidate(x), y).backward()
