@@ -99,17 +99,19 @@ def search(node, model, train, val, example_shape, optim: dict, seed: int = 0, t
         goal = node.speedup ** (i / ITERATIONS)
         proposals = []
         for layer in widths:
-            if keep[layer] <= 1 or ratio(node.cost, model, cut(layer, 1), example_shape, threads) < goal:
+            if keep[layer] <= 1:
+                continue
+            measured = {1: ratio(node.cost, model, cut(layer, 1), example_shape, threads)}
+            if measured[1] < goal:
                 continue
             lo, hi = 1, keep[layer]  # channels kept: lo reaches the goal, hi does not
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                lo, hi = (
-                    (mid, hi) if ratio(node.cost, model, cut(layer, mid), example_shape, threads) >= goal else (lo, mid)
-                )
+                measured[mid] = ratio(node.cost, model, cut(layer, mid), example_shape, threads)
+                lo, hi = (mid, hi) if measured[mid] >= goal else (lo, mid)
             candidate = tuned(cut(layer, lo), train, optim, seed)
             share = (keep[layer] - lo) / widths[layer]
-            proposals.append((measure.accuracy_of(candidate, val), -share, layer, lo))
+            proposals.append((measure.accuracy_of(candidate, val), -share, layer, lo, measured[lo]))
         if not proposals:
             log.warning(
                 "technique.speedup=%g: no layer's channels reach %.2fx by %s (iteration %d of %d); keeping %.2fx",
@@ -121,9 +123,8 @@ def search(node, model, train, val, example_shape, optim: dict, seed: int = 0, t
                 got,
             )
             break
-        acc, _, layer, c = max(proposals)
+        acc, _, layer, c, got = max(proposals)  # got: the ratio its bisection measured
         keep[layer] = c
-        got = ratio(node.cost, model, cut(layer, c), example_shape, threads)
         trail.append({"iteration": i, "goal": goal, "layer": layer, "kept": c, "val/acc": acc, "ratio": got})
         log.info(
             "technique.speedup: iteration %d, %s keeps %d of %d channels (%.2fx, val/acc %.4f after a short tune)",
