@@ -18,14 +18,13 @@ magnitude")."""
 
 import json
 import logging
-import os
 import statistics
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from compressor import measure
+from compressor import measure, results
 from compressor.errors import ConfigError
 from compressor.storage import cache
 from compressor.techniques.layers import channel_layers, select_layers
@@ -150,7 +149,7 @@ def chosen(node, model, ctx) -> dict:
     """The search's choice, read from the stage's checkpoint folder when a run before this one saved it
     (a resumed or repeated job), else searched and saved there first. Under the file's lock: DDP ranks
     that start together (SLURM, torchrun) wait for the first to search, and all prune alike."""
-    if ctx.checkpoint_dir is None:  # a probe: nothing to resume
+    if ctx.checkpoint_dir is None:  # a fit without a checkpoint folder: nothing to resume
         return search_in(node, model, ctx)
     saved = Path(ctx.checkpoint_dir) / FILE
     with cache.locked(saved.with_suffix(".lock"), ddp.timeout_s(ctx.cfg)):
@@ -160,9 +159,7 @@ def chosen(node, model, ctx) -> dict:
                 log.info("technique.speedup: reusing the amounts chosen before (%s)", saved)
                 return found
         found = search_in(node, model, ctx)
-        part = saved.with_suffix(".part")
-        part.write_text(json.dumps(found, indent=1))
-        os.replace(part, saved)
+        results.write(saved, found)  # whole or not at all
         return found
 
 
