@@ -119,3 +119,64 @@ def test_no_module_outside_the_runtimes_package_names_a_runtime():
         if word in path.read_text()
     ]
     assert not named, named
+
+
+def test_a_zero_pad_before_a_convolution_runs_on_int8_values_in_executorch(tmp_path):
+    """Lite0's TensorFlow 'same' padding: XNNPACKQuantizer leaves dequantize -> float pad -> quantize
+    around each pad; int8_pads moves it into the int8 domain, where XNNPACK folds it into the conv."""
+    import torch
+    from torch import nn
+
+    from compressor.runtimes import executorch
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.ZeroPad2d((0, 1, 0, 1)),  # on the float input
+        nn.Conv2d(1, 8, 3, 2),
+        nn.ReLU6(),
+        nn.ZeroPad2d((1, 2, 1, 2)),  # on a quantized activation
+        nn.Conv2d(8, 8, 5, 2, groups=8),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 10),
+    ).eval()
+    x = torch.randn(64, 1, 16, 16)
+    converted = []
+    real = executorch.int8_pads
+    executorch.int8_pads = lambda graph: converted.append(real(graph)) or graph
+    try:
+        path = executorch.int8(net, x, [x], None, tmp_path / "model.int8.pte")
+    finally:
+        executorch.int8_pads = real
+    assert converted == [2]  # both pads moved
+    int8 = executorch.load(path)
+    with torch.no_grad():
+        expected = net(x)
+    got = torch.as_tensor(int8(x))
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.9
+    assert (got - expected).abs().mean() < 0.1 * expected.abs().mean()
+
+
+def test_int8_pads_leaves_every_pad_between_int8_values_and_its_convolution():
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torch import nn
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from compressor.runtimes.executorch import DEQUANTIZE, QUANTIZE, int8_pads
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(4, 4, 3, 2)).eval()
+    x = torch.randn(4, 1, 12, 12)
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(net, (x,)).module(), quantizer)
+    prepared(x)
+    graph = convert_pt2e(prepared)
+    before = graph(x)
+    pads = [n for n in graph.graph.nodes if "pad" in str(n.target)]
+    assert [str(u.target) for p in pads for u in p.users] == [QUANTIZE]  # what XNNPACKQuantizer leaves
+    assert int8_pads(graph) == 1 and int8_pads(graph) == 0  # once; a second pass finds nothing to move
+    (pad,) = [n for n in graph.graph.nodes if "pad" in str(n.target)]
+    assert str(pad.args[0].target) == DEQUANTIZE and [str(u.target) for u in pad.users] == ["aten.conv2d.default"]
+    assert torch.allclose(graph(x), before, atol=0.05 * before.abs().max().item())
