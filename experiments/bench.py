@@ -58,6 +58,15 @@ def arguments(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace, B
         " no trial starts after it (default: %(default)s; the converged figures used 600, no limit)",
     )
     parser.add_argument(
+        "--search-args",
+        nargs="+",
+        default=[],
+        metavar="OVERRIDE",
+        help="search and peer: Hydra overrides of every search, e.g. the issue-57 headline space "
+        "'search.students=[simple_cnn_half,simple_cnn_narrow]' 'search.channel=[0.5]' 'search.unstructured=[]' "
+        "search.max_trials=12 (experiments/README.md); the folders are named after them",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="read the results of jobs already run with the same "
@@ -71,7 +80,14 @@ def arguments(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace, B
     return (
         parser,
         args,
-        Bench(dataset=args.dataset, train=args.train, seeds=seeds, reuse=args.reuse, probe_epochs=args.probe_epochs),
+        Bench(
+            dataset=args.dataset,
+            train=args.train,
+            seeds=seeds,
+            reuse=args.reuse,
+            probe_epochs=args.probe_epochs,
+            search_args=tuple(args.search_args),
+        ),
     )
 
 
@@ -198,8 +214,8 @@ def main(argv=None):
         if getattr(args, k) != parser.get_default(k)
     ]
     name = (
-        "_".join(["bench", *parts, *(n for v in narrowed for n in str(v).split(","))])
-        if args.only or narrowed
+        "_".join(["bench", *parts, *(n for v in narrowed for n in str(v).split(",")), *filter(None, [bench.space])])
+        if args.only or narrowed or bench.space
         else "bench"
     )
     (OUT / f"{name}.md").write_text("\n".join(report))

@@ -2,6 +2,7 @@
 recipe, the seeds), how a part runs a job, and the rows' arithmetic. A part is a module of its own
 (experiments/<part>.py); bench.py parses the options and writes the report."""
 
+import hashlib
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +29,27 @@ class Bench:
       keep their names).
     seeds: every part that compares methods repeats its rows per seed (each seed its own baseline).
     reuse: a job whose exact config already has results.json (any run folder) is read, not rerun.
-    probe_epochs: budget.probe_epochs of the budget part's searches (None: the stage's epochs)."""
+    probe_epochs: budget.probe_epochs of the budget part's searches (None: the stage's epochs).
+    search_args: Hydra overrides of every search the search part runs, and so of what the peer part times
+      (the issue-57 headline space names the students cut from the model); their folders carry a digest
+      of them, so searches over two spaces do not overwrite each other."""
 
     dataset: str = "fashion_mnist"
     train: str = "converged"
     seeds: tuple = (0, 1, 2)
     reuse: bool = False
     probe_epochs: int | None = None
+    search_args: tuple = ()
     out: Path = OUT
+
+    @property
+    def space(self) -> str:
+        """A name for the searches' overrides: '' for none, else 'space' and a digest of them."""
+        return f"space{hashlib.sha1(' '.join(self.search_args).encode()).hexdigest()[:8]}" if self.search_args else ""
+
+    def search_folder(self, objective: str, seed: int) -> str:
+        """The search part's job name for one objective and seed (the peer part reads the same)."""
+        return "_".join(filter(None, (f"search_{objective}_s{seed}", self.space)))
 
     def folder(self, overrides, name) -> str:
         """A job's run folder under `out`, named after its data set too: runs on two data sets do not

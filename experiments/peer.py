@@ -108,7 +108,7 @@ def of_bench(bench, objectives=("latency_b1", "latency_b64")) -> str:
     rows, missing = [], []
     for seed in bench.seeds:
         for objective in objectives:
-            folder = bench.out / bench.folder([], f"search_{objective}_s{seed}")
+            folder = bench.out / bench.folder([], bench.search_folder(objective, seed))
             if (folder / "search.json").is_file():
                 rows.append(peers(folder))
             else:

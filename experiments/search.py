@@ -71,8 +71,9 @@ def searching(
                     f"seed={seed}",
                     f"search.parallel={parallel}",
                     *([f"search.max_trials={trials}"] if trials else []),
+                    *bench.search_args,
                 ],
-                f"search_{objective}_s{seed}",
+                bench.search_folder(objective, seed),
                 logger="tensorboard",
             )
             minutes = (time.monotonic() - start) / 60

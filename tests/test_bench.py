@@ -41,7 +41,39 @@ def test_bench_names_a_run_folder_after_its_own_data_set_and_recipe():
     assert settings([]).folder(["technique=quant"], "quant_full") == "fashion_mnist_converged_quant_full"
 
 
-def test_every_bench_baseline_is_converged_unless_asked(monkeypatch):
+def test_searches_over_another_space_get_their_own_folders_and_peer_reads_them(monkeypatch, tmp_path):
+    """--search-args (the issue-57 headline space): every search takes them, and its folder, which the
+    peer part reads, is named after them, so the default space's searches are not overwritten."""
+    from experiments import peer, search
+
+    space = ["search.students=[simple_cnn_half]", "search.channel=[0.5]"]
+    b = settings(["--seeds", "0", "--search-args", *space])
+    assert b.search_args == tuple(space) and settings([]).search_folder("latency_b1", 0) == "search_latency_b1_s0"
+    named = b.search_folder("latency_b1", 0)
+    assert named.startswith("search_latency_b1_s0_space") and named != settings(
+        ["--search-args", space[0]]
+    ).search_folder("latency_b1", 0)
+    import compressor.search.records
+
+    class Searched(Exception):
+        pass
+
+    def untimed(self, overrides, name, logger="none"):
+        if "search=default" in overrides:
+            raise Searched(overrides, name)
+        return {}  # a single technique's results: read by the patched candidates below
+
+    monkeypatch.setattr(type(b), "untimed", untimed)
+    monkeypatch.setattr(
+        compressor.search.records, "candidates", lambda r, runtime: [{"precision": "int8", "static_shape": True}]
+    )
+    with pytest.raises(Searched) as searched:
+        search.searching(b)
+    overrides, name = searched.value.args
+    assert overrides[-2:] == space and name == named
+    b.out = tmp_path
+    assert str(tmp_path / b.folder([], named)) in peer.of_bench(b, objectives=("latency_b1",))  # not run yet: named
+
     composed = []
     monkeypatch.setattr(common, "compose", lambda overrides, out, name: composed.append(overrides))
     monkeypatch.setattr(common.compressor, "run", lambda cfg: {})
