@@ -180,3 +180,44 @@ def test_int8_pads_leaves_every_pad_between_int8_values_and_its_convolution():
     (pad,) = [n for n in graph.graph.nodes if "pad" in str(n.target)]
     assert str(pad.args[0].target) == DEQUANTIZE and [str(u.target) for u in pad.users] == ["aten.conv2d.default"]
     assert torch.allclose(graph(x), before, atol=0.05 * before.abs().max().item())
+
+
+def test_an_overlapping_adaptive_pool_folds_into_the_linear_after_it_and_nothing_else_does():
+    """XNNPACK has no kernel for SimpleCNN's 7x7 -> 4x4 average pool; folded into the classifier's
+    first linear layer it is the same function (float), and XNNPACK runs it. A global pool stays."""
+    import copy
+
+    import torch
+
+    from compressor.models.cnn import SimpleCNN, SmallCNN
+    from compressor.models.efficientnet_lite import EfficientNetLite0
+    from compressor.runtimes.executorch import fold_pool
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 28, 28)
+    for net, side in ((SimpleCNN(1, 10, 28, width=8), 7), (SmallCNN(1, 10, 28, width=8), 14)):  # the pool's input
+        net.eval()
+        before, folded = net(x), copy.deepcopy(net)
+        assert fold_pool(folded, x) == 1
+        assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in folded.modules())
+        assert folded.classifier[0].in_features == net.classifier[0].in_features // 16 * side**2
+        assert torch.allclose(folded(x), before, atol=1e-5)
+    assert fold_pool(SimpleCNN(1, 10, 16, width=8).eval(), torch.randn(2, 1, 16, 16)) == 0  # 4x4 -> 4x4: whole windows
+    lite = EfficientNetLite0(1, 10, 32).eval()
+    assert fold_pool(lite, torch.randn(2, 1, 32, 32)) == 0  # its global pool stays
+
+
+def test_the_executorch_file_of_a_simple_cnn_runs_without_the_pool_and_agrees(tmp_path):
+    import torch
+
+    from compressor.models.cnn import SimpleCNN
+    from compressor.runtimes import executorch
+
+    torch.manual_seed(0)
+    net, x = SimpleCNN(1, 10, 28, width=8).eval(), torch.randn(16, 1, 28, 28)
+    program = executorch._exported(net, x)
+    assert not [n for n in program.graph.nodes if "adaptive_avg_pool" in str(n.target)]
+    fp32 = executorch.load(executorch.export(net, x, tmp_path / "model.pte"))
+    with torch.no_grad():
+        assert torch.allclose(torch.as_tensor(fp32(x)), net(x), atol=1e-4)
+    assert any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in net.modules())  # the model itself is untouched
