@@ -71,7 +71,7 @@ def spec_of(cfg: DictConfig, leave_out=(), data: dict | None = None) -> dict:
 
 # a stage's keys added since its fits were first cached, at the value that fits as before (issue 57's
 # recovery stops): out of every key at that value, in a stage or in each of a pipeline's sections
-STAGE_ADDED = {"patience": None, "stop_within": False, "cost": "macs", "speedup": None}
+STAGE_ADDED = {"patience": None, "stop_within": False, "cost": "macs", "speedup": None, "round_to": None}
 
 
 def unset_stage_added(node):

@@ -118,3 +118,40 @@ def test_bad_speedups_are_one_line_errors(kw, key):
     with pytest.raises(ConfigError, match=key) as err:
         Pruning(**kw)
     assert "\n" not in str(err.value)
+
+
+def test_with_round_to_netadapt_tries_only_multiples_of_it(monkeypatch):
+    """technique.round_to=16: the widths NetAdapt keeps are multiples of 16 (XNNPACK's int8 convolutions
+    run 16 channels at a time, so a 33rd channel costs as much as 16 more)."""
+    monkeypatch.setattr(measure, "rounds", counted)
+    monkeypatch.setattr(measure, "accuracy_of", lambda model, loader: 0.9)
+    torch.manual_seed(0)
+    model = SimpleCNN(1, 10, 8).eval()
+    node = Node(include=["*"], exclude=[], cost="latency_b1", speedup=1.5, round_to=16)
+    found = target.search(node, model, BATCHES, None, [1, 1, 8, 8], OPTIM)
+    kept = round(64 * (1 - found["amounts"]["features.4"]))
+    assert found["reached"] and kept % 16 == 0 and kept < 64
+
+
+@pytest.mark.parametrize(
+    "settings, widths",
+    [
+        ({"amount": 0.5}, [16, 32, 64]),  # already multiples of 16
+        ({"amount": 0.6}, [16, 32, 48]),  # 12.8 -> 16, 25.6 -> 32, 51.2 -> 48 (nearest multiples)
+        ({"amount": 0.8}, [16, 16, 32]),  # never below 16
+        ({"amounts": {"features.4": 0.3, "features.8": 0.1}}, [32, 48, 112]),  # 44.8 -> 48, 115.2 -> 112
+    ],
+)
+def test_round_to_keeps_every_pruned_layer_a_multiple_of_it(settings, widths):
+    torch.manual_seed(0)
+    model = SimpleCNN(1, 10, 28)
+    pruning = Pruning(method="channel", round_to=16, example_shape=(1, 1, 28, 28), **settings)
+    pruning.apply(model, settings.get("amount", 0.5))
+    convs = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == widths
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_round_to_with_a_global_ranking_is_one_line():
+    with pytest.raises(ConfigError, match="round_to with technique.scope=global"):
+        Pruning(method="channel", scope="global", round_to=16, example_shape=(1, 1, 28, 28))

@@ -10,6 +10,7 @@ replayed from results.json."""
 
 import itertools
 import logging
+import math
 from collections.abc import Mapping
 
 import torch
@@ -150,6 +151,11 @@ class Pruning(TechniqueCallback):
             self._gradients(model, device)
         example = torch.randn(*self.example_shape, device=device)
         step_ratio = 1 - (1 - amount) / (1 - self.current)  # remove this share of what is left
+        if self.round_to is not None:  # scope layer (settings.check): each layer's count, rounded
+            layers = select_layers(model, self.include, self.exclude).values()
+            self._prune_layers(model, {m: step_ratio for m in layers if m not in classifier(model)}, device)
+            self.current = amount
+            return
         with torch.enable_grad():
             pruner = tp.pruner.MetaPruner(
                 model,
@@ -173,11 +179,30 @@ class Pruning(TechniqueCallback):
             for m, a in chosen.items():
                 tprune.L1Unstructured.apply(m, "weight", amount=a)
             return
+        self._prune_layers(model, chosen, device)
+
+    def _rounded(self, m: nn.Module, a: float) -> float:
+        """The fraction of m's output channels to remove so that it keeps a multiple of round_to, the
+        nearest to what `a` keeps (at least round_to; a layer of round_to channels or fewer stays whole)."""
+        n = m.weight.shape[0]
+        keep = n - math.ceil(a * n - 1e-9)
+        if self.round_to is None:
+            return (n - keep) / n
+        if n <= self.round_to:
+            return 0.0
+        keep = min(n, max(self.round_to, self.round_to * round(keep / self.round_to)))
+        return (n - keep) / n
+
+    def _prune_layers(self, model: nn.Module, chosen: dict, device) -> None:
+        """Each module of `chosen` ({module: fraction of its output channels gone}) loses that many
+        channels, by importance within it, with the layers Torch-Pruning's dependency graph couples to it."""
         import torch_pruning as tp
 
         # Torch-Pruning keeps int(n * (1 - a)) channels; a hair less than `a` keeps that exact in floating point,
         # where n * (1 - 0.3) can read 6.9999: ceil(a * n) channels go
-        chosen = {m: a - 1e-9 for m, a in chosen.items()}
+        chosen = {m: r - 1e-9 for m, a in chosen.items() if (r := self._rounded(m, a)) > 0}
+        if not chosen:
+            return
 
         others = [m for m in weighted(model).values() if m not in chosen]
         if importance.needs_gradients(self.importance):

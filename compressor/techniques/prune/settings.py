@@ -57,6 +57,13 @@ class Prune(shared.FineTune):
         "channel: instead of `amount`, the per-layer widths that make the model this many times cheaper by "
         "`cost`, found by NetAdapt's steps on validation images (target.py; null: `amount`)",
     )
+    round_to: int | None = s.setting(
+        None,
+        s.integer(1, optional=True),
+        "channel (scope layer, `amounts` or `speedup`): keep each layer's channels a multiple of this, the "
+        "nearest to what `amount` gives (a layer this narrow or narrower is left whole); 16 for ExecuTorch "
+        "int8, whose XNNPACK convolutions run 16 channels at a time (docs/techniques.md; null: as `amount` gives)",
+    )
     include: list = s.setting(["*"], s.strings(), "layer-name globs")
     exclude: list = s.setting([], s.strings(), "layer-name globs left dense")
     epochs: int = shared.epochs(4)
@@ -90,13 +97,23 @@ def check(values: dict, prefix: str = "technique.") -> None:
     default = Prune()
     structural = {
         key: values[key] != getattr(default, key)
-        for key in ("importance", "steps", "regularize_epochs", "cost", "speedup")
+        for key in ("importance", "steps", "regularize_epochs", "cost", "speedup", "round_to")
     }
     for key, used in structural.items():
         if used and method != "channel":
             raise ConfigError(
                 f"{prefix}{key} applies to {prefix}method=channel (unstructured methods have {prefix}schedule=cubic)"
             )
+    if (
+        values.get("round_to") is not None
+        and scope == "global"
+        and not values["amounts"]
+        and values.get("speedup") is None
+    ):
+        raise ConfigError(
+            f"{prefix}round_to with {prefix}scope=global: one ranking across layers sets each layer's count; "
+            f"choose scope=layer, or {prefix}amounts or {prefix}speedup"
+        )
     if values["amounts"] and values.get("speedup") is not None:
         raise ConfigError(f"{prefix}amounts with {prefix}speedup: the speedup chooses the amounts; give one of them")
     if values["amounts"]:

@@ -83,13 +83,15 @@ def search(node, model, train, val, example_shape, optim: dict, seed: int = 0, t
     channels it can keep while the whole model, pruned from the unpruned one to the widths so far and
     that layer's new width, measures the iteration's target; each proposal is fine-tuned briefly
     (`tuned`) and measured on validation; the most accurate wins (ties: the smallest share of its
-    layer cut, the layer whose channels cost most). When no layer can reach an iteration's target,
+    layer cut, the layer whose channels cost most). With technique.round_to, the widths tried are its
+    multiples. When no layer can reach an iteration's target,
     the widths reached so far are kept, with reached=False."""
     layers = select_layers(model, node.include, node.exclude)
     widths = {n: m.weight.shape[0] for n, m in channel_layers(model, layers).items()}
     if not widths:
         raise ConfigError("technique.speedup: no layer of technique.include can lose a channel")
     keep, trail, got = dict(widths), [], 1.0
+    step = node.get("round_to") or 1  # widths tried: multiples of technique.round_to
 
     def cut(layer: str, c: int):
         return pruned(model, "channel", amounts_of(widths, {**keep, layer: c}), example_shape)
@@ -98,16 +100,18 @@ def search(node, model, train, val, example_shape, optim: dict, seed: int = 0, t
         goal = node.speedup ** (i / ITERATIONS)
         proposals = []
         for layer in widths:
-            if keep[layer] <= 1:
+            if keep[layer] <= step:
                 continue
-            measured = {1: ratio(node.cost, model, cut(layer, 1), example_shape, threads)}
-            if measured[1] < goal:
+            measured = {step: ratio(node.cost, model, cut(layer, step), example_shape, threads)}
+            if measured[step] < goal:
                 continue
-            lo, hi = 1, keep[layer]  # channels kept: lo reaches the goal, hi does not
+            # channels kept, in multiples of `step`: lo reaches the goal, hi does not
+            lo, hi = 1, -(-keep[layer] // step)
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                measured[mid] = ratio(node.cost, model, cut(layer, mid), example_shape, threads)
-                lo, hi = (mid, hi) if measured[mid] >= goal else (lo, mid)
+                measured[mid * step] = ratio(node.cost, model, cut(layer, mid * step), example_shape, threads)
+                lo, hi = (mid, hi) if measured[mid * step] >= goal else (lo, mid)
+            lo *= step
             candidate = tuned(cut(layer, lo), train, optim, seed)
             share = (keep[layer] - lo) / widths[layer]
             proposals.append((measure.accuracy_of(candidate, val), -share, layer, lo, measured[lo]))
