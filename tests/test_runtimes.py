@@ -182,6 +182,44 @@ def test_int8_pads_leaves_every_pad_between_int8_values_and_its_convolution():
     assert torch.allclose(graph(x), before, atol=0.05 * before.abs().max().item())
 
 
+def test_an_observer_read_only_by_relu6_calibrates_on_what_relu6_lets_through():
+    """XNNPACKQuantizer fuses conv + ReLU, not conv + ReLU6: the int8 grid after a conv spanned its
+    whole output (here about -60 to 60) and [0, 6] got a tenth of it. Clamped, [0, 6] gets all 256
+    steps, and the int8 graph is closer to the float net (fine-tuned Lite0: 1.5 points of validation
+    accuracy back)."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torch import nn
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from compressor.runtimes.executorch import QUANTIZE, clamped_observers
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU6(), nn.Conv2d(8, 4, 3), nn.ReLU()).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(20)  # outputs far beyond the clamp
+    x = torch.randn(32, 1, 12, 12)
+    expected = net(x)
+
+    def int8(clamp: bool):
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        prepared = prepare_pt2e(torch.export.export(net, (x,)).module(), quantizer)
+        hooked = clamped_observers(prepared) if clamp else 0
+        prepared(x)
+        graph = convert_pt2e(prepared)
+        scales = [n.args[1] for n in graph.graph.nodes if str(n.target) == QUANTIZE]
+        return hooked, scales, (graph(x) - expected).abs().mean().item()
+
+    hooked, scales, error = int8(clamp=True)
+    plain_hooked, plain_scales, plain_error = int8(clamp=False)
+    assert hooked == 1  # the first conv's output; the ReLU after the second is fused already
+    assert scales[1] <= 6 / 255 * 1.01 < plain_scales[1] / 5  # [0, 6] on all 256 steps, not a tenth of them
+    assert error < 0.7 * plain_error
+
+
 def test_an_overlapping_adaptive_pool_folds_into_the_linear_after_it_and_nothing_else_does():
     """XNNPACK has no kernel for SimpleCNN's 7x7 -> 4x4 average pool; folded into the classifier's
     first linear layer it is the same function (float), and XNNPACK runs it. A global pool stays."""
