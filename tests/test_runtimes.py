@@ -195,7 +195,8 @@ def test_an_observer_read_only_by_relu6_calibrates_on_what_relu6_lets_through():
     from torch import nn
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from compressor.runtimes.executorch import QUANTIZE, clamped_observers
+    from compressor.quant.ops import clamped_observers
+    from compressor.runtimes.executorch import QUANTIZE
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU6(), nn.Conv2d(8, 4, 3), nn.ReLU()).eval()

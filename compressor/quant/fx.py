@@ -11,6 +11,8 @@ from torch import nn
 from torch.ao.quantization import QConfigMapping, get_default_qat_qconfig_mapping, get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
 
+from compressor.quant.ops import clamped_observers
+
 ENGINE = "x86"  # fbgemm/oneDNN dispatch: the measured default (SimpleCNN, ResNet-18)
 
 
@@ -62,6 +64,7 @@ def prepare_static(model: nn.Module, example: torch.Tensor, keep_float=(), only=
     torch.backends.quantized.engine = engine
     chosen = mapping(model, get_default_qconfig_mapping(engine), keep_float, only)
     prepared = prepare_fx(model.eval(), chosen, (example,))
+    clamped_observers(prepared)  # ReLU6 shares the conv's output observer (ops.clamped_observers)
     prepared.compressor_engine = engine
     return prepared
 

@@ -8,7 +8,7 @@ calibrated on the run's calibration batches, then lowered the same way, so XNNPA
 kernels. An adaptive average pool whose windows overlap (SimpleCNN's 7x7 -> 4x4), for which
 XNNPACK has no kernel, is folded into the linear layer after it (`fold_pool`). A zero pad before a convolution (EfficientNet-Lite0's TensorFlow "same" padding) is moved
 inside the int8 domain first (`int8_pads`), where XNNPACK folds it into the convolution. An
-observer read only by ReLU6 calibrates on the clamped values (`clamped_observers`). The batch axis is dynamic up to MAX_BATCH (XNNPACK plans its memory for the largest
+observer read only by ReLU6 calibrates on the clamped values (compressor.quant.ops.clamped_observers). The batch axis is dynamic up to MAX_BATCH (XNNPACK plans its memory for the largest
 batch); a larger input runs in slices of MAX_BATCH."""
 
 import os
@@ -135,10 +135,12 @@ def int8(model, example, calibration, fp32, path, mode: str = "static", within=N
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from compressor.quant.ops import clamped_observers  # imports torch: not at registry time
+
     require()
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     prepared = prepare_pt2e(_exported(model, example).module(), quantizer)
-    clamped_observers(prepared)
+    clamped_observers(prepared)  # XNNPACKQuantizer fuses conv + ReLU, not conv + ReLU6
     with torch.no_grad():
         for x in calibration:
             for i in range(0, len(x), MAX_BATCH):
@@ -146,46 +148,6 @@ def int8(model, example, calibration, fp32, path, mode: str = "static", within=N
     converted = convert_pt2e(prepared)
     int8_pads(converted)
     return _save(_exported(converted, example, float_model=False), path)
-
-
-HARDTANH = ("aten.hardtanh.default", "aten.hardtanh_.default")
-
-
-def _clamp_bounds(node) -> tuple | None:
-    """(min, max) of a hardtanh node (its defaults: -1, 1), or None for any other node."""
-    if str(getattr(node, "target", None)) not in HARDTANH:
-        return None
-    args = (*node.args[1:3],)
-    low = args[0] if len(args) > 0 else node.kwargs.get("min_val", -1.0)
-    high = args[1] if len(args) > 1 else node.kwargs.get("max_val", 1.0)
-    return float(low), float(high)
-
-
-def clamped_observers(prepared) -> int:
-    """Let each observer whose every reader is a clamp (ReLU6: hardtanh(0, 6)) see the values the
-    clamp leaves. XNNPACKQuantizer fuses a convolution with ReLU but not with ReLU6: the clamp shares
-    the convolution's output observer, which then calibrates on the unclamped outputs, so the int8
-    grid spans their whole range and the [0, 6] that passes the clamp gets a small part of its 256
-    steps. Clamping what the observer reads (a forward pre-hook) changes no calibration output, the
-    clamp after it being the same, and values beyond the range saturate to the clamp's own bounds.
-    An observer module also called elsewhere is hooked only where that call reads the same clamp's
-    output (already inside the bounds). Returns how many observers now read clamped values
-    (docs/techniques.md: the fine-tuned Lite0)."""
-    calls: dict = {}
-    for node in prepared.graph.nodes:
-        if node.op == "call_module":
-            calls.setdefault(node.target, []).append(node)
-    modules = dict(prepared.named_modules())
-    clamped = 0
-    for target, nodes in calls.items():
-        readers = {_clamp_bounds(u) for n in nodes if not _clamp_bounds(n.args[0]) for u in n.users}
-        sources = {_clamp_bounds(n.args[0]) for n in nodes} - {None}
-        if len(readers) != 1 or None in readers or not sources <= readers:
-            continue
-        ((low, high),) = readers
-        modules[target].register_forward_pre_hook(lambda _, args, lo=low, hi=high: (args[0].clamp(lo, hi),))
-        clamped += 1
-    return clamped
 
 
 QUANTIZE = "quantized_decomposed.quantize_per_tensor.default"
