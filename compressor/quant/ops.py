@@ -52,9 +52,9 @@ def clamped_observers(prepared: torch.fx.GraphModule) -> int:
     """Let each observer whose every reader is a clamp (ReLU6: hardtanh(0, 6)) see the values the
     clamp leaves. XNNPACKQuantizer and FX's backend configs (x86, onednn) do not fuse a convolution
     with ReLU6 as they do with ReLU (X86InductorQuantizer, pt2e.py, does): the clamp shares the
-    convolution's output observer,
-    which then calibrates on the unclamped outputs, so the int8 grid spans their whole range and the
-    [0, 6] that passes the clamp gets a small part of its 256 steps. Clamping what the observer reads
+    convolution's output observer, which then calibrates on the unclamped outputs, so the int8 grid
+    spans their whole range and the [0, 6] that passes the clamp gets a small part of its 256
+    steps. Clamping what the observer reads
     (a forward pre-hook, gone with the observer at convert) changes no calibration output, the clamp
     after it being the same, and values beyond the range saturate to the clamp's own bounds. An
     observer also called elsewhere is hooked only where that call reads the same clamp's output

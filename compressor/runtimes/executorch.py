@@ -6,10 +6,12 @@ file (a flatbuffer program: loading it runs no Python). int8: the float model th
 pt2e with ExecuTorch's XNNPACKQuantizer (symmetric, per-channel weights, static activations),
 calibrated on the run's calibration batches, then lowered the same way, so XNNPACK runs int8
 kernels. An adaptive average pool whose windows overlap (SimpleCNN's 7x7 -> 4x4), for which
-XNNPACK has no kernel, is folded into the linear layer after it (`fold_pool`). A zero pad before a convolution (EfficientNet-Lite0's TensorFlow "same" padding) is moved
-inside the int8 domain first (`int8_pads`), where XNNPACK folds it into the convolution. An
-observer read only by ReLU6 calibrates on the clamped values (compressor.quant.ops.clamped_observers). The batch axis is dynamic up to MAX_BATCH (XNNPACK plans its memory for the largest
-batch); a larger input runs in slices of MAX_BATCH."""
+XNNPACK has no kernel, is folded into the linear layer after it (`fold_pool`). A zero pad before a
+convolution (EfficientNet-Lite0's TensorFlow "same" padding) is moved inside the int8 domain first
+(`int8_pads`), where XNNPACK folds it into the convolution. An observer read only by ReLU6
+calibrates on the clamped values (compressor.quant.ops.clamped_observers). The batch axis is
+dynamic up to MAX_BATCH (XNNPACK plans its memory for the largest batch); a larger input runs in
+slices of MAX_BATCH."""
 
 import os
 from pathlib import Path
