@@ -54,12 +54,11 @@ def clamped_observers(prepared: torch.fx.GraphModule) -> int:
     with ReLU6 as they do with ReLU (X86InductorQuantizer, pt2e.py, does): the clamp shares the
     convolution's output observer, which then calibrates on the unclamped outputs, so the int8 grid
     spans their whole range and the [0, 6] that passes the clamp gets a small part of its 256
-    steps. Clamping what the observer reads
-    (a forward pre-hook, gone with the observer at convert) changes no calibration output, the clamp
-    after it being the same, and values beyond the range saturate to the clamp's own bounds. An
-    observer also called elsewhere is hooked only where that call reads the same clamp's output
-    (already inside the bounds). Returns how many observers now read clamped values
-    (docs/techniques.md: EfficientNet-Lite0)."""
+    steps. Clamping what the observer reads (a forward pre-hook, gone with the observer at convert)
+    changes no calibration output, the clamp after it being the same, and values beyond the range
+    saturate to the clamp's own bounds. An observer also called elsewhere is hooked only where that
+    call reads the same clamp's output (already inside the bounds). Returns how many observers now
+    read clamped values (docs/techniques.md: EfficientNet-Lite0)."""
     modules = dict(prepared.named_modules())
     calls: dict = {}
     for node in prepared.graph.nodes:
@@ -67,9 +66,9 @@ def clamped_observers(prepared: torch.fx.GraphModule) -> int:
             calls.setdefault(node.target, []).append(node)
     clamped = 0
     for target, nodes in calls.items():
-        readers = {_clamp_bounds(u, modules) for n in nodes if not _clamp_bounds(n.args[0], modules) for u in n.users}
-        sources = {_clamp_bounds(n.args[0], modules) for n in nodes} - {None}
-        if len(readers) != 1 or None in readers or not sources <= readers:
+        sources = [_clamp_bounds(n.args[0], modules) for n in nodes]  # a clamp's output, or None
+        readers = {_clamp_bounds(u, modules) for n, s in zip(nodes, sources) if s is None for u in n.users}
+        if len(readers) != 1 or None in readers or not set(sources) - {None} <= readers:
             continue
         ((low, high),) = readers
         modules[target].register_forward_pre_hook(lambda _, args, lo=low, hi=high: (args[0].clamp(lo, hi),))
